@@ -1,0 +1,39 @@
+# citeqa: `make run` sets up, indexes seeds/ when needed and starts the service; `make test` runs the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install run index test lint typecheck eval bench clean
+
+install: $(STAMP)
+
+# torch first, pinned: that version's CPU wheel lies on this disk, a plain `torch` would pull a CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+index: install
+	$(BIN)/citeqa index
+
+run: install
+	@$(BIN)/citeqa index
+	$(BIN)/citeqa ask "Which city was the first Made in China 2025 pilot demonstration city?"
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+clean:
+	rm -rf .citeqa .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Indexing: load documents, chunk them with character offsets, embed them, store them."""

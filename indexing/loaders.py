@@ -1,0 +1,200 @@
+"""Turn files into Documents: plain text, Markdown, HTML (visible text) and PDF (text per page)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from indexing.errors import DocumentLoadError
+from indexing.types import Document, PageSpan
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
+MAX_PDF_PAGES = 5000
+
+_ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
+_SLASH_DATE = re.compile(r"\b(\d{4})/(\d{1,2})/(\d{1,2})\b")
+_MONTHS = (
+    "january february march april may june july august september october november december".split()
+)
+_WORDY_DATE = re.compile(
+    r"\b(" + "|".join(m.capitalize() for m in _MONTHS) + r")\s+(\d{1,2}),\s+(\d{4})\b"
+)
+
+
+@dataclass(frozen=True)
+class LoadProblem:
+    """A file that was skipped or could not be parsed, with the reason."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class LoadedCorpus:
+    documents: list[Document]
+    problems: list[LoadProblem]
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def decode_text(data: bytes, name: str) -> str:
+    if b"\x00" in data[:8192]:
+        raise DocumentLoadError(f"{name}: looks like binary data, not text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DocumentLoadError(f"{name}: not valid UTF-8 text (byte {exc.start})") from exc
+
+
+def find_date(text: str) -> str | None:
+    """The first date the opening of the text gives, as YYYY-MM-DD."""
+    head = text[:2000]
+    candidates: list[tuple[int, str]] = []
+    for match in _ISO_DATE.finditer(head):
+        year, month, day = match.groups()
+        if 1 <= int(month) <= 12 and 1 <= int(day) <= 31:
+            candidates.append((match.start(), f"{year}-{month}-{day}"))
+            break
+    for match in _SLASH_DATE.finditer(head):
+        year, month, day = match.groups()
+        if 1 <= int(month) <= 12 and 1 <= int(day) <= 31:
+            candidates.append((match.start(), f"{year}-{int(month):02d}-{int(day):02d}"))
+            break
+    for match in _WORDY_DATE.finditer(head):
+        month_name, day, year = match.groups()
+        month = _MONTHS.index(month_name.lower()) + 1
+        candidates.append((match.start(), f"{year}-{month:02d}-{int(day):02d}"))
+        break
+    return min(candidates)[1] if candidates else None
+
+
+def first_line_title(text: str, fallback: str) -> str:
+    for line in text.splitlines():
+        stripped = line.strip().lstrip("#").strip()
+        if stripped:
+            return stripped[:200]
+    return fallback
+
+
+def _tidy_lines(text: str) -> str:
+    """Strip each line and keep at most one blank line in a row (for extracted text only)."""
+    lines = [line.strip() for line in text.splitlines()]
+    tidy: list[str] = []
+    for line in lines:
+        if line or (tidy and tidy[-1]):
+            tidy.append(line)
+    return "\n".join(tidy).strip()
+
+
+def _load_plain(data: bytes, doc_id: str) -> tuple[str, str | None, tuple[PageSpan, ...]]:
+    return decode_text(data, doc_id), None, ()
+
+
+def _load_html(data: bytes, doc_id: str) -> tuple[str, str | None, tuple[PageSpan, ...]]:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(decode_text(data, doc_id), "html.parser")
+    title = soup.title.get_text(strip=True) if soup.title else None
+    for hidden in soup(["script", "style", "noscript", "template", "head", "svg"]):
+        hidden.decompose()
+    return _tidy_lines(soup.get_text("\n")), title or None, ()
+
+
+def _load_pdf(data: bytes, doc_id: str) -> tuple[str, str | None, tuple[PageSpan, ...]]:
+    import io
+
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if len(reader.pages) > MAX_PDF_PAGES:
+            raise DocumentLoadError(f"{doc_id}: PDF has {len(reader.pages)} pages (limit {MAX_PDF_PAGES})")
+        parts: list[str] = []
+        pages: list[PageSpan] = []
+        offset = 0
+        for number, page in enumerate(reader.pages, start=1):
+            page_text = _tidy_lines(page.extract_text() or "")
+            if parts:
+                offset += 2  # the "\n\n" that joins pages
+            pages.append(PageSpan(number=number, start=offset, end=offset + len(page_text)))
+            parts.append(page_text)
+            offset += len(page_text)
+        meta_title = reader.metadata.title if reader.metadata else None
+    except DocumentLoadError:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError, RecursionError) as exc:
+        raise DocumentLoadError(f"{doc_id}: cannot parse PDF ({type(exc).__name__}: {exc})") from exc
+    return "\n\n".join(parts), (str(meta_title).strip() or None) if meta_title else None, tuple(pages)
+
+
+_Parser = Callable[[bytes, str], tuple[str, str | None, tuple[PageSpan, ...]]]
+_PARSERS: dict[str, _Parser] = {
+    ".txt": _load_plain,
+    ".md": _load_plain,
+    ".markdown": _load_plain,
+    ".html": _load_html,
+    ".htm": _load_html,
+    ".pdf": _load_pdf,
+}
+
+
+def is_supported(name: str) -> bool:
+    return Path(name).suffix.lower() in _PARSERS
+
+
+def load_bytes(data: bytes, doc_id: str, source: str | None = None) -> Document:
+    """Parse one file's bytes; `doc_id` names the document and picks the parser by suffix."""
+    suffix = Path(doc_id).suffix.lower()
+    parser = _PARSERS.get(suffix)
+    if parser is None:
+        raise DocumentLoadError(f"{doc_id}: unsupported file type {suffix or '(none)'!r}")
+    text, title, pages = parser(data, doc_id)
+    if not text.strip():
+        raise DocumentLoadError(f"{doc_id}: no text found")
+    return Document(
+        id=doc_id,
+        text=text,
+        title=title or first_line_title(text, fallback=Path(doc_id).name),
+        content_hash=content_hash(data),
+        date=find_date(text),
+        source=source,
+        pages=pages,
+    )
+
+
+def load_file(path: Path, root: Path) -> Document:
+    doc_id = path.relative_to(root).as_posix()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DocumentLoadError(f"{doc_id}: cannot read ({exc.strerror})") from exc
+    return load_bytes(data, doc_id, source=str(path))
+
+
+def load_corpus(root: Path) -> LoadedCorpus:
+    """Load every supported file under `root`; skipped and broken files are reported, not fatal."""
+    documents: list[Document] = []
+    problems: list[LoadProblem] = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        if any(part.startswith(".") for part in path.relative_to(root).parts):
+            continue
+        if not is_supported(path.name):
+            log.warning("skipping %s: unsupported file type", rel)
+            problems.append(LoadProblem(rel, "unsupported file type"))
+            continue
+        try:
+            documents.append(load_file(path, root))
+        except DocumentLoadError as exc:
+            log.warning("could not load %s", exc)
+            problems.append(LoadProblem(rel, str(exc)))
+    return LoadedCorpus(documents=documents, problems=problems)

@@ -1,0 +1,382 @@
+"""The on-disk index: versioned directories with FAISS vectors, a SQLite store and a manifest.
+
+Layout of the index root:
+    CURRENT            name of the live version directory (replaced atomically)
+    v-<stamp>/         manifest.json, store.sqlite, embeddings.npy, vectors.faiss
+A build writes a new version directory and only then points CURRENT at it, so a crash at any
+point leaves the previous version live and loadable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from indexing.errors import CorruptIndexError, IndexMismatchError, IndexNotFoundError
+from indexing.types import Chunk, Document, DocumentInfo, PageSpan
+
+FORMAT_VERSION = 1
+CURRENT_FILE = "CURRENT"
+LOCK_FILE = ".lock"
+MANIFEST = "manifest.json"
+SQLITE_FILE = "store.sqlite"
+EMBEDDINGS_FILE = "embeddings.npy"
+FAISS_FILE = "vectors.faiss"
+DATA_FILES = (SQLITE_FILE, EMBEDDINGS_FILE, FAISS_FILE)
+
+_SCHEMA = """
+CREATE TABLE documents (
+    id TEXT PRIMARY KEY, title TEXT NOT NULL, date TEXT, content_hash TEXT NOT NULL,
+    source TEXT, pages TEXT NOT NULL, text TEXT NOT NULL, chunk_count INTEGER NOT NULL
+);
+CREATE TABLE chunks (
+    row INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc_id TEXT NOT NULL REFERENCES documents(id),
+    seq INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL, text TEXT NOT NULL
+);
+CREATE INDEX chunks_doc ON chunks(doc_id, seq);
+"""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    format_version: int
+    embedder: str
+    dimension: int
+    chunking: dict[str, int]
+    index_type: str
+    documents: dict[str, str]  # id -> content hash
+    files: dict[str, str]  # file name -> sha256
+    chunk_count: int
+    created_at: float
+    version: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Manifest:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """What a reader of the index expects; a mismatch means the index must be rebuilt."""
+
+    embedder: str
+    dimension: int
+    chunking: dict[str, int]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    with path.open("rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+@contextlib.contextmanager
+def write_lock(root: Path) -> Iterator[None]:
+    """Serialise writers of one index root, across threads and processes."""
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / LOCK_FILE).open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def current_version_dir(root: Path) -> Path | None:
+    pointer = root / CURRENT_FILE
+    if not pointer.is_file():
+        return None
+    name = pointer.read_text(encoding="utf-8").strip()
+    if not name or "/" in name or name.startswith("."):
+        raise CorruptIndexError(f"index at {root} is damaged (bad {CURRENT_FILE} file); re-run `citeqa index`")
+    return root / name
+
+
+def build_faiss_index(vectors: np.ndarray, index_type: str, hnsw_threshold: int) -> tuple[faiss.Index, str]:
+    """Exact inner product by default; HNSW when asked for or when the collection is large."""
+    dimension = vectors.shape[1]
+    kind = index_type
+    if kind == "auto":
+        kind = "hnsw" if vectors.shape[0] >= hnsw_threshold else "flat"
+    index: faiss.Index
+    if kind == "flat":
+        index = faiss.IndexFlatIP(dimension)
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dimension, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+    else:
+        raise ValueError(f"unknown index type {index_type!r} (use auto, flat or hnsw)")
+    if len(vectors):
+        index.add(vectors)
+    return index, kind
+
+
+class IndexWriter:
+    """Writes a complete new version of the index and makes it live atomically."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def write(
+        self,
+        documents: Sequence[Document],
+        chunks_by_doc: dict[str, list[Chunk]],
+        embeddings: np.ndarray,
+        spec: IndexSpec,
+        index_type: str = "auto",
+        hnsw_threshold: int = 200_000,
+    ) -> Manifest:
+        """`embeddings` rows follow the chunks of `documents` in order."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        version = f"v-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        staging = self.root / f".tmp-{version}"
+        staging.mkdir()
+        try:
+            chunk_count = self._write_sqlite(staging / SQLITE_FILE, documents, chunks_by_doc)
+            if chunk_count != len(embeddings):
+                raise ValueError(f"{chunk_count} chunks but {len(embeddings)} embeddings")
+            vectors = np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1, spec.dimension)
+            np.save(staging / EMBEDDINGS_FILE, vectors)
+            index, kind = build_faiss_index(vectors, index_type, hnsw_threshold)
+            faiss.write_index(index, str(staging / FAISS_FILE))
+            for name in DATA_FILES:
+                _fsync_file(staging / name)
+            manifest = Manifest(
+                format_version=FORMAT_VERSION,
+                embedder=spec.embedder,
+                dimension=spec.dimension,
+                chunking=dict(spec.chunking),
+                index_type=kind,
+                documents={d.id: d.content_hash for d in documents},
+                files={name: file_sha256(staging / name) for name in DATA_FILES},
+                chunk_count=chunk_count,
+                created_at=time.time(),
+                version=version,
+            )
+            (staging / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8")
+            _fsync_file(staging / MANIFEST)
+            final = self.root / version
+            staging.rename(final)
+            self._point_current_at(version)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        self._remove_stale(keep={version})
+        return manifest
+
+    def _write_sqlite(
+        self, path: Path, documents: Sequence[Document], chunks_by_doc: dict[str, list[Chunk]]
+    ) -> int:
+        conn = sqlite3.connect(path)
+        try:
+            conn.executescript(_SCHEMA)
+            row = 0
+            for doc in documents:
+                chunks = chunks_by_doc[doc.id]
+                conn.execute(
+                    "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        doc.id, doc.title, doc.date, doc.content_hash, doc.source,
+                        json.dumps([asdict(p) for p in doc.pages]), doc.text, len(chunks),
+                    ),
+                )
+                conn.executemany(
+                    "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(row + i, c.id, c.doc_id, c.seq, c.start, c.end, c.text) for i, c in enumerate(chunks)],
+                )
+                row += len(chunks)
+            conn.commit()
+        finally:
+            conn.close()
+        return row
+
+    def _point_current_at(self, version: str) -> None:
+        tmp = self.root / f".{CURRENT_FILE}.{uuid.uuid4().hex[:8]}"
+        tmp.write_text(version + "\n", encoding="utf-8")
+        _fsync_file(tmp)
+        os.replace(tmp, self.root / CURRENT_FILE)
+        _fsync_dir(self.root)
+
+    def _remove_stale(self, keep: set[str]) -> None:
+        """Drop old versions and leftovers of interrupted builds.
+
+        Readers that still hold an old version keep working: FAISS is in memory and an open SQLite
+        file survives unlinking on POSIX.
+        """
+        for entry in self.root.iterdir():
+            if entry.name in keep or entry.name in (CURRENT_FILE, LOCK_FILE):
+                continue
+            if entry.is_dir() and (entry.name.startswith("v-") or entry.name.startswith(".tmp-")):
+                shutil.rmtree(entry, ignore_errors=True)
+            elif entry.name.startswith(f".{CURRENT_FILE}."):
+                entry.unlink(missing_ok=True)
+
+
+class IndexSnapshot:
+    """One immutable, loaded version of the index. Safe to share between threads."""
+
+    def __init__(self, directory: Path, manifest: Manifest, index: faiss.Index, embeddings: np.ndarray) -> None:
+        self.directory = directory
+        self.manifest = manifest
+        self.index = index
+        self.embeddings = embeddings
+        self._conn = sqlite3.connect(
+            f"file:{directory / SQLITE_FILE}?mode=ro", uri=True, check_same_thread=False
+        )
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, root: Path, expected: IndexSpec | None = None, verify: bool = True) -> IndexSnapshot:
+        directory = current_version_dir(root)
+        if directory is None:
+            raise IndexNotFoundError(f"no index at {root}; build one with `citeqa index`")
+        manifest_path = directory / MANIFEST
+        try:
+            manifest = Manifest.from_json(json.loads(manifest_path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError) as exc:
+            raise CorruptIndexError(
+                f"index at {root} is damaged (unreadable manifest); re-run `citeqa index`"
+            ) from exc
+        if manifest.format_version != FORMAT_VERSION:
+            raise IndexMismatchError(
+                f"index at {root} has format {manifest.format_version}, this citeqa reads "
+                f"{FORMAT_VERSION}; re-index with `citeqa index --rebuild`"
+            )
+        if expected is not None:
+            check_compatible(manifest, expected, root)
+        if verify:
+            for name in DATA_FILES:
+                path = directory / name
+                if not path.is_file() or file_sha256(path) != manifest.files.get(name):
+                    raise CorruptIndexError(
+                        f"index at {root} is damaged ({name} is missing or fails its checksum); "
+                        "re-run `citeqa index --rebuild`"
+                    )
+        try:
+            index = faiss.read_index(str(directory / FAISS_FILE))
+            embeddings = np.load(directory / EMBEDDINGS_FILE, mmap_mode="r")
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise CorruptIndexError(f"index at {root} is damaged ({exc}); re-run `citeqa index --rebuild`") from exc
+        if index.ntotal != manifest.chunk_count or embeddings.shape != (manifest.chunk_count, manifest.dimension):
+            raise CorruptIndexError(f"index at {root} is inconsistent; re-run `citeqa index --rebuild`")
+        return cls(directory, manifest, index, embeddings)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._conn.execute(sql, tuple(params)).fetchall()
+
+    def chunks_by_rows(self, rows: Sequence[int]) -> dict[int, Chunk]:
+        if not rows:
+            return {}
+        marks = ",".join("?" * len(rows))
+        result = self._query(
+            f'SELECT row, id, doc_id, seq, start, "end", text FROM chunks WHERE row IN ({marks})',
+            [int(r) for r in rows],
+        )
+        return {r[0]: Chunk(id=r[1], doc_id=r[2], seq=r[3], start=r[4], end=r[5], text=r[6]) for r in result}
+
+    def iter_chunk_texts(self) -> list[tuple[int, str]]:
+        return [(r[0], r[1]) for r in self._query("SELECT row, text FROM chunks ORDER BY row")]
+
+    def chunks_of(self, doc_id: str) -> list[tuple[int, Chunk]]:
+        rows = self._query(
+            'SELECT row, id, doc_id, seq, start, "end", text FROM chunks WHERE doc_id = ? ORDER BY seq',
+            [doc_id],
+        )
+        return [(r[0], Chunk(id=r[1], doc_id=r[2], seq=r[3], start=r[4], end=r[5], text=r[6])) for r in rows]
+
+    def rows_of_documents(self, doc_ids: Sequence[str]) -> list[int]:
+        if not doc_ids:
+            return []
+        marks = ",".join("?" * len(doc_ids))
+        return [r[0] for r in self._query(f"SELECT row FROM chunks WHERE doc_id IN ({marks})", list(doc_ids))]
+
+    def document(self, doc_id: str) -> Document | None:
+        rows = self._query(
+            "SELECT id, text, title, content_hash, date, source, pages FROM documents WHERE id = ?", [doc_id]
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        pages = tuple(PageSpan(**p) for p in json.loads(r[6]))
+        return Document(id=r[0], text=r[1], title=r[2], content_hash=r[3], date=r[4], source=r[5], pages=pages)
+
+    def documents(self) -> list[Document]:
+        ids = [r[0] for r in self._query("SELECT id FROM documents ORDER BY id")]
+        return [doc for doc in (self.document(i) for i in ids) if doc is not None]
+
+    def titles(self, doc_ids: Iterable[str]) -> dict[str, str]:
+        ids = list(doc_ids)
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        return dict(self._query(f"SELECT id, title FROM documents WHERE id IN ({marks})", ids))  # type: ignore[arg-type]
+
+    def document_infos(self, offset: int = 0, limit: int | None = None) -> list[DocumentInfo]:
+        rows = self._query(
+            "SELECT id, title, date, content_hash, chunk_count, length(text), source, pages "
+            "FROM documents ORDER BY id LIMIT ? OFFSET ?",
+            [-1 if limit is None else limit, offset],
+        )
+        return [
+            DocumentInfo(
+                id=r[0], title=r[1], date=r[2], content_hash=r[3], chunk_count=r[4], length=r[5],
+                source=r[6], pages=tuple(PageSpan(**p) for p in json.loads(r[7])),
+            )
+            for r in rows
+        ]
+
+    def document_count(self) -> int:
+        return int(self._query("SELECT count(*) FROM documents")[0][0])
+
+
+def check_compatible(manifest: Manifest, expected: IndexSpec, root: Path) -> None:
+    problems = []
+    if manifest.embedder != expected.embedder:
+        problems.append(f"embedder {manifest.embedder!r} (expected {expected.embedder!r})")
+    if manifest.dimension != expected.dimension:
+        problems.append(f"dimension {manifest.dimension} (expected {expected.dimension})")
+    if problems:
+        raise IndexMismatchError(
+            f"index at {root} was built with {', '.join(problems)}; re-index with `citeqa index --rebuild`"
+        )

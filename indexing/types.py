@@ -1,0 +1,59 @@
+"""The data types shared by indexing, the service and the evaluation harness."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class PageSpan:
+    """Where one PDF page lies in its document's text."""
+
+    number: int
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Document:
+    """A loaded document. `text` is kept exactly as loaded: every offset points into it."""
+
+    id: str
+    text: str
+    title: str
+    content_hash: str
+    date: str | None = None
+    source: str | None = None
+    pages: tuple[PageSpan, ...] = ()
+
+    def page_at(self, offset: int) -> int | None:
+        for page in self.pages:
+            if page.start <= offset < page.end:
+                return page.number
+        return None
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A contiguous piece of a document: `document.text[start:end] == text`."""
+
+    id: str
+    doc_id: str
+    seq: int
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """A document's metadata without its text."""
+
+    id: str
+    title: str
+    date: str | None
+    content_hash: str
+    chunk_count: int
+    length: int
+    source: str | None = None
+    pages: tuple[PageSpan, ...] = field(default=())

@@ -1,0 +1,161 @@
+"""The `citeqa` command line: index, ask (and the commands other modules register)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pydantic import ValidationError  # noqa: E402
+
+from indexing.errors import CiteqaError  # noqa: E402
+from service.settings import Settings  # noqa: E402
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _settings_from(args: argparse.Namespace) -> Settings:
+    overrides = {}
+    if getattr(args, "index_dir", None):
+        overrides["index_dir"] = Path(args.index_dir)
+    if getattr(args, "device", None):
+        overrides["device"] = args.device
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def _highlight(text: str, start: int, end: int, tty: bool) -> str:
+    mark_on, mark_off = ("\033[1;33m", "\033[0m") if tty else ("[[", "]]")
+    return text[:start] + mark_on + text[start:end] + mark_off + text[end:]
+
+
+def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
+    from service.pipeline import QAPipeline
+
+    pipeline = QAPipeline(settings)
+    corpus = Path(args.path) if args.path else settings.corpus_dir
+    report = pipeline.index_folder(corpus, rebuild=args.rebuild, show_progress=sys.stderr.isatty())
+    for problem in report.problems:
+        print(f"skipped {problem.path}: {problem.reason}", file=sys.stderr)
+    print(
+        f"indexed {report.document_count} documents, {report.manifest.chunk_count} chunks "
+        f"({len(report.added)} added, {len(report.changed)} changed, {len(report.removed)} removed, "
+        f"{len(report.unchanged)} unchanged; {report.embedded_chunks} chunks embedded) "
+        f"in {report.seconds:.1f}s -> {pipeline.index_dir}"
+    )
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from service.pipeline import QAPipeline
+    from service.serialize import ask_json
+
+    pipeline = QAPipeline(settings)
+    pipeline.warm_up()
+    result = pipeline.ask(args.question, top_k=args.top_k, max_answers=args.max_answers)
+    if args.json:
+        print(json.dumps(ask_json(result), indent=2, ensure_ascii=False))
+        return 0
+    tty = sys.stdout.isatty()
+    if result.no_answer:
+        print(result.message)
+        if result.passages:
+            best = result.passages[0]
+            print(f"\nClosest passage ({best.title}, {best.chunk.doc_id}, chars {best.chunk.start}-{best.chunk.end}):")
+            print(textwrap.indent(textwrap.fill(best.chunk.text[:400], 100), "  "))
+        return 0
+    for number, answer in enumerate(result.answers, start=1):
+        c = answer.citation
+        label = "Answer" if number == 1 else f"Alternative {number - 1}"
+        print(f"{label}: {answer.text}   (score {answer.score:.2f})")
+        page = f", page {c.page}" if c.page else ""
+        print(f"  Source: {c.title} [{c.doc_id}{page}, chars {c.start}-{c.end}]")
+        context = _highlight(c.context.text, c.start - c.context.start, c.end - c.context.start, tty)
+        print(textwrap.indent("..." + " ".join(context.split()) + "...", "  "))
+        if number == 1 and len(result.answers) > 1:
+            print()
+    print(f"\n({result.timings_ms['total']:.0f} ms)")
+    return 0
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
+    parser = argparse.ArgumentParser(prog="citeqa", description="Cited extractive answers over your documents.")
+    parser.add_argument("--index-dir", help="index directory (CITEQA_INDEX_DIR)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where models run (CITEQA_DEVICE)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress and warnings")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    handlers: dict[str, Handler] = {}
+
+    p = sub.add_parser("index", help="index a folder of documents (default: seeds/)")
+    p.add_argument("path", nargs="?", help="corpus folder (CITEQA_CORPUS_DIR)")
+    p.add_argument("--rebuild", action="store_true", help="re-embed everything instead of only changes")
+    handlers["index"] = cmd_index
+
+    p = sub.add_parser("ask", help="answer a question with cited verbatim spans")
+    p.add_argument("question")
+    p.add_argument("--top-k", type=int, help="passages to retrieve and read")
+    p.add_argument("--max-answers", type=int, help="answers to show (best first)")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    handlers["ask"] = cmd_ask
+
+    for register in _extra_commands():
+        register(sub, handlers)
+    return parser, handlers
+
+
+def _extra_commands() -> list[Callable[[argparse._SubParsersAction, dict[str, Handler]], None]]:  # type: ignore[type-arg]
+    """Commands that live with the capability they drive (serve, eval, bench, ...)."""
+    import importlib
+
+    registers = []
+    for module_name in ("service.api.commands", "eval.commands"):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not module_name.startswith(exc.name):
+                raise
+            continue
+        registers.append(module.register)
+    return registers
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, handlers = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if not args.verbose:
+        for noisy in ("transformers", "sentence_transformers", "httpx"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+    for value_name in ("top_k", "max_answers"):
+        value = getattr(args, value_name, None)
+        if value is not None and value < 1:
+            print(f"citeqa: error: --{value_name.replace('_', '-')} must be at least 1", file=sys.stderr)
+            return 2
+    try:
+        settings = _settings_from(args)
+        return handlers[args.command](args, settings)
+    except CiteqaError as exc:
+        print(f"citeqa: error: {exc}", file=sys.stderr)
+        return 1
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        print(f"citeqa: error: bad setting {where}: {first['msg']}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("citeqa: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""QAPipeline: the one object that the CLI, HTTP API, chat endpoints and evaluation all call."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from indexing.build import BuildReport, IndexBuilder
+from indexing.chunking import ChunkingConfig
+from indexing.embedding import Embedder
+from indexing.errors import CiteqaError, IndexNotFoundError
+from indexing.store import IndexSnapshot, current_version_dir
+from indexing.types import Document
+from service.answering import NO_ANSWER_MESSAGE, AnswerAggregator, AnsweringConfig
+from service.reading import Reader
+from service.retrieval import HybridRetriever, SearchIndex
+from service.settings import Settings
+from service.types import AskResult, SearchResult
+
+log = logging.getLogger(__name__)
+
+
+class QuestionError(CiteqaError):
+    """The question itself is unusable (empty, too long)."""
+
+
+class DocumentNotFoundError(CiteqaError):
+    pass
+
+
+class QAPipeline:
+    """Cheap to construct; `warm_up()` loads the models and the index once.
+
+    Queries read an immutable `SearchIndex`; updates build a new index version and swap the
+    reference, so a query in flight never sees a half-updated index.
+    """
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        s = self.settings
+        self.embedder = Embedder(s.embedder_path, device=s.device, batch_size=s.embed_batch_size)
+        self.reader = Reader(
+            s.reader_path,
+            device=s.device,
+            max_length=s.reader_max_length,
+            stride=s.reader_stride,
+            max_question_tokens=s.max_question_tokens,
+            max_answer_tokens=s.max_answer_tokens,
+        )
+        self.retriever = HybridRetriever(self.embedder, candidates_k=s.candidates_k, rrf_k=s.rrf_k)
+        self.aggregator = AnswerAggregator(
+            AnsweringConfig(
+                max_answers=s.max_answers,
+                no_answer_margin=s.no_answer_margin,
+                reader_weight=s.reader_weight,
+                context_chars=s.context_chars,
+            )
+        )
+        self._index: SearchIndex | None = None
+        self._update_lock = threading.Lock()
+
+    # --- lifecycle -------------------------------------------------------------------------
+    @property
+    def index_dir(self) -> Path:
+        return self.settings.resolved_index_dir
+
+    def warm_up(self, require_index: bool = True) -> None:
+        self.embedder.warm_up()
+        self.reader.warm_up()
+        if require_index or current_version_dir(self.index_dir) is not None:
+            self.reload()
+
+    def reload(self) -> None:
+        snapshot = IndexSnapshot.open(
+            self.index_dir, expected=self.builder().spec(), verify=self.settings.verify_index
+        )
+        self._swap(SearchIndex.load(snapshot))
+
+    def _swap(self, index: SearchIndex) -> None:
+        # Old snapshots are left to the garbage collector: a query may still hold one.
+        self._index = index
+
+    @property
+    def ready(self) -> bool:
+        return self._index is not None
+
+    @property
+    def index(self) -> SearchIndex:
+        if self._index is None:
+            if current_version_dir(self.index_dir) is None:
+                raise IndexNotFoundError(f"no index at {self.index_dir}; build one with `citeqa index`")
+            self.reload()
+        assert self._index is not None
+        return self._index
+
+    def builder(self) -> IndexBuilder:
+        s = self.settings
+        return IndexBuilder(
+            self.index_dir,
+            self.embedder,
+            ChunkingConfig(max_tokens=s.chunk_tokens, overlap_tokens=s.chunk_overlap_tokens),
+            index_type=s.index_type,
+            hnsw_threshold=s.hnsw_threshold,
+        )
+
+    # --- questions -------------------------------------------------------------------------
+    def validate_question(self, question: str) -> str:
+        cleaned = question.strip()
+        if not cleaned:
+            raise QuestionError("the question is empty")
+        if len(cleaned) > self.settings.max_question_chars:
+            raise QuestionError(
+                f"the question is {len(cleaned)} characters long; the limit is {self.settings.max_question_chars}"
+            )
+        return cleaned
+
+    def search(
+        self, query: str, top_k: int | None = None, document_ids: Sequence[str] | None = None
+    ) -> SearchResult:
+        query = self.validate_question(query)
+        index = self.index
+        started = time.perf_counter()
+        passages = self.retriever.retrieve(index, query, top_k or self.settings.top_k, document_ids)
+        elapsed = (time.perf_counter() - started) * 1000
+        return SearchResult(
+            query=query,
+            passages=passages,
+            timings_ms={"retrieve": round(elapsed, 2), "total": round(elapsed, 2)},
+            index_version=index.snapshot.version,
+        )
+
+    def ask(
+        self,
+        question: str,
+        top_k: int | None = None,
+        max_answers: int | None = None,
+        document_ids: Sequence[str] | None = None,
+    ) -> AskResult:
+        question = self.validate_question(question)
+        index = self.index
+        started = time.perf_counter()
+        passages = self.retriever.retrieve(index, question, top_k or self.settings.top_k, document_ids)
+        retrieved = time.perf_counter()
+        candidates = self.reader.read(question, [p.chunk.text for p in passages])
+        answers, no_answer = self.aggregator.aggregate(
+            candidates, passages, index.snapshot.document, max_answers=max_answers
+        )
+        finished = time.perf_counter()
+        if no_answer:
+            answers = []
+        return AskResult(
+            question=question,
+            answers=answers,
+            passages=passages,
+            no_answer=no_answer,
+            message=NO_ANSWER_MESSAGE if no_answer else "",
+            timings_ms={
+                "retrieve": round((retrieved - started) * 1000, 2),
+                "read": round((finished - retrieved) * 1000, 2),
+                "total": round((finished - started) * 1000, 2),
+            },
+            index_version=index.snapshot.version,
+        )
+
+    # --- documents -------------------------------------------------------------------------
+    def index_folder(self, corpus: Path | None = None, rebuild: bool = False, show_progress: bool = False) -> BuildReport:
+        builder = self.builder()
+        builder.show_progress = show_progress
+        with self._update_lock:
+            report = builder.build_from_folder(corpus or self.settings.corpus_dir, rebuild=rebuild)
+            self.reload()
+        return report
+
+    def add_documents(self, documents: Sequence[Document]) -> BuildReport:
+        """Add or replace documents (by id), re-embedding only those."""
+        with self._update_lock:
+            current = {d.id: d for d in self._current_documents()}
+            for doc in documents:
+                current[doc.id] = doc
+            report = self.builder().build(list(current.values()))
+            self.reload()
+        return report
+
+    def delete_document(self, doc_id: str) -> BuildReport:
+        with self._update_lock:
+            current = {d.id: d for d in self._current_documents()}
+            if doc_id not in current:
+                raise DocumentNotFoundError(f"no document with id {doc_id!r}")
+            del current[doc_id]
+            report = self.builder().build(list(current.values()))
+            self.reload()
+        return report
+
+    def _current_documents(self) -> list[Document]:
+        if current_version_dir(self.index_dir) is None:
+            return []
+        return self.index.snapshot.documents()

