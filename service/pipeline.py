@@ -38,11 +38,14 @@ class QAPipeline:
     reference, so a query in flight never sees a half-updated index.
     """
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(
+        self, settings: Settings | None = None, embedder: Embedder | None = None, reader: Reader | None = None
+    ) -> None:
+        """Pass `embedder` and `reader` to share already-loaded models between pipelines."""
         self.settings = settings or Settings()
         s = self.settings
-        self.embedder = Embedder(s.embedder_path, device=s.device, batch_size=s.embed_batch_size)
-        self.reader = Reader(
+        self.embedder = embedder or Embedder(s.embedder_path, device=s.device, batch_size=s.embed_batch_size)
+        self.reader = reader or Reader(
             s.reader_path,
             device=s.device,
             max_length=s.reader_max_length,

@@ -1,0 +1,68 @@
+"""Shared fixtures: the real models, loaded once per test session, and pipelines over seeds/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from indexing.embedding import Embedder  # noqa: E402
+from service.pipeline import QAPipeline  # noqa: E402
+from service.reading import Reader  # noqa: E402
+from service.settings import REPO_ROOT, Settings  # noqa: E402
+
+SEEDS = REPO_ROOT / "seeds"
+SEED_DOC_ID = "000_d31740c80f9a4c4e.txt"
+
+
+@pytest.fixture(scope="session")
+def seed_text() -> str:
+    return (SEEDS / SEED_DOC_ID).read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    model = Embedder(device="cpu")
+    model.warm_up()
+    return model
+
+
+@pytest.fixture(scope="session")
+def reader() -> Reader:
+    model = Reader(Settings().reader_path, device="cpu")
+    model.warm_up()
+    return model
+
+
+PipelineFactory = Callable[..., QAPipeline]
+
+
+@pytest.fixture(scope="session")
+def make_pipeline(
+    tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, reader: Reader
+) -> PipelineFactory:
+    """A fresh pipeline with its own data directory (a copy of seeds/ indexed), sharing the models."""
+
+    def factory(corpus: Path | None = None, index: bool = True, **overrides: object) -> QAPipeline:
+        data_dir = tmp_path_factory.mktemp("citeqa-data")
+        corpus_dir = data_dir / "corpus"
+        shutil.copytree(corpus or SEEDS, corpus_dir)
+        settings = Settings(data_dir=data_dir, corpus_dir=corpus_dir, device="cpu", **overrides)  # type: ignore[arg-type]
+        pipeline = QAPipeline(settings, embedder=embedder, reader=reader)
+        if index:
+            pipeline.index_folder(corpus_dir)
+        return pipeline
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def seed_pipeline(make_pipeline: PipelineFactory) -> QAPipeline:
+    """A read-only pipeline over seeds/: tests must not add or delete documents through it."""
+    return make_pipeline()
