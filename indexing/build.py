@@ -98,9 +98,9 @@ class IndexBuilder:
         return report
 
     def _open_previous(self) -> IndexSnapshot | None:
-        if current_version_dir(self.root) is None:
-            return None
         try:
+            if current_version_dir(self.root) is None:
+                return None
             previous = IndexSnapshot.open(self.root, expected=self.spec())
         except IndexMismatchError as exc:
             log.warning("rebuilding from scratch: %s", exc)

@@ -14,7 +14,9 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
+import signal
 import sqlite3
 import threading
 import time
@@ -26,11 +28,13 @@ from typing import Any
 
 import faiss
 import numpy as np
+from pydantic import TypeAdapter
 
 from indexing.errors import CorruptIndexError, IndexMismatchError, IndexNotFoundError
 from indexing.types import Chunk, Document, DocumentInfo, PageSpan
 
 FORMAT_VERSION = 1
+_VERSION_NAME = re.compile(r"v-[0-9A-Za-z-]{1,64}")
 CURRENT_FILE = "CURRENT"
 LOCK_FILE = ".lock"
 MANIFEST = "manifest.json"
@@ -38,6 +42,10 @@ SQLITE_FILE = "store.sqlite"
 EMBEDDINGS_FILE = "embeddings.npy"
 FAISS_FILE = "vectors.faiss"
 DATA_FILES = (SQLITE_FILE, EMBEDDINGS_FILE, FAISS_FILE)
+# Test hook (tests/indexing/test_crash_safety.py): naming a stage here makes the writer SIGKILL itself
+# there, so tests can stop a build at exact points; unset, it costs one dict lookup per stage.
+CRASH_AT_ENV = "CITEQA_TEST_CRASH_AT"
+CRASH_STAGES = ("after_sqlite", "after_faiss", "before_rename", "before_swap", "after_swap")
 
 _SCHEMA = """
 CREATE TABLE documents (
@@ -72,6 +80,9 @@ class Manifest:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+_MANIFEST_ADAPTER = TypeAdapter(Manifest)
+
+
 @dataclass(frozen=True)
 class IndexSpec:
     """What a reader of the index expects; a mismatch means the index must be rebuilt."""
@@ -87,6 +98,12 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _crash_point(stage: str) -> None:
+    """Die as abruptly as a power cut when the test hook names `stage` (see CRASH_AT_ENV)."""
+    if os.environ.get(CRASH_AT_ENV) == stage:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -115,13 +132,22 @@ def write_lock(root: Path) -> Iterator[None]:
 
 
 def current_version_dir(root: Path) -> Path | None:
+    """The live version directory, None when there is no index; a bad pointer is CorruptIndexError."""
     pointer = root / CURRENT_FILE
     if not pointer.is_file():
         return None
-    name = pointer.read_text(encoding="utf-8").strip()
-    if not name or "/" in name or name.startswith("."):
-        raise CorruptIndexError(f"index at {root} is damaged (bad {CURRENT_FILE} file); re-run `citeqa index`")
+    try:
+        name = pointer.read_bytes().decode("ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _damaged(root, f"unreadable {CURRENT_FILE} file") from exc
+    # Only names the writer makes: anything else (a path, "..", junk) must not be followed.
+    if not _VERSION_NAME.fullmatch(name):
+        raise _damaged(root, f"bad {CURRENT_FILE} file")
     return root / name
+
+
+def _damaged(root: Path, what: str) -> CorruptIndexError:
+    return CorruptIndexError(f"index at {root} is damaged ({what}); re-run `citeqa index --rebuild`")
 
 
 def build_faiss_index(vectors: np.ndarray, index_type: str, hnsw_threshold: int) -> tuple[faiss.Index, str]:
@@ -165,12 +191,14 @@ class IndexWriter:
         staging.mkdir()
         try:
             chunk_count = self._write_sqlite(staging / SQLITE_FILE, documents, chunks_by_doc)
+            _crash_point("after_sqlite")
             if chunk_count != len(embeddings):
                 raise ValueError(f"{chunk_count} chunks but {len(embeddings)} embeddings")
             vectors = np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1, spec.dimension)
             np.save(staging / EMBEDDINGS_FILE, vectors)
             index, kind = build_faiss_index(vectors, index_type, hnsw_threshold)
             faiss.write_index(index, str(staging / FAISS_FILE))
+            _crash_point("after_faiss")
             for name in DATA_FILES:
                 _fsync_file(staging / name)
             manifest = Manifest(
@@ -187,12 +215,14 @@ class IndexWriter:
             )
             (staging / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8")
             _fsync_file(staging / MANIFEST)
+            _crash_point("before_rename")
             final = self.root / version
             staging.rename(final)
             self._point_current_at(version)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        _crash_point("after_swap")
         self._remove_stale(keep={version})
         return manifest
 
@@ -226,6 +256,7 @@ class IndexWriter:
         tmp = self.root / f".{CURRENT_FILE}.{uuid.uuid4().hex[:8]}"
         tmp.write_text(version + "\n", encoding="utf-8")
         _fsync_file(tmp)
+        _crash_point("before_swap")
         os.replace(tmp, self.root / CURRENT_FILE)
         _fsync_dir(self.root)
 
@@ -247,7 +278,9 @@ class IndexWriter:
 class IndexSnapshot:
     """One immutable, loaded version of the index. Safe to share between threads."""
 
-    def __init__(self, directory: Path, manifest: Manifest, index: faiss.Index, embeddings: np.ndarray) -> None:
+    def __init__(
+        self, directory: Path, manifest: Manifest, index: faiss.Index, embeddings: np.ndarray
+    ) -> None:
         self.directory = directory
         self.manifest = manifest
         self.index = index
@@ -259,16 +292,18 @@ class IndexSnapshot:
 
     @classmethod
     def open(cls, root: Path, expected: IndexSpec | None = None, verify: bool = True) -> IndexSnapshot:
+        """Load the live version; any damaged or missing part raises CorruptIndexError.
+
+        With `verify` every data file must match its manifest checksum. Without it, the sizes and
+        counts are still checked, so a truncated file is reported here rather than failing (or
+        crashing) inside FAISS, NumPy or SQLite later.
+        """
         directory = current_version_dir(root)
         if directory is None:
             raise IndexNotFoundError(f"no index at {root}; build one with `citeqa index`")
-        manifest_path = directory / MANIFEST
-        try:
-            manifest = Manifest.from_json(json.loads(manifest_path.read_text(encoding="utf-8")))
-        except (OSError, ValueError, TypeError) as exc:
-            raise CorruptIndexError(
-                f"index at {root} is damaged (unreadable manifest); re-run `citeqa index`"
-            ) from exc
+        if not directory.is_dir():
+            raise _damaged(root, f"{CURRENT_FILE} names {directory.name}, which is missing")
+        manifest = _read_manifest(directory, root)
         if manifest.format_version != FORMAT_VERSION:
             raise IndexMismatchError(
                 f"index at {root} has format {manifest.format_version}, this citeqa reads "
@@ -276,22 +311,27 @@ class IndexSnapshot:
             )
         if expected is not None:
             check_compatible(manifest, expected, root)
-        if verify:
-            for name in DATA_FILES:
-                path = directory / name
-                if not path.is_file() or file_sha256(path) != manifest.files.get(name):
-                    raise CorruptIndexError(
-                        f"index at {root} is damaged ({name} is missing or fails its checksum); "
-                        "re-run `citeqa index --rebuild`"
-                    )
+        for name in DATA_FILES:
+            path = directory / name
+            if not path.is_file():
+                raise _damaged(root, f"{name} is missing")
+            if verify and file_sha256(path) != manifest.files.get(name):
+                raise _damaged(root, f"{name} fails its checksum")
+        index, embeddings = _load_vectors(directory, manifest, root)
         try:
-            index = faiss.read_index(str(directory / FAISS_FILE))
-            embeddings = np.load(directory / EMBEDDINGS_FILE, mmap_mode="r")
-        except (RuntimeError, ValueError, OSError) as exc:
-            raise CorruptIndexError(f"index at {root} is damaged ({exc}); re-run `citeqa index --rebuild`") from exc
-        if index.ntotal != manifest.chunk_count or embeddings.shape != (manifest.chunk_count, manifest.dimension):
-            raise CorruptIndexError(f"index at {root} is inconsistent; re-run `citeqa index --rebuild`")
-        return cls(directory, manifest, index, embeddings)
+            snapshot = cls(directory, manifest, index, embeddings)
+        except sqlite3.Error as exc:
+            raise _damaged(root, f"{SQLITE_FILE} cannot be opened: {exc}") from exc
+        try:
+            chunk_rows = snapshot._query("SELECT count(*) FROM chunks")[0][0]
+            doc_rows = snapshot.document_count()
+        except sqlite3.Error as exc:
+            snapshot.close()
+            raise _damaged(root, f"{SQLITE_FILE} cannot be read: {exc}") from exc
+        if chunk_rows != manifest.chunk_count or doc_rows != len(manifest.documents):
+            snapshot.close()
+            raise _damaged(root, f"{SQLITE_FILE} does not match the manifest")
+        return snapshot
 
     def close(self) -> None:
         with self._lock:
@@ -339,7 +379,9 @@ class IndexSnapshot:
             return None
         r = rows[0]
         pages = tuple(PageSpan(**p) for p in json.loads(r[6]))
-        return Document(id=r[0], text=r[1], title=r[2], content_hash=r[3], date=r[4], source=r[5], pages=pages)
+        return Document(
+            id=r[0], text=r[1], title=r[2], content_hash=r[3], date=r[4], source=r[5], pages=pages
+        )
 
     def documents(self) -> list[Document]:
         ids = [r[0] for r in self._query("SELECT id FROM documents ORDER BY id")]
@@ -368,6 +410,39 @@ class IndexSnapshot:
 
     def document_count(self) -> int:
         return int(self._query("SELECT count(*) FROM documents")[0][0])
+
+
+def _read_manifest(directory: Path, root: Path) -> Manifest:
+    try:
+        data = json.loads((directory / MANIFEST).read_bytes())
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        known = {k: v for k, v in data.items() if k in Manifest.__dataclass_fields__}
+        return _MANIFEST_ADAPTER.validate_python(known)
+    except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        raise _damaged(root, f"unreadable {MANIFEST}") from exc
+
+
+def _load_vectors(directory: Path, manifest: Manifest, root: Path) -> tuple[faiss.Index, np.ndarray]:
+    vector_bytes = 4 * manifest.dimension * manifest.chunk_count
+    for name in (FAISS_FILE, EMBEDDINGS_FILE):
+        # Both hold every vector as float32; a shorter file is truncated, and FAISS is not
+        # handed a file whose header could promise more data than there is.
+        if (directory / name).stat().st_size < vector_bytes:
+            raise _damaged(root, f"{name} is truncated")
+    try:
+        index = faiss.read_index(str(directory / FAISS_FILE))
+    except Exception as exc:  # FAISS reports every kind of bad file as RuntimeError with a C++ trace
+        raise _damaged(root, f"{FAISS_FILE} cannot be read") from exc
+    try:
+        embeddings = np.load(directory / EMBEDDINGS_FILE, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:  # NumPy raises ValueError, EOFError, OSError... for a bad .npy file
+        raise _damaged(root, f"{EMBEDDINGS_FILE} cannot be read") from exc
+    if index.ntotal != manifest.chunk_count or index.d != manifest.dimension:
+        raise _damaged(root, f"{FAISS_FILE} does not match the manifest")
+    if embeddings.shape != (manifest.chunk_count, manifest.dimension) or embeddings.dtype != np.float32:
+        raise _damaged(root, f"{EMBEDDINGS_FILE} does not match the manifest")
+    return index, embeddings
 
 
 def check_compatible(manifest: Manifest, expected: IndexSpec, root: Path) -> None:
