@@ -90,11 +90,14 @@ class QAPipeline:
     def ready(self) -> bool:
         return self._index is not None
 
+    def require_index(self) -> None:
+        if current_version_dir(self.index_dir) is None:
+            raise IndexNotFoundError(f"no index at {self.index_dir}; build one with `citeqa index`")
+
     @property
     def index(self) -> SearchIndex:
         if self._index is None:
-            if current_version_dir(self.index_dir) is None:
-                raise IndexNotFoundError(f"no index at {self.index_dir}; build one with `citeqa index`")
+            self.require_index()
             self.reload()
         assert self._index is not None
         return self._index
@@ -115,9 +118,8 @@ class QAPipeline:
         if not cleaned:
             raise QuestionError("the question is empty")
         if len(cleaned) > self.settings.max_question_chars:
-            raise QuestionError(
-                f"the question is {len(cleaned)} characters long; the limit is {self.settings.max_question_chars}"
-            )
+            limit = self.settings.max_question_chars
+            raise QuestionError(f"the question is {len(cleaned)} characters long; the limit is {limit}")
         return cleaned
 
     def search(
@@ -169,7 +171,9 @@ class QAPipeline:
         )
 
     # --- documents -------------------------------------------------------------------------
-    def index_folder(self, corpus: Path | None = None, rebuild: bool = False, show_progress: bool = False) -> BuildReport:
+    def index_folder(
+        self, corpus: Path | None = None, rebuild: bool = False, show_progress: bool = False
+    ) -> BuildReport:
         builder = self.builder()
         builder.show_progress = show_progress
         with self._update_lock:
