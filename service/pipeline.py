@@ -63,7 +63,7 @@ class QAPipeline:
             )
         )
         self._index: SearchIndex | None = None
-        self._update_lock = threading.Lock()
+        self._update_lock = threading.RLock()
 
     # --- lifecycle -------------------------------------------------------------------------
     @property
@@ -96,11 +96,22 @@ class QAPipeline:
 
     @property
     def index(self) -> SearchIndex:
-        if self._index is None:
-            self.require_index()
-            self.reload()
+        """The live index; a new version written by another process (`citeqa index`) is picked up."""
+        current = self._index
+        if current is None or self._live_version() not in (None, current.snapshot.version):
+            with self._update_lock:
+                if self._index is current:
+                    self.require_index()
+                    self.reload()
         assert self._index is not None
         return self._index
+
+    def _live_version(self) -> str | None:
+        try:
+            directory = current_version_dir(self.index_dir)
+        except CiteqaError:
+            return None
+        return directory.name if directory is not None else None
 
     def builder(self) -> IndexBuilder:
         s = self.settings
