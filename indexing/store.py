@@ -238,8 +238,14 @@ class IndexWriter:
                 conn.execute(
                     "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        doc.id, doc.title, doc.date, doc.content_hash, doc.source,
-                        json.dumps([asdict(p) for p in doc.pages]), doc.text, len(chunks),
+                        doc.id,
+                        doc.title,
+                        doc.date,
+                        doc.content_hash,
+                        doc.source,
+                        json.dumps([asdict(p) for p in doc.pages]),
+                        doc.text,
+                        len(chunks),
                     ),
                 )
                 conn.executemany(
@@ -392,7 +398,9 @@ class IndexSnapshot:
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
-        return dict(self._query(f"SELECT id, title FROM documents WHERE id IN ({marks})", ids))  # type: ignore[arg-type]
+        return {
+            r[0]: r[1] for r in self._query(f"SELECT id, title FROM documents WHERE id IN ({marks})", ids)
+        }
 
     def document_infos(self, offset: int = 0, limit: int | None = None) -> list[DocumentInfo]:
         rows = self._query(
@@ -402,8 +410,14 @@ class IndexSnapshot:
         )
         return [
             DocumentInfo(
-                id=r[0], title=r[1], date=r[2], content_hash=r[3], chunk_count=r[4], length=r[5],
-                source=r[6], pages=tuple(PageSpan(**p) for p in json.loads(r[7])),
+                id=r[0],
+                title=r[1],
+                date=r[2],
+                content_hash=r[3],
+                chunk_count=r[4],
+                length=r[5],
+                source=r[6],
+                pages=tuple(PageSpan(**p) for p in json.loads(r[7])),
             )
             for r in rows
         ]

@@ -180,7 +180,11 @@ def test_cli_ask_on_a_damaged_index_prints_one_line(built_index: Path, tmp_path:
     env.update(PYTHONPATH=str(REPO_ROOT), HF_HUB_OFFLINE="1", CITEQA_INDEX_DIR=str(root), CITEQA_DEVICE="cpu")
     done = subprocess.run(
         [sys.executable, "-m", "service.cli", "ask", SEED_QUESTION],
-        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240,
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert done.returncode == 1
     assert done.stdout == ""

@@ -100,8 +100,12 @@ def crashes(
 
     children = [
         subprocess.Popen(
-            index_command(c.corpus), env=child_env(c.data_dir, c.stage), cwd=REPO_ROOT,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            index_command(c.corpus),
+            env=child_env(c.data_dir, c.stage),
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for c in scenarios
     ]
@@ -191,8 +195,12 @@ def test_cli_index_completes_after_killed_first_build(crashes: dict[tuple[str, s
     fresh = crash.data_dir.parent / "debris"
     assert leftovers(fresh / "index")
     done = subprocess.run(
-        index_command(crash.corpus), env=child_env(fresh, None), cwd=REPO_ROOT,
-        capture_output=True, text=True, timeout=CHILD_TIMEOUT_S,
+        index_command(crash.corpus),
+        env=child_env(fresh, None),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT_S,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "indexed 1 documents" in done.stdout
