@@ -16,6 +16,11 @@ log = logging.getLogger(__name__)
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
 MAX_PDF_PAGES = 5000
+# Bounds for hostile or broken files: a small compressed PDF can expand into gigabytes of text,
+# which would then be chunked and embedded. Policy documents are far below these.
+MAX_TEXT_CHARS = 10_000_000
+MAX_FILE_BYTES = 256 * 1024 * 1024
+MAX_PDF_SECONDS = 120.0
 
 _ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
 _SLASH_DATE = re.compile(r"\b(\d{4})/(\d{1,2})/(\d{1,2})\b")
@@ -54,13 +59,20 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+
+
 def decode_text(data: bytes, name: str) -> str:
     if b"\x00" in data[:8192]:
         raise DocumentLoadError(f"{name}: looks like binary data, not text")
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DocumentLoadError(f"{name}: not valid UTF-8 text (byte {exc.start})") from exc
+    head = text[:8192]
+    if head and len(_CONTROL.findall(head)) > len(head) // 10:
+        raise DocumentLoadError(f"{name}: looks like binary data, not text")
+    return text
 
 
 def find_date(text: str) -> str | None:
@@ -103,26 +115,41 @@ def _tidy_lines(text: str) -> str:
     return "\n".join(tidy).strip()
 
 
-def _load_plain(data: bytes, doc_id: str) -> tuple[str, str | None, tuple[PageSpan, ...]]:
-    return decode_text(data, doc_id), None, ()
+def _too_long(doc_id: str, max_chars: int) -> DocumentLoadError:
+    return DocumentLoadError(f"{doc_id}: more than {max_chars:,} characters of text (the limit)")
 
 
-def _load_html(data: bytes, doc_id: str) -> tuple[str, str | None, tuple[PageSpan, ...]]:
+def _load_plain(data: bytes, doc_id: str, max_chars: int) -> tuple[str, str | None, tuple[PageSpan, ...]]:
+    text = decode_text(data, doc_id)
+    if len(text) > max_chars:
+        raise _too_long(doc_id, max_chars)
+    return text, None, ()
+
+
+def _load_html(data: bytes, doc_id: str, max_chars: int) -> tuple[str, str | None, tuple[PageSpan, ...]]:
     from bs4 import BeautifulSoup
 
-    soup = BeautifulSoup(decode_text(data, doc_id), "html.parser")
-    title = soup.title.get_text(strip=True) if soup.title else None
-    for hidden in soup(["script", "style", "noscript", "template", "head", "svg"]):
-        hidden.decompose()
-    return _tidy_lines(soup.get_text("\n")), title or None, ()
+    markup = decode_text(data, doc_id)
+    try:
+        soup = BeautifulSoup(markup, "html.parser")
+        title = soup.title.get_text(strip=True) if soup.title else None
+        for hidden in soup(["script", "style", "noscript", "template", "head", "svg"]):
+            hidden.decompose()
+        text = _tidy_lines(soup.get_text("\n"))
+    except Exception as exc:  # a parser bug on hostile markup must not escape as a crash
+        raise DocumentLoadError(f"{doc_id}: cannot parse HTML ({type(exc).__name__})") from exc
+    if len(text) > max_chars:
+        raise _too_long(doc_id, max_chars)
+    return text, title or None, ()
 
 
-def _load_pdf(data: bytes, doc_id: str) -> tuple[str, str | None, tuple[PageSpan, ...]]:
+def _load_pdf(data: bytes, doc_id: str, max_chars: int) -> tuple[str, str | None, tuple[PageSpan, ...]]:
     import io
+    import time
 
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
 
+    started = time.monotonic()
     try:
         reader = PdfReader(io.BytesIO(data))
         if len(reader.pages) > MAX_PDF_PAGES:
@@ -137,15 +164,22 @@ def _load_pdf(data: bytes, doc_id: str) -> tuple[str, str | None, tuple[PageSpan
             pages.append(PageSpan(number=number, start=offset, end=offset + len(page_text)))
             parts.append(page_text)
             offset += len(page_text)
+            if offset > max_chars:
+                raise _too_long(doc_id, max_chars)
+            if time.monotonic() - started > MAX_PDF_SECONDS:
+                raise DocumentLoadError(f"{doc_id}: PDF text extraction took over {MAX_PDF_SECONDS:.0f}s")
         meta_title = reader.metadata.title if reader.metadata else None
     except DocumentLoadError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError, RecursionError) as exc:
-        raise DocumentLoadError(f"{doc_id}: cannot parse PDF ({type(exc).__name__}: {exc})") from exc
+    except Exception as exc:
+        # pypdf signals bad input with many exception types (PdfReadError, LimitReachedError on
+        # decompression bombs, KeyError, struct.error, RecursionError...): all mean "unreadable".
+        detail = str(exc).splitlines()[0][:160] if str(exc) else ""
+        raise DocumentLoadError(f"{doc_id}: cannot parse PDF ({type(exc).__name__}: {detail})") from exc
     return "\n\n".join(parts), (str(meta_title).strip() or None) if meta_title else None, tuple(pages)
 
 
-_Parser = Callable[[bytes, str], tuple[str, str | None, tuple[PageSpan, ...]]]
+_Parser = Callable[[bytes, str, int], tuple[str, str | None, tuple[PageSpan, ...]]]
 _PARSERS: dict[str, _Parser] = {
     ".txt": _load_plain,
     ".md": _load_plain,
@@ -160,13 +194,18 @@ def is_supported(name: str) -> bool:
     return Path(name).suffix.lower() in _PARSERS
 
 
-def load_bytes(data: bytes, doc_id: str, source: str | None = None) -> Document:
-    """Parse one file's bytes; `doc_id` names the document and picks the parser by suffix."""
+def load_bytes(
+    data: bytes, doc_id: str, source: str | None = None, max_chars: int = MAX_TEXT_CHARS
+) -> Document:
+    """Parse one file's bytes; `doc_id` names the document and picks the parser by suffix.
+
+    Every problem with the content, however hostile, is a DocumentLoadError naming `doc_id`.
+    """
     suffix = Path(doc_id).suffix.lower()
     parser = _PARSERS.get(suffix)
     if parser is None:
         raise DocumentLoadError(f"{doc_id}: unsupported file type {suffix or '(none)'!r}")
-    text, title, pages = parser(data, doc_id)
+    text, title, pages = parser(data, doc_id, max_chars)
     if not text.strip():
         raise DocumentLoadError(f"{doc_id}: no text found")
     return Document(
@@ -183,6 +222,9 @@ def load_bytes(data: bytes, doc_id: str, source: str | None = None) -> Document:
 def load_file(path: Path, root: Path) -> Document:
     doc_id = path.relative_to(root).as_posix()
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise DocumentLoadError(f"{doc_id}: file is {size:,} bytes (limit {MAX_FILE_BYTES:,})")
         data = path.read_bytes()
     except OSError as exc:
         raise DocumentLoadError(f"{doc_id}: cannot read ({exc.strerror})") from exc
