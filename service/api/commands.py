@@ -65,7 +65,7 @@ def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction, handlers: dict[str, Any]) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], handlers: dict[str, Any]) -> None:
     p = sub.add_parser("serve", help="serve the HTTP API, the chat endpoint, MCP and the web page")
     p.add_argument("--host", help="address to listen on (CITEQA_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (CITEQA_PORT, default 8000)")

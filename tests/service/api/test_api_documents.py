@@ -13,7 +13,8 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 LIGHTHOUSE = (
     "Harbour Lighthouse Regulations\n\n"
     "The lighthouse keeper must light the lamp every evening at sunset. "
-    "The lamp of the Harbour Lighthouse burns whale-free paraffin supplied by the Port Authority of Eastmere.\n"
+    "The lamp of the Harbour Lighthouse burns whale-free paraffin "
+    "supplied by the Port Authority of Eastmere.\n"
 )
 
 
@@ -145,7 +146,8 @@ def test_oversize_streamed_upload_without_length_is_cut_off(writable_client: Cli
     boundary = "xyz"
 
     def body() -> Iterator[bytes]:
-        yield f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.txt"\r\n\r\n'.encode()
+        yield f"--{boundary}\r\n".encode()
+        yield b'Content-Disposition: form-data; name="file"; filename="big.txt"\r\n\r\n'
         for _ in range(20):
             yield b"a" * 1024
         yield f"\r\n--{boundary}--\r\n".encode()
