@@ -38,16 +38,18 @@ def _warm_up(state: ServiceState) -> None:
         state.load_error = f"could not load the models: {exc}"
         log.exception("could not load the models")
         return
-    state.models_loaded = True
     if current_version_dir(pipeline.index_dir) is None:
         log.warning("no index at %s: run `citeqa index` or upload a document", pipeline.index_dir)
-        return
-    try:
-        pipeline.reload()
-    except CiteqaError as exc:
-        # Queries will answer 503 with the same message until the index is repaired.
-        state.load_error = str(exc)
-        log.error("could not load the index: %s", exc)
+    else:
+        try:
+            pipeline.reload()
+            # One question end to end, so that the first user does not pay for first-call set-up.
+            pipeline.ask("What is this document about?")
+        except CiteqaError as exc:
+            # Queries will answer 503 with the same message until the index is repaired.
+            state.load_error = str(exc)
+            log.error("could not load the index: %s", exc)
+    state.models_loaded = True
 
 
 def create_app(settings: Settings | None = None, pipeline: QAPipeline | None = None) -> FastAPI:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from fastapi.testclient import TestClient
 
+from indexing.store import current_version_dir
+from service.api import create_app
+from service.pipeline import QAPipeline
 from tests.service.api.conftest import API_KEY, ClientFactory, wait_ready
 
 
@@ -70,3 +74,24 @@ def test_openapi_schema_and_docs(client: TestClient) -> None:
     assert "AskRequest" in schema["components"]["schemas"]
     assert "multipart/form-data" in schema["paths"]["/v1/documents"]["post"]["requestBody"]["content"]
     assert client.get("/docs").status_code == 200
+
+
+def test_damaged_index_leaves_the_service_unready_with_the_reason(
+    make_pipeline: Callable[..., QAPipeline],
+) -> None:
+    built = make_pipeline()
+    version_dir = current_version_dir(built.index_dir)
+    assert version_dir is not None
+    (version_dir / "embeddings.npy").write_bytes(b"not an array")
+    fresh = QAPipeline(built.settings, embedder=built.embedder, reader=built.reader)
+    with TestClient(create_app(pipeline=fresh)) as client:
+        for _ in range(600):
+            if client.app.state.citeqa.models_loaded:  # type: ignore[attr-defined]
+                break
+            time.sleep(0.05)
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert "damaged" in ready.json()["message"]
+        asked = client.post("/v1/ask", json={"question": "Which city was first?"})
+        assert asked.status_code == 503
+        assert asked.json()["error"]["code"] == "index_corrupt"
