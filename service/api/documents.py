@@ -12,6 +12,7 @@ from starlette.datastructures import UploadFile
 
 from indexing.loaders import SUPPORTED_SUFFIXES, load_bytes
 from indexing.types import Document
+from service.api.corpus_files import remove_after, store_then
 from service.api.deps import ApiKeyDep, PipelineDep, StateDep
 from service.api.errors import ApiError
 from service.api.schemas import (
@@ -152,7 +153,10 @@ _UPLOAD_BODY = {
     openapi_extra=_UPLOAD_BODY,
 )
 async def upload_document(request: Request, state: StateDep, pipeline: PipelineDep) -> UploadResponse:
-    """Add or replace one document (multipart field `file`); the index is updated incrementally."""
+    """Add or replace one document (multipart field `file`); the index is updated incrementally.
+
+    The file is also kept in the corpus folder, so that re-indexing that folder keeps it.
+    """
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
         raise ApiError(
@@ -172,7 +176,7 @@ async def upload_document(request: Request, state: StateDep, pipeline: PipelineD
     def add() -> UploadResponse:
         replaced = pipeline.index.snapshot.document(doc_id) is not None if pipeline.ready else False
         started = time.perf_counter()
-        pipeline.add_documents([document])
+        store_then(state.settings.corpus_dir, doc_id, data, lambda: pipeline.add_documents([document]))
         state.metrics.stage_latency.labels(stage="index_update").observe(time.perf_counter() - started)
         snapshot = pipeline.index.snapshot
         summary = DocumentSummary(
@@ -197,7 +201,7 @@ async def upload_document(request: Request, state: StateDep, pipeline: PipelineD
 async def delete_document(doc_id: str, state: StateDep, pipeline: PipelineDep) -> DeleteResponse:
     def delete() -> DeleteResponse:
         started = time.perf_counter()
-        pipeline.delete_document(doc_id)
+        remove_after(state.settings.corpus_dir, doc_id, lambda: pipeline.delete_document(doc_id))
         state.metrics.stage_latency.labels(stage="index_update").observe(time.perf_counter() - started)
         return DeleteResponse(deleted=doc_id, index_version=pipeline.index.snapshot.version)
 

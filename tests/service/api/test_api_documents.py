@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from service.api.corpus_files import corpus_path
+from service.api.documents import sanitize_doc_id
 from tests.service.api.conftest import API_KEY, ClientFactory
 
 SEED_ID = "000_d31740c80f9a4c4e.txt"
@@ -101,6 +104,13 @@ def test_upload_ask_replace_and_delete(writable_client: ClientFactory) -> None:
     assert "Port Authority" in best["text"]
     assert LIGHTHOUSE[best["start"] : best["end"]] == best["text"]
 
+    # Kept in the corpus folder: re-indexing that folder keeps the upload.
+    state = client.app.state.citeqa  # type: ignore[attr-defined]
+    stored = state.settings.corpus_dir / "light_house.txt"
+    assert stored.read_text() == LIGHTHOUSE
+    state.pipeline.index_folder()
+    assert client.get("/v1/documents/light_house.txt").json()["text"] == LIGHTHOUSE
+
     again = client.post(
         "/v1/documents", files={"file": ("light house.txt", LIGHTHOUSE.encode())}, headers=AUTH
     )
@@ -112,6 +122,8 @@ def test_upload_ask_replace_and_delete(writable_client: ClientFactory) -> None:
     assert deleted.json()["deleted"] == "light_house.txt"
     assert client.get("/v1/documents/light_house.txt").status_code == 404
     assert client.delete("/v1/documents/light_house.txt", headers=AUTH).status_code == 404
+    assert not stored.exists()
+    assert client.delete("/v1/documents/../../etc/passwd", headers=AUTH).status_code == 404
 
 
 def test_bad_uploads_are_rejected(writable_client: ClientFactory) -> None:
@@ -159,3 +171,12 @@ def test_oversize_streamed_upload_without_length_is_cut_off(writable_client: Cli
     )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
+
+
+def test_document_ids_and_paths_stay_inside_the_corpus(tmp_path: Path) -> None:
+    assert sanitize_doc_id("../../etc/pass wd.txt") == "pass_wd.txt"
+    assert sanitize_doc_id("C:\\Users\\me\\report.PDF") == "report.PDF"
+    assert sanitize_doc_id("..hidden.md") == "hidden.md"
+    assert corpus_path(tmp_path, "../outside.txt") is None
+    assert corpus_path(tmp_path, "/etc/passwd") is None
+    assert corpus_path(tmp_path, "sub/inside.txt") == tmp_path.resolve() / "sub" / "inside.txt"
