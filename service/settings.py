@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     # HTTP API (issue 4): request limits, the inference worker pool, feedback and chat.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="JSON request bodies")
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="document uploads")
-    inference_workers: int = Field(default=2, ge=1, le=64, description="threads running the models")
+    inference_workers: int = Field(default=4, ge=1, le=64, description="threads running the models")
     feedback_db: Path | None = Field(default=None, description="defaults to <data_dir>/feedback.sqlite3")
     chat_model_name: str = "citeqa"
     public_url: str | None = Field(default=None, description="base URL for links in chat replies")
