@@ -63,7 +63,7 @@ function feedbackButtons(question, answer) {
   const no = el("button", { type: "button", textContent: "wrong", title: "this is wrong" });
   yes.addEventListener("click", () => send(true));
   no.addEventListener("click", () => send(false));
-  box.append(" was this ", yes, no);
+  box.append(" · was this right? ", yes, no);
   return box;
 }
 
