@@ -12,12 +12,13 @@ import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import Route
 
 from indexing.errors import CiteqaError
 from indexing.store import current_version_dir
 from service.api import ask, chat, documents, feedback, health, search
 from service.api.errors import install_error_handlers
-from service.api.mcp import build_mcp_server, http_route
+from service.api.mcp import McpHttpEndpoint, build_mcp_server
 from service.api.middleware import RequestMiddleware
 from service.api.state import ServiceState
 from service.pipeline import QAPipeline
@@ -57,12 +58,12 @@ def create_app(settings: Settings | None = None, pipeline: QAPipeline | None = N
     settings = settings or (pipeline.settings if pipeline is not None else Settings())
     state = ServiceState(settings, pipeline or QAPipeline(settings))
     mcp_server = build_mcp_server(lambda: _mcp_pipeline(state), state.infer)
-    mcp_route = http_route(mcp_server, settings.host)
+    mcp_endpoint = McpHttpEndpoint(mcp_server, settings.host)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state.start()
-        async with anyio.create_task_group() as tasks, mcp_server.session_manager.run():
+        async with anyio.create_task_group() as tasks, mcp_endpoint.running():
             if state.pipeline.ready:
                 state.models_loaded = True
             else:
@@ -82,7 +83,7 @@ def create_app(settings: Settings | None = None, pipeline: QAPipeline | None = N
     app.add_middleware(RequestMiddleware, get_state=lambda: state)
     for module in (ask, search, documents, feedback, chat, health):
         app.include_router(module.router)
-    app.router.routes.append(mcp_route)
+    app.router.routes.append(Route("/mcp", endpoint=mcp_endpoint))
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
 
     @app.get("/", include_in_schema=False)

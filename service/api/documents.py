@@ -16,6 +16,7 @@ from service.api.corpus_files import remove_after, store_then
 from service.api.deps import ApiKeyDep, PipelineDep, StateDep
 from service.api.errors import ApiError
 from service.api.schemas import (
+    MAX_OFFSET,
     DeleteResponse,
     DocumentList,
     DocumentOut,
@@ -68,7 +69,7 @@ def _document(pipeline: QAPipeline, doc_id: str) -> tuple[Document, str]:
 async def list_documents(
     state: StateDep,
     pipeline: PipelineDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> DocumentList:
     def page() -> DocumentList:
@@ -89,8 +90,8 @@ async def get_document(
     doc_id: str,
     state: StateDep,
     pipeline: PipelineDep,
-    start: Annotated[int | None, Query(ge=0, description="span start (with end)")] = None,
-    end: Annotated[int | None, Query(ge=0, description="span end (with start)")] = None,
+    start: Annotated[int | None, Query(ge=0, le=MAX_OFFSET, description="span start (with end)")] = None,
+    end: Annotated[int | None, Query(ge=0, le=MAX_OFFSET, description="span end (with start)")] = None,
     context: Annotated[int, Query(ge=0, le=5000, description="characters of context each side")] = (
         SPAN_CONTEXT_CHARS
     ),

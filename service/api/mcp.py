@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import Field
-from starlette.routing import Route
+from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
 
 from indexing.errors import CiteqaError
-from service.api.schemas import MAX_ANSWERS, MAX_TOP_K, AskResponse, SearchResponse
+from service.api.schemas import MAX_ANSWERS, MAX_TOP_K, AskResponse, SearchResponse, error_json
 from service.api.views import ask_response, search_response
 from service.pipeline import QAPipeline
 
@@ -68,27 +71,49 @@ def build_mcp_server(get_pipeline: Callable[[], QAPipeline], run: Runner[Any] = 
     return server
 
 
-def http_route(server: MCPServer, host: str) -> Route:
-    """The streamable-HTTP endpoint as one route of the main app; its session manager runs in our lifespan.
+class McpHttpEndpoint:
+    """The streamable-HTTP transport as one ASGI endpoint of the main app.
 
-    Stateless JSON responses: every tool call is independent, so no session needs to outlive a request.
+    The SDK's session manager runs once only, so every run of the app's lifespan makes a fresh one.
+    Stateless JSON responses: every tool call is independent, no session needs to outlive a request.
     """
-    loopback = host in ("127.0.0.1", "localhost", "::1")
-    security = (
-        TransportSecuritySettings(
-            enable_dns_rebinding_protection=True,
-            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", "testserver"],
-            allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+
+    def __init__(self, server: MCPServer, host: str) -> None:
+        self.server = server
+        self.host = host
+        # Normally one; a second run of the lifespan (a test client inside another) stacks another.
+        self._managers: list[StreamableHTTPSessionManager] = []
+
+    def _security(self) -> TransportSecuritySettings:
+        if self.host in ("127.0.0.1", "localhost", "::1"):
+            # Refuse browsers on other sites (DNS rebinding) when only this machine is served.
+            return TransportSecuritySettings(
+                enable_dns_rebinding_protection=True,
+                allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", "testserver"],
+                allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+            )
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        self.server.streamable_http_app(
+            streamable_http_path="/mcp",
+            stateless_http=True,
+            json_response=True,
+            transport_security=self._security(),
+            host=self.host,
         )
-        if loopback
-        else TransportSecuritySettings(enable_dns_rebinding_protection=False)
-    )
-    starlette_app = server.streamable_http_app(
-        streamable_http_path="/mcp",
-        stateless_http=True,
-        json_response=True,
-        transport_security=security,
-        host=host,
-    )
-    route = next(r for r in starlette_app.routes if isinstance(r, Route) and r.path == "/mcp")
-    return route
+        manager = self.server.session_manager
+        async with manager.run():
+            self._managers.append(manager)
+            try:
+                yield
+            finally:
+                self._managers.remove(manager)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self._managers:
+            message = "the MCP endpoint is not running"
+            await JSONResponse(error_json("not_ready", message), status_code=503)(scope, receive, send)
+            return
+        await self._managers[-1].handle_request(scope, receive, send)

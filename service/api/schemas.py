@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 MAX_TOP_K = 50
 MAX_ANSWERS = 20
 MAX_TEXT_FIELD = 10_000
+# Character offsets and paging stay within what SQLite stores as an integer.
+MAX_OFFSET = 2**31 - 1
 
 
 class ErrorBody(BaseModel):
@@ -184,8 +186,8 @@ class FeedbackRequest(BaseModel):
     correct: bool
     comment: str | None = Field(default=None, max_length=MAX_TEXT_FIELD)
     doc_id: str | None = Field(default=None, max_length=1000)
-    start: int | None = Field(default=None, ge=0)
-    end: int | None = Field(default=None, ge=0)
+    start: int | None = Field(default=None, ge=0, le=MAX_OFFSET)
+    end: int | None = Field(default=None, ge=0, le=MAX_OFFSET)
 
 
 class FeedbackResponse(BaseModel):
