@@ -39,17 +39,18 @@ def _warm_up(state: ServiceState) -> None:
         state.load_error = f"could not load the models: {exc}"
         log.exception("could not load the models")
         return
-    if current_version_dir(pipeline.index_dir) is None:
-        log.warning("no index at %s: run `citeqa index` or upload a document", pipeline.index_dir)
-    else:
-        try:
+    try:
+        if not pipeline.ready and current_version_dir(pipeline.index_dir) is not None:
             pipeline.reload()
+        if pipeline.ready:
             # One question end to end, so that the first user does not pay for first-call set-up.
             pipeline.ask("What is this document about?")
-        except CiteqaError as exc:
-            # Queries will answer 503 with the same message until the index is repaired.
-            state.load_error = str(exc)
-            log.error("could not load the index: %s", exc)
+        else:
+            log.warning("no index at %s: run `citeqa index` or upload a document", pipeline.index_dir)
+    except CiteqaError as exc:
+        # Queries will answer 503 with the same message until the index is repaired.
+        state.load_error = str(exc)
+        log.error("could not load the index: %s", exc)
     state.models_loaded = True
 
 
@@ -65,7 +66,8 @@ def create_app(settings: Settings | None = None, pipeline: QAPipeline | None = N
         state.start()
         async with anyio.create_task_group() as tasks, mcp_endpoint.running():
             if state.pipeline.ready:
-                state.models_loaded = True
+                # A pipeline handed in already built: only warming is left, and it is quick.
+                await anyio.to_thread.run_sync(_warm_up, state)
             else:
                 # In the background, so that /healthz answers and /readyz says 503 while models load.
                 tasks.start_soon(anyio.to_thread.run_sync, _warm_up, state)
