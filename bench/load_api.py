@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -63,6 +64,31 @@ def wait_ready(url: str, timeout: float = 120.0) -> None:
             pass
         time.sleep(0.2)
     raise SystemExit(f"load_api: {url} did not become ready in {timeout:.0f}s")
+
+
+Totals = dict[str, dict[str, float]]
+_STAGE_LINE = re.compile(r'^citeqa_stage_duration_seconds_(sum|count)\{stage="([a-z_]+)"\} ([0-9.e+-]+)$')
+
+
+def stage_totals(url: str) -> Totals:
+    """The server's own per-stage sums and counts, from /metrics."""
+    totals: Totals = {}
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        match = _STAGE_LINE.match(line)
+        if match:
+            kind, stage, value = match.groups()
+            totals.setdefault(stage, {"sum": 0.0, "count": 0.0})[kind] = float(value)
+    return totals
+
+
+def stage_means_ms(before: Totals, after: Totals) -> dict[str, float]:
+    means = {}
+    for stage, now in after.items():
+        then = before.get(stage, {"sum": 0.0, "count": 0.0})
+        count = now["count"] - then["count"]
+        if count:
+            means[stage] = round(1000 * (now["sum"] - then["sum"]) / count, 1)
+    return means
 
 
 class MemorySampler:
@@ -173,8 +199,10 @@ def main() -> int:
         pool = questions()
         # A short warm-up, so that first-call costs do not count.
         anyio.run(drive, url, 2, 2.0, pool)
+        before = stage_totals(url)
         with MemorySampler(pid) as memory:
             result = anyio.run(drive, url, args.clients, args.seconds, pool)
+        result["server_stage_mean_ms"] = stage_means_ms(before, stage_totals(url))
         mib = 2**20
         result["server_rss_mib"] = {"peak": round(memory.peak / mib, 1), "end": round(memory.last / mib, 1)}
         result["cpu_count"] = os.cpu_count()

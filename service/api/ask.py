@@ -17,12 +17,13 @@ ERRORS: dict[int | str, dict[str, object]] = {
 
 @router.post("/v1/ask", response_model=AskResponse, responses=ERRORS, dependencies=[require_json])
 async def ask(body: AskRequest, request: Request, state: StateDep, pipeline: PipelineDep) -> AskResponse:
-    result = await state.infer(
+    result, queued_ms = await state.infer_queued(
         lambda: pipeline.ask(
             body.question, top_k=body.top_k, max_answers=body.max_answers, document_ids=body.document_ids
         )
     )
-    request.state.timings_ms = result.timings_ms
-    state.metrics.observe_stages(result.timings_ms)
+    stages = {"queue": queued_ms, **result.timings_ms}
+    request.state.timings_ms = stages
+    state.metrics.observe_stages(stages)
     state.metrics.answers.labels(outcome="no_answer" if result.no_answer else "answered").inc()
     return ask_response(result)

@@ -144,9 +144,10 @@ async def chat_completions(
     body: ChatCompletionRequest, request: Request, state: StateDep, pipeline: PipelineDep
 ) -> ChatCompletionResponse | StreamingResponse:
     question = _question(body)
-    result = await state.infer(lambda: pipeline.ask(question))
-    request.state.timings_ms = result.timings_ms
-    state.metrics.observe_stages(result.timings_ms)
+    result, queued_ms = await state.infer_queued(lambda: pipeline.ask(question))
+    stages = {"queue": queued_ms, **result.timings_ms}
+    request.state.timings_ms = stages
+    state.metrics.observe_stages(stages)
     state.metrics.answers.labels(outcome="no_answer" if result.no_answer else "answered").inc()
     base_url = _base_url(request, state.settings.public_url)
     citations = chat_citations(result, base_url)

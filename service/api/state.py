@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -40,6 +41,18 @@ class ServiceState:
     async def infer(self, fn: Callable[[], T]) -> T:
         """Run model work on the inference pool, off the event loop."""
         return await anyio.to_thread.run_sync(fn, limiter=self._inference)
+
+    async def infer_queued(self, fn: Callable[[], T]) -> tuple[T, float]:
+        """`infer`, also returning the milliseconds the call waited for a free worker."""
+        submitted = time.perf_counter()
+        started: list[float] = []
+
+        def run() -> T:
+            started.append(time.perf_counter())
+            return fn()
+
+        result = await self.infer(run)
+        return result, round((started[0] - submitted) * 1000, 2)
 
     async def io(self, fn: Callable[[], T]) -> T:
         """Blocking I/O that is not model work (SQLite writes)."""

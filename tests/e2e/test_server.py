@@ -35,7 +35,7 @@ def test_ask_over_http_with_request_log(
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "citeqa.access"]
     ask_line = next(line for line in lines if line["request_id"] == response.headers["x-request-id"])
     assert ask_line["status"] == 200 and ask_line["route"] == "/v1/ask"
-    assert set(ask_line["stages_ms"]) >= {"retrieve", "read", "total"}
+    assert set(ask_line["stages_ms"]) >= {"queue", "retrieve", "read", "total"}
 
 
 def test_openai_client_gets_the_cited_answer(live_server: LiveServer) -> None:

@@ -53,6 +53,7 @@ def test_metrics_count_requests_and_stage_latency(client: TestClient) -> None:
     assert 'citeqa_http_requests_total{method="POST",route="/v1/ask",status="200"}' in text
     assert 'citeqa_http_requests_total{method="POST",route="/v1/ask",status="422"}' in text
     assert 'citeqa_stage_duration_seconds_bucket{le="0.005",stage="read"}' in text
+    assert 'citeqa_stage_duration_seconds_count{stage="queue"}' in text
     assert 'citeqa_http_request_duration_seconds_count{method="POST",route="/v1/ask"}' in text
     assert "citeqa_ready 1.0" in text
 
