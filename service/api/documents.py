@@ -150,7 +150,7 @@ _UPLOAD_BODY = {
     response_model=UploadResponse,
     status_code=201,
     dependencies=[ApiKeyDep],
-    responses=_errors(401, 403, 413, 415, 422, 503),
+    responses=_errors(400, 401, 403, 413, 415, 422, 503),
     openapi_extra=_UPLOAD_BODY,
 )
 async def upload_document(request: Request, state: StateDep, pipeline: PipelineDep) -> UploadResponse:
