@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -21,6 +22,8 @@ from service.settings import Settings
 from service.types import AskResult, SearchResult
 
 log = logging.getLogger(__name__)
+
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class QuestionError(CiteqaError):
@@ -131,7 +134,19 @@ class QAPipeline:
         if len(cleaned) > self.settings.max_question_chars:
             limit = self.settings.max_question_chars
             raise QuestionError(f"the question is {len(cleaned)} characters long; the limit is {limit}")
+        if _CONTROL_CHARS.search(cleaned):
+            raise QuestionError("the question contains control characters")
+        if not any(ch.isalnum() for ch in cleaned):
+            # Nothing to retrieve or read with: say so rather than return a meaningless "no answer".
+            raise QuestionError("the question has no words, only punctuation or symbols")
         return cleaned
+
+    def _top_k(self, top_k: int | None) -> int:
+        if top_k is None:
+            return self.settings.top_k
+        if not 1 <= top_k <= self.settings.max_top_k:
+            raise QuestionError(f"top_k must be between 1 and {self.settings.max_top_k} (got {top_k})")
+        return top_k
 
     def search(
         self, query: str, top_k: int | None = None, document_ids: Sequence[str] | None = None
@@ -139,7 +154,7 @@ class QAPipeline:
         query = self.validate_question(query)
         index = self.index
         started = time.perf_counter()
-        passages = self.retriever.retrieve(index, query, top_k or self.settings.top_k, document_ids)
+        passages = self.retriever.retrieve(index, query, self._top_k(top_k), document_ids)
         elapsed = (time.perf_counter() - started) * 1000
         return SearchResult(
             query=query,
@@ -158,7 +173,7 @@ class QAPipeline:
         question = self.validate_question(question)
         index = self.index
         started = time.perf_counter()
-        passages = self.retriever.retrieve(index, question, top_k or self.settings.top_k, document_ids)
+        passages = self.retriever.retrieve(index, question, self._top_k(top_k), document_ids)
         retrieved = time.perf_counter()
         candidates = self.reader.read(question, [p.chunk.text for p in passages])
         answers, no_answer = self.aggregator.aggregate(

@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     chat_model_name: str = "citeqa"
     public_url: str | None = Field(default=None, description="base URL for links in chat replies")
 
+    # Reliability (issue 6): abuse limits. The rate limit is per client address and off (0) by default.
+    max_top_k: int = Field(default=20, ge=1, le=50, description="the largest top_k a request may ask for")
+    read_timeout_s: float = Field(default=30.0, gt=0, description="time a client has to send its body")
+    rate_limit_per_minute: int = Field(default=0, ge=0, description="requests per client address; 0 = off")
+    rate_limit_burst: int = Field(default=20, ge=1, description="requests a client may send at once")
+
     @property
     def resolved_index_dir(self) -> Path:
         return self.index_dir if self.index_dir is not None else self.data_dir / "index"

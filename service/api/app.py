@@ -19,6 +19,7 @@ from indexing.store import current_version_dir
 from service.api import ask, chat, documents, feedback, health, search
 from service.api.errors import install_error_handlers
 from service.api.mcp import McpHttpEndpoint, build_mcp_server
+from service.api.guard import GuardMiddleware
 from service.api.middleware import RequestMiddleware
 from service.api.state import ServiceState
 from service.pipeline import QAPipeline
@@ -82,6 +83,8 @@ def create_app(settings: Settings | None = None, pipeline: QAPipeline | None = N
     )
     app.state.citeqa = state
     install_error_handlers(app)
+    # Added first, so it runs inside RequestMiddleware: refusals still get a request id, log and metrics.
+    app.add_middleware(GuardMiddleware, settings=settings)
     app.add_middleware(RequestMiddleware, get_state=lambda: state)
     for module in (ask, search, documents, feedback, chat, health):
         app.include_router(module.router)
