@@ -66,6 +66,7 @@ class QAPipeline:
             )
         )
         self._index: SearchIndex | None = None
+        self._unloadable_version: str | None = None  # a live version that failed to load
         self._update_lock = threading.RLock()
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -101,11 +102,20 @@ class QAPipeline:
     def index(self) -> SearchIndex:
         """The live index; a new version written by another process (`citeqa index`) is picked up."""
         current = self._index
-        if current is None or self._live_version() not in (None, current.snapshot.version):
+        live = self._live_version()
+        if current is None or live not in (None, current.snapshot.version, self._unloadable_version):
             with self._update_lock:
                 if self._index is current:
-                    self.require_index()
-                    self.reload()
+                    try:
+                        self.require_index()
+                        self.reload()
+                    except CiteqaError as exc:
+                        if current is None:
+                            raise
+                        # Keep answering from the version in memory rather than fail every query;
+                        # remembering the bad one spares each query a fresh (checksummed) load.
+                        self._unloadable_version = live
+                        log.error("still serving index %s: %s", current.snapshot.version, exc)
         assert self._index is not None
         return self._index
 

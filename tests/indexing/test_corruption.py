@@ -191,3 +191,25 @@ def test_cli_ask_on_a_damaged_index_prints_one_line(built_index: Path, tmp_path:
     lines = [line for line in done.stderr.splitlines() if line.startswith("citeqa")]
     assert len(lines) == 1 and "damaged" in lines[0] and FAISS_FILE in lines[0], done.stderr[-2000:]
     assert "Traceback" not in done.stderr
+
+
+def test_running_pipeline_keeps_answering_when_a_new_version_is_damaged(
+    make_pipeline: PipelineFactory, tmp_path: Path
+) -> None:
+    """Another process (`citeqa index`) publishes a version that turns out damaged on disk: queries
+    keep being answered from the version in memory, and the next good version is picked up."""
+    serving = make_pipeline()
+    old_version = serving.index.snapshot.version
+    other = QAPipeline(serving.settings, embedder=serving.embedder, reader=serving.reader)
+    corpus = serving.settings.corpus_dir
+    (corpus / "extra.txt").write_text("Extra notice.\nThe ferry leaves at noon.\n", encoding="utf-8")
+    other.builder().build_from_folder(corpus)
+    damaged_dir = current_version_dir(serving.index_dir)
+    assert damaged_dir is not None and damaged_dir.name != old_version
+    _truncate_half(damaged_dir / FAISS_FILE)
+    for _ in range(2):
+        result = serving.ask(SEED_QUESTION)
+        assert result.answers[0].text == "Ningbo" and result.index_version == old_version
+    (corpus / "extra.txt").write_text("Extra notice.\nThe ferry leaves at one.\n", encoding="utf-8")
+    repaired = other.builder().build_from_folder(corpus)
+    assert serving.ask(SEED_QUESTION).index_version == repaired.manifest.version
