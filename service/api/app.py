@@ -18,8 +18,8 @@ from indexing.errors import CiteqaError
 from indexing.store import current_version_dir
 from service.api import ask, chat, documents, feedback, health, search
 from service.api.errors import install_error_handlers
-from service.api.mcp import McpHttpEndpoint, build_mcp_server
 from service.api.guard import GuardMiddleware
+from service.api.mcp import McpHttpEndpoint, build_mcp_server
 from service.api.middleware import RequestMiddleware
 from service.api.state import ServiceState
 from service.pipeline import QAPipeline

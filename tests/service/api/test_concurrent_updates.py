@@ -147,9 +147,7 @@ def test_updates_under_query_load_lose_nothing(make_pipeline: Callable[..., QAPi
     assert failed == [], failed[:3]
     assert len(log.queries) >= READERS * 3
     # A document never reappears in a query that started after its delete returned.
-    stale = [
-        (q, doc) for q in log.queries for doc in q.cited & deleted if q.started > log.deleted_at[doc]
-    ]
+    stale = [(q, doc) for q in log.queries for doc in q.cited & deleted if q.started > log.deleted_at[doc]]
     assert stale == [], stale[:3]
     # Exactly the expected documents: in the API, in the index on disk and in the corpus folder.
     assert {d["id"] for d in listed["documents"]} == expected
