@@ -301,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         "rss_end_mib": round(rss_end / mib, 1),
         "rss_peak_mib": round(rss_peak / mib, 1),
         "rss_growth_mib": growth_mib,
+        # Every tenth of the run, to tell a plateau (allocator and caches settling) from a steady leak.
+        "rss_trend_mib": [round(memory.at(args.seconds * k / 10) / mib, 1) for k in range(11)],
         "ready_after": alive,
         "server_exit_code": exit_code,
         "error_samples": stats.error_samples,
@@ -313,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{errors} errors; server memory {result['rss_start_mib']} MiB after warm-up -> "
         f"{result['rss_end_mib']} MiB at the end (peak {result['rss_peak_mib']} MiB)"
     )
+    print(f"server memory every tenth of the run (MiB): {result['rss_trend_mib']}")
     for sample in stats.error_samples:
         print(f"  error: {sample}")
     print(json.dumps(result))
