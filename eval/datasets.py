@@ -179,7 +179,9 @@ def load_squad(path: Path) -> EvalSet:
                     first = gold[0]
                     evidence = answer_sentence(context, int(first.get("answer_start", -1)), first["text"])
                 items.append(
-                    EvalItem(id=qid, question=question, answers=tuple(texts), doc_id=doc_id, evidence=evidence)
+                    EvalItem(
+                        id=qid, question=question, answers=tuple(texts), doc_id=doc_id, evidence=evidence
+                    )
                 )
     if not items:
         raise DatasetError(f"{path}: holds no questions")

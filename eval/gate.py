@@ -52,7 +52,8 @@ def compare(
     """The gated metrics that fell more than `tolerance` below the baseline."""
     if baseline.get("dataset") != dataset or baseline["summary"].get("n") != summary.get("n"):
         raise CiteqaError(
-            f"the baseline was measured on {baseline.get('dataset')} ({baseline['summary'].get('n')} questions), "
+            f"the baseline was measured on {baseline.get('dataset')} "
+            f"({baseline['summary'].get('n')} questions), "
             f"this run is {dataset} ({summary.get('n')} questions): run the same set to check"
         )
     regressions = []

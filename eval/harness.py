@@ -78,7 +78,9 @@ class PipelineBackend:
 class HttpBackend:
     """A client of a running service: POST {url}/v1/ask; documents are read from the local corpus."""
 
-    def __init__(self, url: str, corpus_dir: Path, api_key: str | None = None, timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, url: str, corpus_dir: Path, api_key: str | None = None, timeout_s: float = 60.0
+    ) -> None:
         import httpx
 
         self.url = url.rstrip("/")
@@ -104,7 +106,11 @@ class HttpBackend:
         payload = response.json() if response.content else {}
         elapsed = (time.perf_counter() - started) * 1000
         if response.status_code != 200:
-            message = payload.get("error", {}).get("message", response.text[:200]) if isinstance(payload, dict) else ""
+            message = (
+                payload.get("error", {}).get("message", response.text[:200])
+                if isinstance(payload, dict)
+                else ""
+            )
             raise QuestionFailed(f"HTTP {response.status_code}: {message}")
         return payload, elapsed
 
@@ -272,7 +278,8 @@ class Evaluator:
         prediction = "" if abstained else str(answers[0]["text"])
         passages = ranking if ranking is not None else list(payload.get("passages") or [])
         relevance = [
-            passage_is_relevant(p["text"], p["doc_id"], item.doc_id, item.answers, item.evidence) for p in passages
+            passage_is_relevant(p["text"], p["doc_id"], item.doc_id, item.answers, item.evidence)
+            for p in passages
         ]
         timings = {k: float(v) for k, v in (payload.get("timings_ms") or {}).items()}
         timings["client"] = client_ms
@@ -309,7 +316,8 @@ class Evaluator:
             result.evidence_overlap = False if document is not None else None
             return
         result.evidence_overlap = any(
-            s < top["end"] and top["start"] < e for s, e in evidence_spans(document, item.evidence, item.answers)
+            s < top["end"] and top["start"] < e
+            for s, e in evidence_spans(document, item.evidence, item.answers)
         )
 
     def _sweep_spans(self, backend: Backend, item: EvalItem) -> list[ScoredSpan]:
@@ -333,7 +341,10 @@ class Evaluator:
         # How faithfully the offline replay reproduces the live pipeline at the margin in use.
         agreement = mean(
             [
-                float(predict_at_margin(r.sweep_spans or [], self.no_answer_margin, self.answering) == r.prediction)
+                float(
+                    predict_at_margin(r.sweep_spans or [], self.no_answer_margin, self.answering)
+                    == r.prediction
+                )
                 for r in results
                 if r.error is None
             ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -115,9 +116,7 @@ class ScoredSpan:
     retrieval_score: float
 
 
-def predict_at_margin(
-    spans: Sequence[ScoredSpan], margin: float, config: AnsweringConfig
-) -> str:
+def predict_at_margin(spans: Sequence[ScoredSpan], margin: float, config: AnsweringConfig) -> str:
     """The answer the pipeline would give with `no_answer_margin=margin` ("" = abstain).
 
     Mirrors AnswerAggregator: abstain when the best margin falls short, else rank by the
@@ -152,7 +151,7 @@ def sweep_no_answer_margin(
     best_margins = sorted({round(max(s.margin for s in spans), 4) for _, spans in questions if spans})
     if best_margins:
         thresholds = [best_margins[0] - 1.0]
-        thresholds += [(a + b) / 2 for a, b in zip(best_margins, best_margins[1:], strict=False)]
+        thresholds += [(a + b) / 2 for a, b in itertools.pairwise(best_margins)]
         thresholds.append(best_margins[-1] + 1.0)
     else:
         thresholds = [0.0]

@@ -118,7 +118,13 @@ def report_markdown(report: EvalReport) -> str:
     for key, label, percent in TABLE_ROWS:
         if key in s:
             lines.append(f"| {label} | {_fmt(s[key], percent)} |")
-    lines += ["", "## Latency (ms)", "", "| stage | p50 | p95 | p99 | mean |", "| --- | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "## Latency (ms)",
+        "",
+        "| stage | p50 | p95 | p99 | mean |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for stage, stats in report.latency.items():
         if stats["p50"] is not None:
             lines.append(f"| {stage} | {stats['p50']} | {stats['p95']} | {stats['p99']} | {stats['mean']} |")
@@ -128,7 +134,8 @@ def report_markdown(report: EvalReport) -> str:
             "",
             "## No-answer margin",
             "",
-            f"Best margin on this set: **{sweep['best_no_answer_margin']}** (F1 {100 * sweep['best_f1']:.1f}%, "
+            f"Best margin on this set: **{sweep['best_no_answer_margin']}** "
+            f"(F1 {100 * sweep['best_f1']:.1f}%, "
             f"EM {100 * sweep['best_em']:.1f}%). The offline replay reproduces the live answer for "
             f"{100 * (sweep['replay_agreement'] or 0):.1f}% of questions at the margin in use.",
         ]
@@ -142,7 +149,9 @@ def report_markdown(report: EvalReport) -> str:
         lines.append(f"### {item.id}: {status}")
         lines.append("")
         lines.append(f"- Question: {_md_escape(item.question)}")
-        lines.append(f"- Gold: {', '.join(repr(a) for a in item.answers) if item.answers else '(unanswerable)'}")
+        lines.append(
+            f"- Gold: {', '.join(repr(a) for a in item.answers) if item.answers else '(unanswerable)'}"
+        )
         if r.error:
             lines.append(f"- Error: {_md_escape(r.error)}")
         elif r.abstained:
@@ -209,7 +218,9 @@ def plot_calibration(report: EvalReport, path: Path, bins: int = 10) -> None:
                 centers.append(float(scores[mask].mean()))
                 accuracy.append(float(correct[mask].mean()))
         ax.plot(centers, accuracy, marker="o", label="exact-match rate")
-        hist.hist([scores[correct == 1], scores[correct == 0]], bins=edges, stacked=True, label=["right", "wrong"])
+        hist.hist(
+            [scores[correct == 1], scores[correct == 0]], bins=edges, stacked=True, label=["right", "wrong"]
+        )
         hist.legend()
     ax.set_ylabel("share right")
     ax.set_title(f"Score against correctness: {report.dataset}")
@@ -224,7 +235,9 @@ def plot_calibration(report: EvalReport, path: Path, bins: int = 10) -> None:
 def write_report(report: EvalReport, directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     json_path = directory / "report.json"
-    json_path.write_text(json.dumps(report_json(report), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    json_path.write_text(
+        json.dumps(report_json(report), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     md_path = directory / "report.md"
     md_path.write_text(report_markdown(report) + "\n", encoding="utf-8")
     latency_path = directory / "latency.png"
