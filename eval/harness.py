@@ -75,6 +75,14 @@ class PipelineBackend:
         return self._documents[doc_id]
 
 
+def _json_or_empty(response: Any) -> dict[str, Any]:
+    try:
+        payload = response.json()
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
 class HttpBackend:
     """A client of a running service: POST {url}/v1/ask; documents are read from the local corpus."""
 
@@ -103,8 +111,13 @@ class HttpBackend:
     def ask(self, question: str, top_k: int) -> tuple[dict[str, Any], float]:
         started = time.perf_counter()
         response = self._post("/v1/ask", {"question": question, "top_k": top_k})
-        payload = response.json() if response.content else {}
+        payload = _json_or_empty(response)
         elapsed = (time.perf_counter() - started) * 1000
+        if response.status_code in (401, 403, 404):
+            # Not this question's fault: every other question would fail the same way.
+            raise CiteqaError(
+                f"{self.url}/v1/ask answered HTTP {response.status_code}: {response.text[:200]}"
+            )
         if response.status_code != 200:
             message = (
                 payload.get("error", {}).get("message", response.text[:200])
@@ -122,7 +135,7 @@ class HttpBackend:
             # Without a search endpoint, retrieval is scored on the passages that /v1/ask returns.
             self._can_search = False
             return None
-        passages = response.json().get("passages")
+        passages = _json_or_empty(response).get("passages")
         return passages if isinstance(passages, list) else None
 
     def document(self, doc_id: str) -> Document | None:
