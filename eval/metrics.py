@@ -137,6 +137,15 @@ class MarginSweep:
     curve: list[tuple[float, float, float]]  # (margin, f1, em), margins ascending
 
 
+def _scores_at(
+    margins: np.ndarray, retrieval: np.ndarray, thresholds: np.ndarray, config: AnsweringConfig
+) -> np.ndarray:
+    """combined_score for every (threshold, span) pair: the same formula, vectorized."""
+    x = np.clip((margins[None, :] - thresholds[:, None]) / config.temperature, -60.0, 60.0)
+    reader = 1.0 / (1.0 + np.exp(-x))
+    return reader**config.reader_weight * np.maximum(retrieval, 1e-6)[None, :] ** (1.0 - config.reader_weight)
+
+
 def sweep_no_answer_margin(
     questions: Sequence[tuple[Sequence[str], Sequence[ScoredSpan]]], config: AnsweringConfig
 ) -> MarginSweep:
@@ -144,25 +153,44 @@ def sweep_no_answer_margin(
 
     `questions` pairs each question's gold answers ([] if unanswerable) with the candidates the
     pipeline returned when it was told never to abstain. Among tied margins the middle one wins,
-    so that the chosen value sits inside the plateau rather than on its edge.
+    so that the chosen value sits inside the plateau rather than on its edge. Each question is
+    replayed at every margin at once (numpy), as `predict_at_margin` would one margin at a time.
     """
     if not questions:
         raise ValueError("no questions to sweep over")
     best_margins = sorted({round(max(s.margin for s in spans), 4) for _, spans in questions if spans})
     if best_margins:
-        thresholds = [best_margins[0] - 1.0]
-        thresholds += [(a + b) / 2 for a, b in itertools.pairwise(best_margins)]
-        thresholds.append(best_margins[-1] + 1.0)
+        points = [best_margins[0] - 1.0]
+        points += [(a + b) / 2 for a, b in itertools.pairwise(best_margins)]
+        points.append(best_margins[-1] + 1.0)
     else:
-        thresholds = [0.0]
-    curve: list[tuple[float, float, float]] = []
-    for margin in thresholds:
-        f1_total = em_total = 0.0
-        for golds, spans in questions:
-            prediction = predict_at_margin(spans, margin, config)
-            f1_total += f1_score(prediction, golds)
-            em_total += exact_match(prediction, golds)
-        curve.append((round(margin, 4), f1_total / len(questions), em_total / len(questions)))
+        points = [0.0]
+    thresholds = np.asarray(points, dtype=np.float64)
+    f1_sum = np.zeros(len(thresholds))
+    em_sum = np.zeros(len(thresholds))
+    for golds, spans in questions:
+        abstain_f1 = f1_score("", golds)
+        abstain_em = exact_match("", golds)
+        if not spans:
+            f1_sum += abstain_f1
+            em_sum += abstain_em
+            continue
+        margins = np.asarray([s.margin for s in spans], dtype=np.float64)
+        retrieval = np.asarray([s.retrieval_score for s in spans], dtype=np.float64)
+        span_f1 = np.asarray([f1_score(s.text, golds) for s in spans])
+        span_em = np.asarray([exact_match(s.text, golds) for s in spans])
+        scores = _scores_at(margins, retrieval, thresholds, config)
+        # Best score first, then best margin: the aggregator's sort key.
+        top = scores == scores.max(axis=1, keepdims=True)
+        chosen = np.argmax(np.where(top, margins[None, :], -np.inf), axis=1)
+        abstain = margins.max() < thresholds
+        f1_sum += np.where(abstain, abstain_f1, span_f1[chosen])
+        em_sum += np.where(abstain, abstain_em, span_em[chosen])
+    n = len(questions)
+    curve = [
+        (round(float(t), 4), float(f) / n, float(e) / n)
+        for t, f, e in zip(thresholds, f1_sum, em_sum, strict=True)
+    ]
     top_f1 = max(f1 for _, f1, _ in curve)
     tied = [point for point in curve if point[1] >= top_f1 - 1e-12]
     margin, f1, em = tied[len(tied) // 2]

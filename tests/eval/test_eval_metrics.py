@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
@@ -111,3 +112,24 @@ def test_gate_flags_drops_beyond_tolerance() -> None:
     assert [r.metric for r in compare(worse, baseline, "seed_qa.jsonl", 0.02)] == ["em", "recall@5"]
     with pytest.raises(CiteqaError, match="baseline was measured on"):
         compare(same, baseline, "other.json", 0.02)
+
+
+def test_margin_sweep_matches_replaying_each_margin() -> None:
+    """The vectorized sweep agrees with predict_at_margin, one margin at a time."""
+    rng = random.Random(7)
+    config = AnsweringConfig()
+    words = ["Ningbo", "Wuhan", "2016", "the expert group", "thirty cities"]
+    questions = []
+    for _ in range(40):
+        golds = rng.sample(words, 1) if rng.random() < 0.7 else []
+        spans = [
+            ScoredSpan(rng.choice(words), round(rng.uniform(-5, 15), 4), round(rng.uniform(0.2, 1.0), 3))
+            for _ in range(rng.randint(0, 5))
+        ]
+        questions.append((golds, spans))
+    sweep = sweep_no_answer_margin(questions, config)
+    for margin, f1, em in sweep.curve:
+        predictions = [predict_at_margin(spans, margin, config) for _, spans in questions]
+        pairs = list(zip(predictions, [g for g, _ in questions], strict=True))
+        assert f1 == pytest.approx(sum(f1_score(p, g) for p, g in pairs) / len(pairs))
+        assert em == pytest.approx(sum(exact_match(p, g) for p, g in pairs) / len(pairs))
