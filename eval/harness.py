@@ -28,7 +28,7 @@ from eval.metrics import (
 from indexing.errors import CiteqaError
 from indexing.types import Document
 from service.answering import AnsweringConfig
-from service.pipeline import QAPipeline
+from service.pipeline import QAPipeline, QuestionError
 from service.serialize import ask_json, passage_json
 
 RECALL_KS = (1, 3, 5, 10)
@@ -36,6 +36,10 @@ NDCG_K = 10
 # Low enough that no candidate is ever below it: the pipeline then always answers and reports margins.
 NEVER_ABSTAIN_MARGIN = -1e9
 SWEEP_MAX_ANSWERS = 20
+
+
+class QuestionFailed(CiteqaError):
+    """One question failed at the backend; the run goes on and counts it wrong."""
 
 
 class Backend(Protocol):
@@ -62,12 +66,18 @@ class PipelineBackend:
 
     def ask(self, question: str, top_k: int) -> tuple[dict[str, Any], float]:
         started = time.perf_counter()
-        result = self.pipeline.ask(question, top_k=top_k)
+        try:
+            result = self.pipeline.ask(question, top_k=top_k)
+        except QuestionError as exc:
+            raise QuestionFailed(str(exc)) from exc
         elapsed = (time.perf_counter() - started) * 1000
         return ask_json(result), elapsed
 
     def search(self, question: str, top_k: int) -> list[dict[str, Any]] | None:
-        return [passage_json(p) for p in self.pipeline.search(question, top_k=top_k).passages]
+        try:
+            return [passage_json(p) for p in self.pipeline.search(question, top_k=top_k).passages]
+        except QuestionError as exc:
+            raise QuestionFailed(str(exc)) from exc
 
     def document(self, doc_id: str) -> Document | None:
         if doc_id not in self._documents:
@@ -151,10 +161,6 @@ class HttpBackend:
 
     def close(self) -> None:
         self._client.close()
-
-
-class QuestionFailed(CiteqaError):
-    """One question failed at the backend; the run goes on and counts it wrong."""
 
 
 @dataclass

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from eval.commands import Models, run_eval
-from eval.datasets import EvalSet, load_jsonl
+from eval.datasets import EvalItem, EvalSet, load_jsonl
 from eval.harness import NEVER_ABSTAIN_MARGIN, Evaluator, HttpBackend, PipelineBackend
 from eval.report import write_report
 from indexing.embedding import Embedder
@@ -74,6 +74,14 @@ def test_evaluator_in_process_writes_reports(seed_pipeline: QAPipeline, tmp_path
         if not result.correct or result.abstained:
             assert f"### {result.item.id}" in markdown
     assert (tmp_path / "report" / "latency.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_bad_question_is_counted_not_fatal(seed_pipeline: QAPipeline) -> None:
+    blank = EvalItem(id="blank", question="   ", answers=("Ningbo",), doc_id="000_d31740c80f9a4c4e.txt")
+    report = _evaluator(EvalSet("blank", [blank]), seed_pipeline.settings).run(PipelineBackend(seed_pipeline))
+    assert report.summary["errors"] == 1
+    assert report.results[0].error == "the question is empty"
+    assert report.summary["em"] == 0.0
 
 
 @pytest.fixture()
