@@ -94,7 +94,10 @@ def _json_or_empty(response: Any) -> dict[str, Any]:
 
 
 class HttpBackend:
-    """A client of a running service: POST {url}/v1/ask; documents are read from the local corpus."""
+    """A client of a running service: POST {url}/v1/ask and GET {url}/v1/search?q=&top_k=.
+
+    Citations are checked against the local corpus folder, which must hold what the service indexed.
+    """
 
     def __init__(
         self, url: str, corpus_dir: Path, api_key: str | None = None, timeout_s: float = 60.0
@@ -140,7 +143,12 @@ class HttpBackend:
     def search(self, question: str, top_k: int) -> list[dict[str, Any]] | None:
         if not self._can_search:
             return None
-        response = self._post("/v1/search", {"query": question, "top_k": top_k})
+        import httpx
+
+        try:
+            response = self._client.get(f"{self.url}/v1/search", params={"q": question, "top_k": top_k})
+        except httpx.HTTPError as exc:
+            raise CiteqaError(f"cannot reach {self.url}/v1/search: {exc}") from exc
         if response.status_code != 200:
             # Without a search endpoint, retrieval is scored on the passages that /v1/ask returns.
             self._can_search = False
