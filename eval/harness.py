@@ -100,7 +100,12 @@ class HttpBackend:
     """
 
     def __init__(
-        self, url: str, corpus_dir: Path, api_key: str | None = None, timeout_s: float = 60.0
+        self,
+        url: str,
+        corpus_dir: Path,
+        api_key: str | None = None,
+        timeout_s: float = 60.0,
+        unavailable_wait_s: float = 180.0,
     ) -> None:
         import httpx
 
@@ -111,21 +116,33 @@ class HttpBackend:
         self._corpus_dir = corpus_dir
         self._documents: dict[str, Document | None] = {}
         self._can_search = True
+        self.unavailable_wait_s = unavailable_wait_s
 
-    def _post(self, path: str, body: dict[str, Any]) -> Any:
+    def _send(self, method: str, path: str, **kwargs: Any) -> tuple[Any, float]:
+        """One request and its time in ms; a 503 (still loading, overloaded) is retried for a while.
+
+        Only the answered attempt is timed: waiting out a loading service is not latency.
+        """
         import httpx
 
-        try:
-            response = self._client.post(f"{self.url}{path}", json=body)
-        except httpx.HTTPError as exc:
-            raise CiteqaError(f"cannot reach {self.url}{path}: {exc}") from exc
-        return response
+        deadline = time.monotonic() + self.unavailable_wait_s
+        while True:
+            started = time.perf_counter()
+            try:
+                response = self._client.request(method, f"{self.url}{path}", **kwargs)
+            except httpx.HTTPError as exc:
+                raise CiteqaError(f"cannot reach {self.url}{path}: {exc}") from exc
+            if response.status_code != 503 or time.monotonic() >= deadline:
+                return response, (time.perf_counter() - started) * 1000
+            try:
+                pause = float(response.headers.get("Retry-After", "1"))
+            except ValueError:
+                pause = 1.0
+            time.sleep(min(max(pause, 0.2), 5.0))
 
     def ask(self, question: str, top_k: int) -> tuple[dict[str, Any], float]:
-        started = time.perf_counter()
-        response = self._post("/v1/ask", {"question": question, "top_k": top_k})
+        response, elapsed = self._send("POST", "/v1/ask", json={"question": question, "top_k": top_k})
         payload = _json_or_empty(response)
-        elapsed = (time.perf_counter() - started) * 1000
         if response.status_code in (401, 403, 404):
             # Not this question's fault: every other question would fail the same way.
             raise CiteqaError(
@@ -143,12 +160,7 @@ class HttpBackend:
     def search(self, question: str, top_k: int) -> list[dict[str, Any]] | None:
         if not self._can_search:
             return None
-        import httpx
-
-        try:
-            response = self._client.get(f"{self.url}/v1/search", params={"q": question, "top_k": top_k})
-        except httpx.HTTPError as exc:
-            raise CiteqaError(f"cannot reach {self.url}/v1/search: {exc}") from exc
+        response, _ = self._send("GET", "/v1/search", params={"q": question, "top_k": top_k})
         if response.status_code != 200:
             # Without a search endpoint, retrieval is scored on the passages that /v1/ask returns.
             self._can_search = False

@@ -86,13 +86,23 @@ def test_a_bad_question_is_counted_not_fatal(seed_pipeline: QAPipeline) -> None:
 
 @pytest.fixture()
 def http_service(seed_pipeline: QAPipeline) -> Iterator[str]:
-    """A real HTTP server answering POST /v1/ask with the pipeline's ask_json (no /v1/search)."""
+    """A real HTTP server answering POST /v1/ask with the pipeline's ask_json (no /v1/search).
+
+    Its first answer is a 503, as a service still loading its models gives.
+    """
+    loading = [True]
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             if self.path != "/v1/ask":
                 self.send_response(404)
+                self.end_headers()
+                return
+            if loading.pop() if loading else False:
+                self.send_response(503)
+                self.send_header("Retry-After", "0")
+                self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
             payload = json.dumps(ask_json(seed_pipeline.ask(body["question"], top_k=body["top_k"]))).encode()
@@ -122,7 +132,7 @@ def test_evaluator_over_http(seed_pipeline: QAPipeline, http_service: str) -> No
         report = _evaluator(_sample(), settings).run(client)
     finally:
         client.close()
-    assert report.summary["errors"] == 0
+    assert report.summary["errors"] == 0  # the first question waited out the 503
     assert report.summary["citation_exact"] == 1.0  # checked against the local copy of the corpus
     assert report.margin_sweep is None
     # Without /v1/search, retrieval is scored on the top_k passages that /v1/ask returned.
