@@ -12,6 +12,8 @@ from indexing.build import BuildReport, IndexBuilder
 from indexing.chunking import ChunkingConfig
 from indexing.embedding import Embedder
 from indexing.errors import CiteqaError, IndexNotFoundError
+from indexing.loaders import load_bytes
+from indexing.sources import DocumentSources
 from indexing.store import IndexSnapshot, current_version_dir
 from indexing.types import Document
 from service.answering import NO_ANSWER_MESSAGE, AnswerAggregator, AnsweringConfig
@@ -63,7 +65,7 @@ class QAPipeline:
             )
         )
         self._index: SearchIndex | None = None
-        self._update_lock = threading.Lock()
+        self._update_lock = threading.RLock()
 
     # --- lifecycle -------------------------------------------------------------------------
     @property
@@ -90,14 +92,28 @@ class QAPipeline:
     def ready(self) -> bool:
         return self._index is not None
 
+    def require_index(self) -> None:
+        if current_version_dir(self.index_dir) is None:
+            raise IndexNotFoundError(f"no index at {self.index_dir}; build one with `citeqa index`")
+
     @property
     def index(self) -> SearchIndex:
-        if self._index is None:
-            if current_version_dir(self.index_dir) is None:
-                raise IndexNotFoundError(f"no index at {self.index_dir}; build one with `citeqa index`")
-            self.reload()
+        """The live index; a new version written by another process (`citeqa index`) is picked up."""
+        current = self._index
+        if current is None or self._live_version() not in (None, current.snapshot.version):
+            with self._update_lock:
+                if self._index is current:
+                    self.require_index()
+                    self.reload()
         assert self._index is not None
         return self._index
+
+    def _live_version(self) -> str | None:
+        try:
+            directory = current_version_dir(self.index_dir)
+        except CiteqaError:
+            return None
+        return directory.name if directory is not None else None
 
     def builder(self) -> IndexBuilder:
         s = self.settings
@@ -115,9 +131,8 @@ class QAPipeline:
         if not cleaned:
             raise QuestionError("the question is empty")
         if len(cleaned) > self.settings.max_question_chars:
-            raise QuestionError(
-                f"the question is {len(cleaned)} characters long; the limit is {self.settings.max_question_chars}"
-            )
+            limit = self.settings.max_question_chars
+            raise QuestionError(f"the question is {len(cleaned)} characters long; the limit is {limit}")
         return cleaned
 
     def search(
@@ -169,16 +184,22 @@ class QAPipeline:
         )
 
     # --- documents -------------------------------------------------------------------------
-    def index_folder(self, corpus: Path | None = None, rebuild: bool = False, show_progress: bool = False) -> BuildReport:
+    def sources(self, corpus: Path | None = None) -> DocumentSources:
+        return DocumentSources(corpus or self.settings.corpus_dir, self.settings.data_dir)
+
+    def index_folder(
+        self, corpus: Path | None = None, rebuild: bool = False, show_progress: bool = False
+    ) -> BuildReport:
+        """Make the index hold the folder's documents, plus uploads and less deletions made by the service."""
         builder = self.builder()
         builder.show_progress = show_progress
         with self._update_lock:
-            report = builder.build_from_folder(corpus or self.settings.corpus_dir, rebuild=rebuild)
+            report = builder.build_from_sources(self.sources(corpus), rebuild=rebuild)
             self.reload()
         return report
 
     def add_documents(self, documents: Sequence[Document]) -> BuildReport:
-        """Add or replace documents (by id), re-embedding only those."""
+        """Add or replace documents (by id) in the index, re-embedding only those."""
         with self._update_lock:
             current = {d.id: d for d in self._current_documents()}
             for doc in documents:
@@ -186,6 +207,19 @@ class QAPipeline:
             report = self.builder().build(list(current.values()))
             self.reload()
         return report
+
+    def upload_document(self, doc_id: str, data: bytes) -> tuple[Document, BuildReport]:
+        """Index an uploaded file and keep it in the data directory, so that re-indexing keeps it."""
+        document = load_bytes(data, doc_id)
+        sources = self.sources()
+        with self._update_lock:
+            previous = sources.save_upload(doc_id, data)
+            try:
+                report = self.add_documents([document])
+            except BaseException:
+                sources.restore_upload(doc_id, previous)
+                raise
+        return document, report
 
     def delete_document(self, doc_id: str) -> BuildReport:
         with self._update_lock:
@@ -195,6 +229,7 @@ class QAPipeline:
             del current[doc_id]
             report = self.builder().build(list(current.values()))
             self.reload()
+            self.sources().forget(doc_id)
         return report
 
     def _current_documents(self) -> list[Document]:

