@@ -13,6 +13,8 @@ from indexing.build import BuildReport, IndexBuilder
 from indexing.chunking import ChunkingConfig
 from indexing.embedding import Embedder
 from indexing.errors import CiteqaError, IndexNotFoundError
+from indexing.loaders import load_bytes
+from indexing.sources import DocumentSources
 from indexing.store import IndexSnapshot, current_version_dir
 from indexing.types import Document
 from service.answering import NO_ANSWER_MESSAGE, AnswerAggregator, AnsweringConfig
@@ -207,18 +209,22 @@ class QAPipeline:
         )
 
     # --- documents -------------------------------------------------------------------------
+    def sources(self, corpus: Path | None = None) -> DocumentSources:
+        return DocumentSources(corpus or self.settings.corpus_dir, self.settings.data_dir)
+
     def index_folder(
         self, corpus: Path | None = None, rebuild: bool = False, show_progress: bool = False
     ) -> BuildReport:
+        """Make the index hold the folder's documents, plus uploads and less deletions made by the service."""
         builder = self.builder()
         builder.show_progress = show_progress
         with self._update_lock:
-            report = builder.build_from_folder(corpus or self.settings.corpus_dir, rebuild=rebuild)
+            report = builder.build_from_sources(self.sources(corpus), rebuild=rebuild)
             self.reload()
         return report
 
     def add_documents(self, documents: Sequence[Document]) -> BuildReport:
-        """Add or replace documents (by id), re-embedding only those."""
+        """Add or replace documents (by id) in the index, re-embedding only those."""
         with self._update_lock:
             current = {d.id: d for d in self._current_documents()}
             for doc in documents:
@@ -226,6 +232,19 @@ class QAPipeline:
             report = self.builder().build(list(current.values()))
             self.reload()
         return report
+
+    def upload_document(self, doc_id: str, data: bytes) -> tuple[Document, BuildReport]:
+        """Index an uploaded file and keep it in the data directory, so that re-indexing keeps it."""
+        document = load_bytes(data, doc_id)
+        sources = self.sources()
+        with self._update_lock:
+            previous = sources.save_upload(doc_id, data)
+            try:
+                report = self.add_documents([document])
+            except BaseException:
+                sources.restore_upload(doc_id, previous)
+                raise
+        return document, report
 
     def delete_document(self, doc_id: str) -> BuildReport:
         with self._update_lock:
@@ -235,6 +254,7 @@ class QAPipeline:
             del current[doc_id]
             report = self.builder().build(list(current.values()))
             self.reload()
+            self.sources().forget(doc_id)
         return report
 
     def _current_documents(self) -> list[Document]:

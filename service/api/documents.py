@@ -10,9 +10,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.datastructures import UploadFile
 
-from indexing.loaders import SUPPORTED_SUFFIXES, load_bytes
+from indexing.loaders import SUPPORTED_SUFFIXES
 from indexing.types import Document
-from service.api.corpus_files import remove_after, store_then
 from service.api.deps import ApiKeyDep, PipelineDep, StateDep
 from service.api.errors import ApiError
 from service.api.schemas import (
@@ -156,7 +155,7 @@ _UPLOAD_BODY = {
 async def upload_document(request: Request, state: StateDep, pipeline: PipelineDep) -> UploadResponse:
     """Add or replace one document (multipart field `file`); the index is updated incrementally.
 
-    The file is also kept in the corpus folder, so that re-indexing that folder keeps it.
+    The file is kept in the data directory's uploads, so that re-indexing the corpus folder keeps it.
     """
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
@@ -172,12 +171,11 @@ async def upload_document(request: Request, state: StateDep, pipeline: PipelineD
         data = await upload.read()
     if not data:
         raise ApiError(422, "empty_file", f"{doc_id} is empty")
-    document = await state.update(lambda: load_bytes(data, doc_id))
 
     def add() -> UploadResponse:
         replaced = pipeline.index.snapshot.document(doc_id) is not None if pipeline.ready else False
         started = time.perf_counter()
-        store_then(state.settings.corpus_dir, doc_id, data, lambda: pipeline.add_documents([document]))
+        document, _ = pipeline.upload_document(doc_id, data)
         state.metrics.stage_latency.labels(stage="index_update").observe(time.perf_counter() - started)
         snapshot = pipeline.index.snapshot
         summary = DocumentSummary(
@@ -202,7 +200,7 @@ async def upload_document(request: Request, state: StateDep, pipeline: PipelineD
 async def delete_document(doc_id: str, state: StateDep, pipeline: PipelineDep) -> DeleteResponse:
     def delete() -> DeleteResponse:
         started = time.perf_counter()
-        remove_after(state.settings.corpus_dir, doc_id, lambda: pipeline.delete_document(doc_id))
+        pipeline.delete_document(doc_id)
         state.metrics.stage_latency.labels(stage="index_update").observe(time.perf_counter() - started)
         return DeleteResponse(deleted=doc_id, index_version=pipeline.index.snapshot.version)
 

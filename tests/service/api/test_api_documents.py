@@ -7,7 +7,6 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from service.api.corpus_files import corpus_path
 from service.api.documents import sanitize_doc_id
 from tests.service.api.conftest import API_KEY, ClientFactory
 
@@ -104,10 +103,11 @@ def test_upload_ask_replace_and_delete(writable_client: ClientFactory) -> None:
     assert "Port Authority" in best["text"]
     assert LIGHTHOUSE[best["start"] : best["end"]] == best["text"]
 
-    # Kept in the corpus folder: re-indexing that folder keeps the upload.
+    # Kept in the data directory, never in the corpus folder: re-indexing the folder keeps the upload.
     state = client.app.state.citeqa  # type: ignore[attr-defined]
-    stored = state.settings.corpus_dir / "light_house.txt"
+    stored = state.settings.data_dir / "uploads" / "light_house.txt"
     assert stored.read_text() == LIGHTHOUSE
+    assert not (state.settings.corpus_dir / "light_house.txt").exists()
     state.pipeline.index_folder()
     assert client.get("/v1/documents/light_house.txt").json()["text"] == LIGHTHOUSE
 
@@ -173,10 +173,7 @@ def test_oversize_streamed_upload_without_length_is_cut_off(writable_client: Cli
     assert response.json()["error"]["code"] == "payload_too_large"
 
 
-def test_document_ids_and_paths_stay_inside_the_corpus(tmp_path: Path) -> None:
+def test_document_ids_are_sanitized(tmp_path: Path) -> None:
     assert sanitize_doc_id("../../etc/pass wd.txt") == "pass_wd.txt"
     assert sanitize_doc_id("C:\\Users\\me\\report.PDF") == "report.PDF"
     assert sanitize_doc_id("..hidden.md") == "hidden.md"
-    assert corpus_path(tmp_path, "../outside.txt") is None
-    assert corpus_path(tmp_path, "/etc/passwd") is None
-    assert corpus_path(tmp_path, "sub/inside.txt") == tmp_path.resolve() / "sub" / "inside.txt"

@@ -27,13 +27,25 @@ def test_generated_requests_never_fail_the_server(client: TestClient, mode: Gene
             continue
 
         @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(
+            max_examples=12,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+            derandomize=True,
+        )
         def check(case: Any) -> None:
             kwargs = case.as_transport_kwargs(base_url="http://testserver")
             request = {k: v for k, v in kwargs.items() if k in _REQUEST_KEYS}
             if isinstance(request.get("data"), str | bytes):
                 request["content"] = request.pop("data")
-            response = client.request(**request)
+            try:
+                response = client.request(**request)
+            except Exception as exc:
+                # The test client's httpx refuses some generated URLs: no client could send them.
+                if type(exc).__name__ == "InvalidURL":
+                    return
+                raise
             assert response.status_code < 500, (case.method, case.path, response.text[:300])
             json_reply = response.headers["content-type"].startswith("application/json")
             if response.status_code >= 400 and json_reply:
