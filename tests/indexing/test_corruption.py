@@ -203,7 +203,7 @@ def test_running_pipeline_keeps_answering_when_a_new_version_is_damaged(
     other = QAPipeline(serving.settings, embedder=serving.embedder, reader=serving.reader)
     corpus = serving.settings.corpus_dir
     (corpus / "extra.txt").write_text("Extra notice.\nThe ferry leaves at noon.\n", encoding="utf-8")
-    other.builder().build_from_folder(corpus)
+    other.index_folder(corpus)
     damaged_dir = current_version_dir(serving.index_dir)
     assert damaged_dir is not None and damaged_dir.name != old_version
     _truncate_half(damaged_dir / FAISS_FILE)
@@ -211,5 +211,5 @@ def test_running_pipeline_keeps_answering_when_a_new_version_is_damaged(
         result = serving.ask(SEED_QUESTION)
         assert result.answers[0].text == "Ningbo" and result.index_version == old_version
     (corpus / "extra.txt").write_text("Extra notice.\nThe ferry leaves at one.\n", encoding="utf-8")
-    repaired = other.builder().build_from_folder(corpus)
+    repaired = other.index_folder(corpus)
     assert serving.ask(SEED_QUESTION).index_version == repaired.manifest.version

@@ -1,7 +1,7 @@
 """Uploads and deletes, from two writers at once, while 10 clients query a real server without pause.
 
 No query may fail, a document never comes back once its delete has returned, and after the last
-update the index, the document list and the corpus folder hold exactly the expected documents.
+update the index, the document list and the kept uploads hold exactly the expected documents.
 """
 
 from __future__ import annotations
@@ -149,15 +149,17 @@ def test_updates_under_query_load_lose_nothing(make_pipeline: Callable[..., QAPi
     # A document never reappears in a query that started after its delete returned.
     stale = [(q, doc) for q in log.queries for doc in q.cited & deleted if q.started > log.deleted_at[doc]]
     assert stale == [], stale[:3]
-    # Exactly the expected documents: in the API, in the index on disk and in the corpus folder.
+    # Exactly the expected documents: in the API, in the index on disk and in the kept uploads.
     assert {d["id"] for d in listed["documents"]} == expected
     snapshot = IndexSnapshot.open(pipeline.index_dir)
     try:
         assert set(snapshot.manifest.documents) == expected
     finally:
         snapshot.close()
-    corpus = pipeline.settings.corpus_dir
-    assert {p.name for p in corpus.iterdir() if p.is_file() and not p.name.startswith(".")} == expected
+    # Uploads are kept in the data directory (so that re-indexing keeps them); the corpus is untouched.
+    uploads = pipeline.sources().uploads_dir
+    assert {p.name for p in uploads.iterdir() if not p.name.startswith(".")} == expected - {SEED_DOC_ID}
+    assert [p.name for p in pipeline.settings.corpus_dir.iterdir()] == [SEED_DOC_ID]
     for (w, r), body in final_answers.items():
         assert not cited_docs(body) & deleted
         if r == ROUNDS - 1:  # the surviving document answers its own question

@@ -178,8 +178,9 @@ def test_upload_names_cannot_escape_the_data_dir(writable_client: ClientFactory,
     assert ids, "at least the plain names should have been accepted, sanitized"
     created = {p for p in tree(outside) - before}
     assert created and all(p.parts[0] == data_dir.name for p in created), sorted(created)[:5]
-    corpus = state.settings.corpus_dir
-    assert {p.name for p in corpus.iterdir() if p.is_file()} == {SEED_ID, *ids}
+    uploads = state.pipeline.sources().uploads_dir
+    assert {p.name for p in uploads.iterdir()} == set(ids)
+    assert [p.name for p in state.settings.corpus_dir.iterdir()] == [SEED_ID]
     assert_still_serving(client)
 
 
@@ -229,11 +230,13 @@ def test_hostile_uploads_are_refused_and_lose_nothing(writable_client: ClientFac
         response = client.post("/v1/documents", files={"file": (filename, data)}, headers=AUTH)
         assert response.status_code == status, (name, response.text[:300])
         error_of(response, status, code)
-    # Nothing changed: same index version, same documents, nothing left in the corpus folder.
+    # Nothing changed: same index version, same documents, no upload kept, the corpus untouched.
     assert client.get("/readyz").json()["index_version"] == version
     assert [d["id"] for d in client.get("/v1/documents").json()["documents"]] == [SEED_ID]
-    corpus = client.app.state.citeqa.settings.corpus_dir  # type: ignore[attr-defined]
-    assert [p.name for p in corpus.iterdir()] == [SEED_ID]
+    state = client.app.state.citeqa  # type: ignore[attr-defined]
+    uploads = state.pipeline.sources().uploads_dir
+    assert not uploads.exists() or [p.name for p in uploads.iterdir()] == []
+    assert [p.name for p in state.settings.corpus_dir.iterdir()] == [SEED_ID]
     assert_still_serving(client)
 
 
