@@ -6,11 +6,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import faiss
 import numpy as np
 from scipy import sparse
 
 from indexing.embedding import Embedder
-from indexing.store import IndexSnapshot
+from indexing.store import COMPRESSED_INDEX_TYPES, IndexSnapshot
 from service.types import Passage
 
 _TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+")
@@ -79,6 +80,18 @@ class BM25Index:
         return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
 
 
+def exact_rerank(
+    embeddings: np.ndarray, rows: np.ndarray, query: np.ndarray, k: int
+) -> list[tuple[int, float]]:
+    """The best `k` of `rows` by exact inner product with the full-precision (memory-mapped) vectors."""
+    rows = np.unique(rows[rows >= 0])  # sorted rows read the memory map front to back
+    if len(rows) == 0:
+        return []
+    scores = np.asarray(embeddings[rows], dtype=np.float32) @ query
+    order = np.argsort(-scores, kind="stable")[:k]
+    return [(int(rows[i]), float(scores[i])) for i in order]
+
+
 @dataclass(frozen=True)
 class SearchIndex:
     """A loaded index snapshot with its BM25 side, swapped as one unit."""
@@ -102,10 +115,23 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: int) -> list[tu
 
 
 class HybridRetriever:
-    def __init__(self, embedder: Embedder, candidates_k: int = 30, rrf_k: int = 60) -> None:
+    def __init__(
+        self,
+        embedder: Embedder,
+        candidates_k: int = 30,
+        rrf_k: int = 60,
+        rerank_factor: int = 4,
+        nprobe: int = 0,
+    ) -> None:
+        """`rerank_factor`: a compressed index returns k * factor rows, re-scored exactly, best k kept.
+
+        `nprobe`: inverted lists an IVF index scans per query; 0 keeps the value chosen at build time.
+        """
         self.embedder = embedder
         self.candidates_k = candidates_k
         self.rrf_k = rrf_k
+        self.rerank_factor = rerank_factor
+        self.nprobe = nprobe
 
     def dense(
         self, index: SearchIndex, query_vector: np.ndarray, k: int, allowed: np.ndarray | None
@@ -120,8 +146,18 @@ class HybridRetriever:
             scores = np.asarray(snapshot.embeddings[allowed]) @ query_vector
             order = np.argsort(-scores, kind="stable")[:k]
             return [(int(allowed[i]), float(scores[i])) for i in order]
-        scores_2d, ids_2d = snapshot.index.search(query_vector.reshape(1, -1), min(k, snapshot.index.ntotal))
-        return [(int(i), float(s)) for i, s in zip(ids_2d[0], scores_2d[0], strict=True) if i >= 0]
+        query = np.ascontiguousarray(query_vector, dtype=np.float32).reshape(1, -1)
+        if snapshot.manifest.index_type not in COMPRESSED_INDEX_TYPES:
+            scores_2d, ids_2d = snapshot.index.search(query, min(k, snapshot.index.ntotal))
+            return [(int(i), float(s)) for i, s in zip(ids_2d[0], scores_2d[0], strict=True) if i >= 0]
+        shortlist_k = min(k * max(self.rerank_factor, 1), snapshot.index.ntotal)
+        # Search parameters travel with the call, so the shared index object is never mutated.
+        params = None
+        if self.nprobe > 0:
+            params = faiss.SearchParametersIVF()
+            params.nprobe = self.nprobe
+        _, ids_2d = snapshot.index.search(query, shortlist_k, params=params)
+        return exact_rerank(snapshot.embeddings, ids_2d[0], query[0], k)
 
     def retrieve(
         self, index: SearchIndex, query: str, top_k: int, document_ids: Sequence[str] | None = None
