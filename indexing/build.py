@@ -120,7 +120,9 @@ class IndexBuilder:
         chunks_by_doc: dict[str, list[Chunk]] = {}
         reused: dict[str, np.ndarray] = {}
         to_embed: list[Chunk] = []
-        added, changed, unchanged = [], [], []
+        added: list[str] = []
+        changed: list[str] = []
+        unchanged: list[str] = []
         for doc in documents:
             old_hash = old_hashes.get(doc.id)
             if previous is not None and old_hash == doc.content_hash:

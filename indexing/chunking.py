@@ -110,12 +110,25 @@ class Chunker:
             if count <= budget:
                 units.append((start, end, max(count, 1)))
                 continue
-            for piece_lo in range(lo, hi, budget):
-                piece_hi = min(piece_lo + budget, hi)
+            piece_lo = lo
+            while piece_lo < hi:
+                piece_hi = self._cut_point(text, tokens, piece_lo, min(piece_lo + budget, hi), hi)
                 piece_start = start if piece_lo == lo else tokens[piece_lo][0]
                 piece_end = end if piece_hi == hi else tokens[piece_hi][0]
                 units.extend((s, e, piece_hi - piece_lo) for s, e in _trimmed(text, piece_start, piece_end))
+                piece_lo = piece_hi
         return units
+
+    @staticmethod
+    def _cut_point(text: str, tokens: Sequence[tuple[int, int]], lo: int, limit: int, hi: int) -> int:
+        """The last token index in (lo, limit] that starts a new word, so words are not split."""
+        if limit >= hi:
+            return hi
+        for cut in range(limit, lo, -1):
+            previous_end, start = tokens[cut - 1][1], tokens[cut][0]
+            if start > previous_end or not text[start].isalnum() or not text[start - 1].isalnum():
+                return cut
+        return limit
 
     def _pack(self, units: Sequence[tuple[int, int, int]]) -> list[tuple[int, int]]:
         """Greedy packing of unit indices into (first, last) ranges with sentence overlap."""

@@ -99,7 +99,9 @@ class Embedder:
     @property
     def max_tokens(self) -> int:
         """Wordpieces the model reads, less the [CLS] and [SEP] it adds."""
-        return int(self.model.max_seq_length) - 2
+        max_seq_length = self.model.max_seq_length
+        assert max_seq_length is not None
+        return int(max_seq_length) - 2
 
     @property
     def tokenizer(self) -> object:

@@ -120,7 +120,9 @@ def current_version_dir(root: Path) -> Path | None:
         return None
     name = pointer.read_text(encoding="utf-8").strip()
     if not name or "/" in name or name.startswith("."):
-        raise CorruptIndexError(f"index at {root} is damaged (bad {CURRENT_FILE} file); re-run `citeqa index`")
+        raise CorruptIndexError(
+            f"index at {root} is damaged (bad {CURRENT_FILE} file); re-run `citeqa index`"
+        )
     return root / name
 
 
@@ -257,8 +259,14 @@ class IndexWriter:
                 conn.execute(
                     "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        doc.id, doc.title, doc.date, doc.content_hash, doc.source,
-                        json.dumps([asdict(p) for p in doc.pages]), doc.text, len(chunks),
+                        doc.id,
+                        doc.title,
+                        doc.date,
+                        doc.content_hash,
+                        doc.source,
+                        json.dumps([asdict(p) for p in doc.pages]),
+                        doc.text,
+                        len(chunks),
                     ),
                 )
                 conn.executemany(
@@ -296,7 +304,9 @@ class IndexWriter:
 class IndexSnapshot:
     """One immutable, loaded version of the index. Safe to share between threads."""
 
-    def __init__(self, directory: Path, manifest: Manifest, index: faiss.Index, embeddings: np.ndarray) -> None:
+    def __init__(
+        self, directory: Path, manifest: Manifest, index: faiss.Index, embeddings: np.ndarray
+    ) -> None:
         self.directory = directory
         self.manifest = manifest
         self.index = index
@@ -337,8 +347,13 @@ class IndexSnapshot:
             index = faiss.read_index(str(directory / FAISS_FILE))
             embeddings = np.load(directory / EMBEDDINGS_FILE, mmap_mode="r")
         except (RuntimeError, ValueError, OSError) as exc:
-            raise CorruptIndexError(f"index at {root} is damaged ({exc}); re-run `citeqa index --rebuild`") from exc
-        if index.ntotal != manifest.chunk_count or embeddings.shape != (manifest.chunk_count, manifest.dimension):
+            raise CorruptIndexError(
+                f"index at {root} is damaged ({exc}); re-run `citeqa index --rebuild`"
+            ) from exc
+        if index.ntotal != manifest.chunk_count or embeddings.shape != (
+            manifest.chunk_count,
+            manifest.dimension,
+        ):
             raise CorruptIndexError(f"index at {root} is inconsistent; re-run `citeqa index --rebuild`")
         return cls(directory, manifest, index, embeddings)
 
@@ -388,7 +403,9 @@ class IndexSnapshot:
             return None
         r = rows[0]
         pages = tuple(PageSpan(**p) for p in json.loads(r[6]))
-        return Document(id=r[0], text=r[1], title=r[2], content_hash=r[3], date=r[4], source=r[5], pages=pages)
+        return Document(
+            id=r[0], text=r[1], title=r[2], content_hash=r[3], date=r[4], source=r[5], pages=pages
+        )
 
     def documents(self) -> list[Document]:
         ids = [r[0] for r in self._query("SELECT id FROM documents ORDER BY id")]
@@ -399,7 +416,9 @@ class IndexSnapshot:
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
-        return dict(self._query(f"SELECT id, title FROM documents WHERE id IN ({marks})", ids))  # type: ignore[arg-type]
+        return {
+            r[0]: r[1] for r in self._query(f"SELECT id, title FROM documents WHERE id IN ({marks})", ids)
+        }
 
     def document_infos(self, offset: int = 0, limit: int | None = None) -> list[DocumentInfo]:
         rows = self._query(
@@ -409,8 +428,14 @@ class IndexSnapshot:
         )
         return [
             DocumentInfo(
-                id=r[0], title=r[1], date=r[2], content_hash=r[3], chunk_count=r[4], length=r[5],
-                source=r[6], pages=tuple(PageSpan(**p) for p in json.loads(r[7])),
+                id=r[0],
+                title=r[1],
+                date=r[2],
+                content_hash=r[3],
+                chunk_count=r[4],
+                length=r[5],
+                source=r[6],
+                pages=tuple(PageSpan(**p) for p in json.loads(r[7])),
             )
             for r in rows
         ]

@@ -68,9 +68,7 @@ class AnswerAggregator:
     ) -> tuple[list[Answer], bool]:
         """Answers best first, and whether the reader abstained."""
         limit = max_answers or self.config.max_answers
-        ranked = sorted(
-            candidates, key=lambda c: (-self.score(c, passages[c.passage_index]), -c.margin)
-        )
+        ranked = sorted(candidates, key=lambda c: (-self.score(c, passages[c.passage_index]), -c.margin))
         best_margin = max((c.margin for c in candidates), default=-math.inf)
         abstain = best_margin < self.config.no_answer_margin
         kept: list[tuple[str, int, int]] = []

@@ -18,16 +18,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # cores (measured: 2 threads, 4 busy processes on 2 cores: ask p50 916 ms spinning, 224 ms passive).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from pydantic import ValidationError  # noqa: E402
+from pydantic import ValidationError
 
-from indexing.errors import CiteqaError  # noqa: E402
-from service.settings import Settings  # noqa: E402
+from indexing.errors import CiteqaError
+from service.settings import Settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
-    overrides = {}
+    overrides: dict[str, object] = {}
     if getattr(args, "index_dir", None):
         overrides["index_dir"] = Path(args.index_dir)
     if getattr(args, "device", None):
@@ -62,6 +62,9 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from service.serialize import ask_json
 
     pipeline = QAPipeline(settings)
+    # Cheap checks first, so that bad input fails before the models load.
+    pipeline.validate_question(args.question)
+    pipeline.require_index()
     pipeline.warm_up()
     result = pipeline.ask(args.question, top_k=args.top_k, max_answers=args.max_answers)
     if args.json:
@@ -72,7 +75,8 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
         print(result.message)
         if result.passages:
             best = result.passages[0]
-            print(f"\nClosest passage ({best.title}, {best.chunk.doc_id}, chars {best.chunk.start}-{best.chunk.end}):")
+            where = f"{best.chunk.doc_id}, chars {best.chunk.start}-{best.chunk.end}"
+            print(f"\nClosest passage ({best.title}, {where}):")
             print(textwrap.indent(textwrap.fill(best.chunk.text[:400], 100), "  "))
         return 0
     for number, answer in enumerate(result.answers, start=1):
@@ -89,8 +93,20 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def quiet_libraries() -> None:
+    """Keep library progress bars and advisories off the terminal; errors still show."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    for noisy in ("transformers", "sentence_transformers", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
-    parser = argparse.ArgumentParser(prog="citeqa", description="Cited extractive answers over your documents.")
+    parser = argparse.ArgumentParser(
+        prog="citeqa", description="Cited extractive answers over your documents."
+    )
     parser.add_argument("--index-dir", help="index directory (CITEQA_INDEX_DIR)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where models run (CITEQA_DEVICE)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress and warnings")
@@ -114,7 +130,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     return parser, handlers
 
 
-def _extra_commands() -> list[Callable[[argparse._SubParsersAction, dict[str, Handler]], None]]:  # type: ignore[type-arg]
+def _extra_commands() -> list[Callable[[argparse._SubParsersAction, dict[str, Handler]], None]]:
     """Commands that live with the capability they drive (serve, eval, bench, ...)."""
     import importlib
 
@@ -137,8 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s"
     )
     if not args.verbose:
-        for noisy in ("transformers", "sentence_transformers", "httpx"):
-            logging.getLogger(noisy).setLevel(logging.ERROR)
+        quiet_libraries()
     for value_name in ("top_k", "max_answers"):
         value = getattr(args, value_name, None)
         if value is not None and value < 1:

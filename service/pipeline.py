@@ -74,7 +74,7 @@ class QAPipeline:
             )
         )
         self._index: SearchIndex | None = None
-        self._update_lock = threading.Lock()
+        self._update_lock = threading.RLock()
         self.answer_cache = AnswerCache(s.answer_cache_size)
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -108,14 +108,28 @@ class QAPipeline:
     def ready(self) -> bool:
         return self._index is not None
 
+    def require_index(self) -> None:
+        if current_version_dir(self.index_dir) is None:
+            raise IndexNotFoundError(f"no index at {self.index_dir}; build one with `citeqa index`")
+
     @property
     def index(self) -> SearchIndex:
-        if self._index is None:
-            if current_version_dir(self.index_dir) is None:
-                raise IndexNotFoundError(f"no index at {self.index_dir}; build one with `citeqa index`")
-            self.reload()
+        """The live index; a new version written by another process (`citeqa index`) is picked up."""
+        current = self._index
+        if current is None or self._live_version() not in (None, current.snapshot.version):
+            with self._update_lock:
+                if self._index is current:
+                    self.require_index()
+                    self.reload()
         assert self._index is not None
         return self._index
+
+    def _live_version(self) -> str | None:
+        try:
+            directory = current_version_dir(self.index_dir)
+        except CiteqaError:
+            return None
+        return directory.name if directory is not None else None
 
     def builder(self) -> IndexBuilder:
         s = self.settings
@@ -133,9 +147,8 @@ class QAPipeline:
         if not cleaned:
             raise QuestionError("the question is empty")
         if len(cleaned) > self.settings.max_question_chars:
-            raise QuestionError(
-                f"the question is {len(cleaned)} characters long; the limit is {self.settings.max_question_chars}"
-            )
+            limit = self.settings.max_question_chars
+            raise QuestionError(f"the question is {len(cleaned)} characters long; the limit is {limit}")
         return cleaned
 
     def search(
@@ -196,7 +209,9 @@ class QAPipeline:
         return result
 
     # --- documents -------------------------------------------------------------------------
-    def index_folder(self, corpus: Path | None = None, rebuild: bool = False, show_progress: bool = False) -> BuildReport:
+    def index_folder(
+        self, corpus: Path | None = None, rebuild: bool = False, show_progress: bool = False
+    ) -> BuildReport:
         builder = self.builder()
         builder.show_progress = show_progress
         with self._update_lock:

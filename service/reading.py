@@ -141,7 +141,8 @@ class Reader:
         sample_map = encoded.pop("overflow_to_sample_mapping").tolist()
         offsets = encoded.pop("offset_mapping").tolist()
         context_masks = [
-            np.array([sid == 1 for sid in encoded.sequence_ids(i)], dtype=bool) for i in range(len(sample_map))
+            np.array([sid == 1 for sid in encoded.sequence_ids(i)], dtype=bool)
+            for i in range(len(sample_map))
         ]
         inputs = {k: v.to(self._torch_device) for k, v in encoded.items()}
         with torch.inference_mode():
@@ -154,7 +155,7 @@ class Reader:
                 passage_index=passage_index,
                 start_logits=start_logits[i],
                 end_logits=end_logits[i],
-                offsets=[tuple(o) for o in offsets[i]],  # type: ignore[misc]
+                offsets=[(int(o[0]), int(o[1])) for o in offsets[i]],
                 context_mask=context_masks[i],
             )
             candidates.extend(decode_window(window, self.n_best, self.max_answer_tokens))

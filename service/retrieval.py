@@ -16,9 +16,56 @@ from service.types import Passage
 
 _TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+")
 _STOPWORDS = frozenset(
-    """a an and are as at be been by can did do does for from had has have how i in into is it its
-    of on or that the their there these this to was were what when where which who whom whose why
-    will with would""".split()
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "been",
+        "by",
+        "can",
+        "did",
+        "do",
+        "does",
+        "for",
+        "from",
+        "had",
+        "has",
+        "have",
+        "how",
+        "i",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "that",
+        "the",
+        "their",
+        "there",
+        "these",
+        "this",
+        "to",
+        "was",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "why",
+        "will",
+        "with",
+        "would",
+    ]
 )
 
 
@@ -168,9 +215,9 @@ class HybridRetriever:
             allowed = np.asarray(sorted(snapshot.rows_of_documents(list(document_ids))), dtype=np.int64)
         dense_hits = self.dense(index, self.embedder.embed_query(query), self.candidates_k, allowed)
         sparse_hits = index.bm25.search(query, self.candidates_k, allowed)
-        fused = reciprocal_rank_fusion(
-            [[i for i, _ in dense_hits], [i for i, _ in sparse_hits]], self.rrf_k
-        )[:top_k]
+        fused = reciprocal_rank_fusion([[i for i, _ in dense_hits], [i for i, _ in sparse_hits]], self.rrf_k)[
+            :top_k
+        ]
         dense_scores = dict(dense_hits)
         sparse_scores = dict(sparse_hits)
         chunks = snapshot.chunks_by_rows([i for i, _ in fused])
@@ -187,4 +234,3 @@ class HybridRetriever:
             for rank, (row, score) in enumerate(fused, start=1)
             if row in chunks
         ]
-

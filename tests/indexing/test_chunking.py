@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from indexing.chunking import Chunker, ChunkingConfig, sentence_spans, token_spans
+from indexing.embedding import Embedder
+from indexing.loaders import load_bytes
+from indexing.types import Document
+
+
+@pytest.fixture(scope="module")
+def tokenizer(embedder: Embedder) -> object:
+    return embedder.tokenizer
+
+
+def _doc(text: str) -> Document:
+    return Document(id="d.txt", text=text, title="t", content_hash="h")
+
+
+def _tokens_of(tokenizer: object, text: str) -> int:
+    return len(token_spans(tokenizer, text))  # type: ignore[arg-type]
+
+
+def test_sentence_spans_are_trimmed_and_exact() -> None:
+    text = "  First one.  Second; third!\n\nFourth line\n"
+    spans = sentence_spans(text)
+    assert [text[s:e] for s, e in spans] == ["First one.", "Second;", "third!", "Fourth line"]
+
+
+def test_seed_chunks_hold_offsets_and_token_budget(tokenizer: object, seed_text: str) -> None:
+    config = ChunkingConfig(max_tokens=64, overlap_tokens=16)
+    chunks = Chunker(tokenizer, config).chunk(_doc(seed_text))  # type: ignore[arg-type]
+    assert len(chunks) > 5
+    for chunk in chunks:
+        assert seed_text[chunk.start : chunk.end] == chunk.text
+        assert _tokens_of(tokenizer, chunk.text) <= config.max_tokens + 2
+    # Consecutive chunks overlap or touch, and together cover every sentence.
+    for before, after in itertools.pairwise(chunks):
+        assert after.start > before.start
+        assert after.start <= before.end + 2 or seed_text[before.end : after.start].strip() == ""
+    covered = set()
+    for chunk in chunks:
+        covered.update(range(chunk.start, chunk.end))
+    assert all(
+        i in covered for s, e in sentence_spans(seed_text) for i in range(s, e) if not seed_text[i].isspace()
+    )
+
+
+def test_long_sentence_is_cut_not_truncated(tokenizer: object) -> None:
+    text = " ".join(f"word{i}" for i in range(600))  # one sentence, far over the budget
+    chunks = Chunker(tokenizer, ChunkingConfig(max_tokens=50, overlap_tokens=0)).chunk(_doc(text))  # type: ignore[arg-type]
+    assert len(chunks) > 10
+    # Cuts fall between words, so the chunks together give back every word intact.
+    assert " ".join(c.text for c in chunks).split() == text.split()
+
+
+_alphabet = st.sampled_from(
+    [*list("abcXYZ éü中文 .,;!?\n\t\r  \xa0\u2028-0123456789"), "Ünïcödé", "🙂", "..."]
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.lists(_alphabet, min_size=0, max_size=400).map("".join), size=st.integers(8, 40))
+def test_chunk_offsets_hold_for_any_text(tokenizer: object, text: str, size: int) -> None:
+    chunker = Chunker(tokenizer, ChunkingConfig(max_tokens=size, overlap_tokens=size // 4))  # type: ignore[arg-type]
+    for chunk in chunker.chunk(_doc(text)):
+        assert text[chunk.start : chunk.end] == chunk.text
+        assert chunk.text == chunk.text.strip()
+        assert chunk.text
+
+
+def test_chunker_rejects_bad_config(tokenizer: object) -> None:
+    with pytest.raises(ValueError):
+        Chunker(tokenizer, ChunkingConfig(max_tokens=32, overlap_tokens=32))  # type: ignore[arg-type]
+
+
+def test_chunk_ids_are_stable(tokenizer: object, seed_text: str) -> None:
+    doc = load_bytes(seed_text.encode(), "seed.txt")
+    first = Chunker(tokenizer).chunk(doc)  # type: ignore[arg-type]
+    second = Chunker(tokenizer).chunk(doc)  # type: ignore[arg-type]
+    assert first == second
+    assert [c.id for c in first][:2] == ["seed.txt#0", "seed.txt#1"]

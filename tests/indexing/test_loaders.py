@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from pypdf import PdfWriter
+from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
+
+from indexing.errors import DocumentLoadError
+from indexing.loaders import find_date, load_bytes, load_corpus
+
+
+def _pdf_with_pages(texts: list[str], title: str | None = None) -> bytes:
+    writer = PdfWriter()
+    for text in texts:
+        page = writer.add_blank_page(width=612, height=792)
+        font = DictionaryObject(
+            {
+                NameObject("/Type"): NameObject("/Font"),
+                NameObject("/Subtype"): NameObject("/Type1"),
+                NameObject("/BaseFont"): NameObject("/Helvetica"),
+            }
+        )
+        page[NameObject("/Resources")] = DictionaryObject(
+            {NameObject("/Font"): DictionaryObject({NameObject("/F1"): writer._add_object(font)})}
+        )
+        stream = DecodedStreamObject()
+        stream.set_data(f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode())
+        page[NameObject("/Contents")] = writer._add_object(stream)
+    if title:
+        writer.add_metadata({"/Title": title})
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+def test_plain_text_keeps_text_title_and_date(seed_text: str) -> None:
+    doc = load_bytes(seed_text.encode("utf-8"), "000_d31740c80f9a4c4e.txt")
+    assert doc.text == seed_text
+    assert doc.title == "The hottest made in China 2025 pilot cities will b"
+    assert doc.date == "2022-10-15"
+    assert len(doc.content_hash) == 64
+
+
+def test_markdown_title_drops_heading_marks() -> None:
+    doc = load_bytes(b"# Water policy\n\nUse less water.", "notes/water.md")
+    assert doc.title == "Water policy"
+    assert doc.id == "notes/water.md"
+
+
+def test_html_keeps_visible_text_only() -> None:
+    html = b"""<html><head><title>Energy rules</title><style>p{color:red}</style></head>
+    <body><script>var secret = 1;</script><h1>Energy</h1><p>Solar quota is 40%.</p></body></html>"""
+    doc = load_bytes(html, "energy.html")
+    assert doc.title == "Energy rules"
+    assert "Solar quota is 40%." in doc.text
+    assert "secret" not in doc.text and "color" not in doc.text
+
+
+def test_pdf_text_per_page_with_page_numbers() -> None:
+    doc = load_bytes(_pdf_with_pages(["First page words", "Second page words"], title="Budget"), "b.pdf")
+    assert doc.title == "Budget"
+    assert [p.number for p in doc.pages] == [1, 2]
+    second = doc.pages[1]
+    assert doc.text[second.start : second.end] == "Second page words"
+    assert doc.page_at(doc.text.index("Second")) == 2
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "message"),
+    [
+        (b"\x00\x01\x02binary", "junk.txt", "binary"),
+        (b"caf\xe9 au lait", "latin1.txt", "UTF-8"),
+        (b"   \n  ", "blank.txt", "no text"),
+        (b"%PDF-1.4 this is not really a pdf", "broken.pdf", "cannot parse PDF"),
+        (b"hello", "sheet.xlsx", "unsupported"),
+    ],
+)
+def test_bad_files_raise_a_clear_error(data: bytes, name: str, message: str) -> None:
+    with pytest.raises(DocumentLoadError, match=message) as info:
+        load_bytes(data, name)
+    assert name in str(info.value)
+
+
+def test_corpus_skips_unknown_and_reports_broken_files(tmp_path: Path) -> None:
+    (tmp_path / "good.txt").write_text("Good document.\nIt has text.", encoding="utf-8")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "nested.md").write_text("# Nested\nMore text.", encoding="utf-8")
+    (tmp_path / "image.png").write_bytes(b"\x89PNG")
+    (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 garbage")
+    (tmp_path / ".hidden.txt").write_text("hidden", encoding="utf-8")
+    corpus = load_corpus(tmp_path)
+    assert [d.id for d in corpus.documents] == ["good.txt", "sub/nested.md"]
+    assert sorted(p.path for p in corpus.problems) == ["broken.pdf", "image.png"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Title\n\n2022-10-15\nbody", "2022-10-15"),
+        ("Issued on March 3, 2021 by the board", "2021-03-03"),
+        ("Dated 2020/7/9.", "2020-07-09"),
+        ("No date here, only 2025 as a year", None),
+        ("Bad date 2022-13-45", None),
+    ],
+)
+def test_find_date(text: str, expected: str | None) -> None:
+    assert find_date(text) == expected

@@ -1,0 +1,98 @@
+"""The command line: readable and JSON answers, and one clear line for each kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from service.cli import main
+from tests.conftest import SEEDS
+
+
+@pytest.fixture()
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("CITEQA_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CITEQA_DEVICE", "cpu")
+    return tmp_path
+
+
+def _one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_index_then_ask_prints_cited_answer(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    corpus = env / "corpus"
+    shutil.copytree(SEEDS, corpus)
+    (corpus / "notes.xyz").write_text("unsupported")
+    (corpus / "broken.pdf").write_bytes(b"%PDF-1.4 nonsense")
+    assert main(["index", str(corpus)]) == 0
+    out, err = capsys.readouterr()
+    assert "indexed 1 documents" in out
+    assert "broken.pdf" in err and "notes.xyz" in err
+
+    assert main(["ask", "Which city was the first Made in China 2025 pilot demonstration city?"]) == 0
+    out, _ = capsys.readouterr()
+    assert out.startswith("Answer: Ningbo")
+    assert "000_d31740c80f9a4c4e.txt" in out and "[[Ningbo]]" in out
+
+    assert main(["ask", "What is the total investment of Shaanxi's projects?", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    best = result["answers"][0]
+    text = (SEEDS / best["doc_id"]).read_text(encoding="utf-8")
+    assert text[best["start"] : best["end"]] == best["text"] == "804.179 billion yuan"
+    assert result["no_answer"] is False and result["passages"]
+
+    # A second run embeds nothing: the document is unchanged.
+    assert main(["index", str(corpus)]) == 0
+    assert "0 chunks embedded" in capsys.readouterr().out
+
+
+def test_ask_without_index(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ask", "Anything?"]) == 1
+    assert "citeqa index" in _one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("question", ["", "   ", "y" * 1001])
+def test_bad_question(env: Path, capsys: pytest.CaptureFixture[str], question: str) -> None:
+    assert main(["ask", question]) != 0
+    assert "question" in _one_error_line(capsys.readouterr().err)
+
+
+def test_empty_corpus_folder(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (env / "empty").mkdir()
+    assert main(["index", str(env / "empty")]) == 1
+    assert "no loadable documents" in _one_error_line(capsys.readouterr().err)
+    assert main(["index", str(env / "missing")]) == 1
+    assert "does not exist" in _one_error_line(capsys.readouterr().err)
+
+
+def test_bad_flag_value(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ask", "What?", "--top-k", "0"]) == 2
+    assert "--top-k" in _one_error_line(capsys.readouterr().err)
+
+
+def test_bad_setting(env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("CITEQA_TOP_K", "many")
+    assert main(["ask", "What?"]) == 2
+    assert "top_k" in _one_error_line(capsys.readouterr().err)
+
+
+def test_index_from_another_embedder(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    corpus = env / "corpus"
+    shutil.copytree(SEEDS, corpus)
+    assert main(["index", str(corpus)]) == 0
+    capsys.readouterr()
+    index_dir = env / "data" / "index"
+    version = (index_dir / "CURRENT").read_text().strip()
+    manifest_path = index_dir / version / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["embedder"] = "another-model"
+    manifest_path.write_text(json.dumps(manifest))
+    assert main(["ask", "Which city?"]) == 1
+    assert "re-index" in _one_error_line(capsys.readouterr().err)

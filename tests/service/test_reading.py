@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import numpy as np
+
+from service.reading import Reader, WindowLogits, decode_window
+
+
+def _window(start: list[float], end: list[float], mask: list[bool]) -> WindowLogits:
+    offsets = [(0, 0)] + [(i * 5, i * 5 + 4) for i in range(len(start) - 1)]
+    return WindowLogits(0, np.array(start), np.array(end), offsets, np.array(mask))
+
+
+def test_decode_picks_best_valid_pair_and_null_score() -> None:
+    # token 0 is [CLS]; tokens 1-2 belong to the question; 3-6 to the passage.
+    window = _window(
+        start=[1.0, 9.0, 0.0, 0.0, 5.0, 0.0, 0.0],
+        end=[2.0, 0.0, 9.0, 0.0, 0.0, 6.0, 7.0],
+        mask=[False, False, False, True, True, True, True],
+    )
+    best = decode_window(window, n_best=5, max_answer_tokens=5)[0]
+    # Question tokens are never part of an answer even with high logits.
+    assert (best.start, best.end) == (15, 29)  # token 4 .. token 6
+    assert best.score == 12.0 and best.null_score == 3.0 and best.margin == 9.0
+
+
+def test_decode_respects_max_answer_length_and_order() -> None:
+    window = _window(start=[0.0, 5.0, 0.0, 0.0], end=[0.0, 0.0, 0.0, 5.0], mask=[False, True, True, True])
+    spans = decode_window(window, n_best=10, max_answer_tokens=2)
+    assert all(s.end - s.start <= 2 * 5 for s in spans)
+    assert all(s.start < s.end for s in spans)
+
+
+def test_reader_finds_the_span_in_one_batch(reader: Reader) -> None:
+    passages = [
+        "The committee meets every spring in Lisbon.",
+        "After Ningbo became the first pilot demonstration city in August 2016, Wuhan followed.",
+    ]
+    candidates = reader.read("Which city became the first pilot demonstration city?", passages)
+    best = candidates[0]
+    assert passages[best.passage_index][best.start : best.end] == "Ningbo"
+    assert best.margin > 0
