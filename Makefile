@@ -21,9 +21,10 @@ $(STAMP): pyproject.toml
 index: install
 	$(BIN)/citeqa index
 
+# `citeqa index` is incremental: cheap when seeds/ has not changed. CITEQA_HOST/CITEQA_PORT move the service.
 run: install
 	@$(BIN)/citeqa index
-	$(BIN)/citeqa ask "Which city was the first Made in China 2025 pilot demonstration city?"
+	$(BIN)/citeqa serve
 
 test: install
 	$(BIN)/python -m pytest -q

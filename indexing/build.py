@@ -13,7 +13,8 @@ import numpy as np
 from indexing.chunking import Chunker, ChunkingConfig
 from indexing.embedding import Embedder
 from indexing.errors import CiteqaError, EmptyCorpusError, IndexMismatchError
-from indexing.loaders import LoadProblem, load_corpus
+from indexing.loaders import LoadProblem
+from indexing.sources import DocumentSources
 from indexing.store import IndexSnapshot, IndexSpec, IndexWriter, Manifest, current_version_dir, write_lock
 from indexing.types import Chunk, Document
 
@@ -69,10 +70,11 @@ class IndexBuilder:
                 f"({self.embedder.max_tokens}); lower CITEQA_CHUNK_TOKENS"
             )
 
-    def build_from_folder(self, corpus: Path, rebuild: bool = False) -> BuildReport:
+    def build_from_sources(self, sources: DocumentSources, rebuild: bool = False) -> BuildReport:
+        corpus = sources.corpus_dir
         if not corpus.is_dir():
             raise EmptyCorpusError(f"corpus folder {corpus} does not exist")
-        loaded = load_corpus(corpus)
+        loaded = sources.load()
         if not loaded.documents:
             detail = f" ({len(loaded.problems)} files skipped)" if loaded.problems else ""
             raise EmptyCorpusError(f"no loadable documents in {corpus}{detail}")

@@ -9,10 +9,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import faiss
+
 from indexing.build import BuildReport, IndexBuilder
 from indexing.chunking import ChunkingConfig
 from indexing.embedding import Embedder
 from indexing.errors import CiteqaError, IndexNotFoundError
+from indexing.loaders import load_bytes
+from indexing.sources import DocumentSources
 from indexing.store import IndexSnapshot, current_version_dir
 from indexing.types import Document
 from service.answer_cache import AnswerCache, ask_key
@@ -76,6 +80,10 @@ class QAPipeline:
         self._index: SearchIndex | None = None
         self._update_lock = threading.RLock()
         self.answer_cache = AnswerCache(s.answer_cache_size)
+        if s.faiss_threads > 0:
+            # Process-wide: one query scans with one thread. A second OpenMP thread made a 20k-chunk
+            # flat search 3x slower on two busy cores (thread wake-ups cost more than the scan).
+            faiss.omp_set_num_threads(s.faiss_threads)
 
     # --- lifecycle -------------------------------------------------------------------------
     @property
@@ -83,12 +91,6 @@ class QAPipeline:
         return self.settings.resolved_index_dir
 
     def warm_up(self, require_index: bool = True) -> None:
-        if self.settings.faiss_threads > 0:
-            import faiss
-
-            # Process-wide: one query scans with one thread. A second OpenMP thread made a 20k-chunk
-            # flat search 3x slower on two busy cores (thread wake-ups cost more than the scan).
-            faiss.omp_set_num_threads(self.settings.faiss_threads)
         self.embedder.warm_up()
         self.reader.warm_up()
         if require_index or current_version_dir(self.index_dir) is not None:
@@ -181,7 +183,8 @@ class QAPipeline:
         cached = self.answer_cache.get(key)
         if cached is not None:
             elapsed = round((time.perf_counter() - started) * 1000, 2)
-            timings = {"cache": elapsed, "total": elapsed}
+            # The HTTP schema wants every stage; a cached answer spent nothing on retrieval or reading.
+            timings = {"cache": elapsed, "retrieve": 0.0, "read": 0.0, "total": elapsed}
             return dataclasses.replace(cached, question=question, timings_ms=timings)
         passages = self.retriever.retrieve(index, question, top_k, document_ids)
         retrieved = time.perf_counter()
@@ -209,18 +212,22 @@ class QAPipeline:
         return result
 
     # --- documents -------------------------------------------------------------------------
+    def sources(self, corpus: Path | None = None) -> DocumentSources:
+        return DocumentSources(corpus or self.settings.corpus_dir, self.settings.data_dir)
+
     def index_folder(
         self, corpus: Path | None = None, rebuild: bool = False, show_progress: bool = False
     ) -> BuildReport:
+        """Make the index hold the folder's documents, plus uploads and less deletions made by the service."""
         builder = self.builder()
         builder.show_progress = show_progress
         with self._update_lock:
-            report = builder.build_from_folder(corpus or self.settings.corpus_dir, rebuild=rebuild)
+            report = builder.build_from_sources(self.sources(corpus), rebuild=rebuild)
             self.reload()
         return report
 
     def add_documents(self, documents: Sequence[Document]) -> BuildReport:
-        """Add or replace documents (by id), re-embedding only those."""
+        """Add or replace documents (by id) in the index, re-embedding only those."""
         with self._update_lock:
             current = {d.id: d for d in self._current_documents()}
             for doc in documents:
@@ -228,6 +235,19 @@ class QAPipeline:
             report = self.builder().build(list(current.values()))
             self.reload()
         return report
+
+    def upload_document(self, doc_id: str, data: bytes) -> tuple[Document, BuildReport]:
+        """Index an uploaded file and keep it in the data directory, so that re-indexing keeps it."""
+        document = load_bytes(data, doc_id)
+        sources = self.sources()
+        with self._update_lock:
+            previous = sources.save_upload(doc_id, data)
+            try:
+                report = self.add_documents([document])
+            except BaseException:
+                sources.restore_upload(doc_id, previous)
+                raise
+        return document, report
 
     def delete_document(self, doc_id: str) -> BuildReport:
         with self._update_lock:
@@ -237,6 +257,7 @@ class QAPipeline:
             del current[doc_id]
             report = self.builder().build(list(current.values()))
             self.reload()
+            self.sources().forget(doc_id)
         return report
 
     def _current_documents(self) -> list[Document]:

@@ -55,6 +55,14 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     api_key: SecretStr | None = None
 
+    # HTTP API (issue 4): request limits, the inference worker pool, feedback and chat.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="JSON request bodies")
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="document uploads")
+    inference_workers: int = Field(default=4, ge=1, le=64, description="threads running the models")
+    feedback_db: Path | None = Field(default=None, description="defaults to <data_dir>/feedback.sqlite3")
+    chat_model_name: str = "citeqa"
+    public_url: str | None = Field(default=None, description="base URL for links in chat replies")
+
     # Performance (bench).
     rerank_factor: int = Field(
         default=4, ge=1, le=100, description="a compressed index shortlists k * this rows, re-scored exactly"
@@ -71,3 +79,7 @@ class Settings(BaseSettings):
     @property
     def resolved_index_dir(self) -> Path:
         return self.index_dir if self.index_dir is not None else self.data_dir / "index"
+
+    @property
+    def resolved_feedback_db(self) -> Path:
+        return self.feedback_db if self.feedback_db is not None else self.data_dir / "feedback.sqlite3"

@@ -28,3 +28,13 @@ def test_new_version_from_another_writer_is_picked_up(make_pipeline: PipelineFac
     after = pipeline.index.snapshot.version
     assert after != before
     assert pipeline.search("Porto tram fare").passages[0].chunk.doc_id == "tram.txt"
+
+
+def test_uploads_and_deletions_survive_reindexing(make_pipeline: PipelineFactory) -> None:
+    pipeline = make_pipeline()
+    corpus = pipeline.settings.corpus_dir
+    pipeline.upload_document("tram.txt", b"Extra.\nThe Porto tram fare is 2 euros.")
+    pipeline.delete_document("000_d31740c80f9a4c4e.txt")
+    report = pipeline.index_folder()
+    assert sorted(report.manifest.documents) == ["tram.txt"]
+    assert sorted(p.name for p in corpus.iterdir()) == ["000_d31740c80f9a4c4e.txt"]

@@ -1,0 +1,101 @@
+"""create_app: the FastAPI application, its lifespan (load models and index once) and its routes."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.routing import Route
+
+from indexing.errors import CiteqaError
+from indexing.store import current_version_dir
+from service.api import ask, chat, documents, feedback, health, search
+from service.api.errors import install_error_handlers
+from service.api.mcp import McpHttpEndpoint, build_mcp_server
+from service.api.middleware import RequestMiddleware
+from service.api.state import ServiceState
+from service.pipeline import QAPipeline
+from service.settings import Settings
+
+log = logging.getLogger("citeqa.api")
+
+WEB_DIR = Path(__file__).parent / "web"
+
+
+def _warm_up(state: ServiceState) -> None:
+    """Load the models and, when one exists, the index; without an index the service stays unready."""
+    pipeline = state.pipeline
+    try:
+        pipeline.embedder.warm_up()
+        pipeline.reader.warm_up()
+    except Exception as exc:  # any failure here must leave a message on /readyz, not a dead loader
+        state.load_error = f"could not load the models: {exc}"
+        log.exception("could not load the models")
+        return
+    try:
+        if not pipeline.ready and current_version_dir(pipeline.index_dir) is not None:
+            pipeline.reload()
+        if pipeline.ready:
+            # One question end to end, so that the first user does not pay for first-call set-up.
+            pipeline.ask("What is this document about?")
+        else:
+            log.warning("no index at %s: run `citeqa index` or upload a document", pipeline.index_dir)
+    except CiteqaError as exc:
+        # Queries will answer 503 with the same message until the index is repaired.
+        state.load_error = str(exc)
+        log.error("could not load the index: %s", exc)
+    state.models_loaded = True
+
+
+def create_app(settings: Settings | None = None, pipeline: QAPipeline | None = None) -> FastAPI:
+    """Pass `pipeline` to serve one that is already built (tests share loaded models this way)."""
+    settings = settings or (pipeline.settings if pipeline is not None else Settings())
+    state = ServiceState(settings, pipeline or QAPipeline(settings))
+    mcp_server = build_mcp_server(lambda: _mcp_pipeline(state), state.infer)
+    mcp_endpoint = McpHttpEndpoint(mcp_server, settings.host)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        state.start()
+        async with anyio.create_task_group() as tasks, mcp_endpoint.running():
+            if state.pipeline.ready:
+                # A pipeline handed in already built: only warming is left, and it is quick.
+                await anyio.to_thread.run_sync(_warm_up, state)
+            else:
+                # In the background, so that /healthz answers and /readyz says 503 while models load.
+                tasks.start_soon(anyio.to_thread.run_sync, _warm_up, state)
+            yield
+            tasks.cancel_scope.cancel()
+
+    app = FastAPI(
+        title="citeqa",
+        version="0.1.0",
+        summary="Verbatim answers with exact citations from your documents, or an honest 'not in them'.",
+        lifespan=lifespan,
+    )
+    app.state.citeqa = state
+    install_error_handlers(app)
+    app.add_middleware(RequestMiddleware, get_state=lambda: state)
+    for module in (ask, search, documents, feedback, chat, health):
+        app.include_router(module.router)
+    app.router.routes.append(Route("/mcp", endpoint=mcp_endpoint))
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index_page() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html", media_type="text/html")
+
+    return app
+
+
+def _mcp_pipeline(state: ServiceState) -> QAPipeline:
+    if not state.models_loaded:
+        raise CiteqaError(state.load_error or "the service is still loading its models; retry shortly")
+    return state.pipeline

@@ -1,0 +1,29 @@
+"""POST /v1/ask: cited verbatim answers (or an honest abstention) with the passages read."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from service.api.deps import PipelineDep, StateDep, require_json
+from service.api.schemas import AskRequest, AskResponse, ErrorResponse
+from service.api.views import ask_response
+
+router = APIRouter(tags=["questions"])
+
+ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 503)
+}
+
+
+@router.post("/v1/ask", response_model=AskResponse, responses=ERRORS, dependencies=[require_json])
+async def ask(body: AskRequest, request: Request, state: StateDep, pipeline: PipelineDep) -> AskResponse:
+    result, queued_ms = await state.infer_queued(
+        lambda: pipeline.ask(
+            body.question, top_k=body.top_k, max_answers=body.max_answers, document_ids=body.document_ids
+        )
+    )
+    stages = {"queue": queued_ms, **result.timings_ms}
+    request.state.timings_ms = stages
+    state.metrics.observe_stages(stages)
+    state.metrics.answers.labels(outcome="no_answer" if result.no_answer else "answered").inc()
+    return ask_response(result)

@@ -1,0 +1,86 @@
+"""`citeqa serve`, `citeqa mcp` and `citeqa feedback export`, registered into service/cli.py."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from service.settings import Settings
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from service.api.app import create_app
+
+    updates: dict[str, Any] = {}
+    if args.host:
+        updates["host"] = args.host
+    if args.port is not None:
+        updates["port"] = args.port
+    settings = Settings.model_validate({**settings.model_dump(), **updates})
+    # One structured access line per request comes from our middleware, so uvicorn's is off.
+    logging.getLogger("citeqa").setLevel(logging.INFO)
+    if settings.api_key is None:
+        print("citeqa: uploads and deletes are disabled (no CITEQA_API_KEY)", file=sys.stderr)
+    print(f"citeqa: serving on http://{settings.host}:{settings.port} (docs at /docs)", file=sys.stderr)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        access_log=False,
+        log_level="info" if args.verbose else "warning",
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
+    from service.api.mcp import build_mcp_server
+    from service.pipeline import QAPipeline
+
+    pipeline = QAPipeline(settings)
+    # Load before speaking MCP, so that a missing index is one clear line on stderr and exit 1.
+    pipeline.warm_up()
+    build_mcp_server(lambda: pipeline).run("stdio")
+    return 0
+
+
+def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
+    from service.api.feedback_store import FeedbackStore, export_jsonl
+
+    store = FeedbackStore(settings.resolved_feedback_db)
+    if args.output and args.output != "-":
+        path = Path(args.output)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as out:
+            count = export_jsonl(store, out, include_rejected=args.include_rejected)
+        print(f"exported {count} feedback items to {path}", file=sys.stderr)
+    else:
+        count = export_jsonl(store, sys.stdout, include_rejected=args.include_rejected)
+        print(f"exported {count} feedback items", file=sys.stderr)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], handlers: dict[str, Any]) -> None:
+    p = sub.add_parser("serve", help="serve the HTTP API, the chat endpoint, MCP and the web page")
+    p.add_argument("--host", help="address to listen on (CITEQA_HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (CITEQA_PORT, default 8000)")
+    handlers["serve"] = cmd_serve
+
+    p = sub.add_parser("mcp", help="serve the MCP tools `ask` and `search` over stdio")
+    handlers["mcp"] = cmd_mcp
+
+    p = sub.add_parser("feedback", help="work with the feedback stored by the service")
+    feedback_sub = p.add_subparsers(dest="feedback_command", required=True, metavar="ACTION")
+    e = feedback_sub.add_parser("export", help="write the stored feedback as evaluation-set JSONL")
+    e.add_argument("-o", "--output", help="file to write (default: stdout)")
+    e.add_argument(
+        "--include-rejected",
+        action="store_true",
+        help="also export answers marked wrong (answers: null, rejected_answers: [...]) for review",
+    )
+    handlers["feedback"] = cmd_feedback

@@ -1,0 +1,111 @@
+"""User feedback on answers, kept in SQLite next to (never inside) the versioned index."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at TEXT NOT NULL,
+    question TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    correct INTEGER NOT NULL,
+    comment TEXT,
+    doc_id TEXT,
+    start INTEGER,
+    "end" INTEGER
+)
+"""
+
+
+@dataclass(frozen=True)
+class FeedbackEntry:
+    question: str
+    answer: str
+    correct: bool
+    comment: str | None = None
+    doc_id: str | None = None
+    start: int | None = None
+    end: int | None = None
+
+
+class FeedbackStore:
+    """One short connection per call, so that any worker thread may use it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=10)
+        conn.execute(_SCHEMA)
+        return conn
+
+    def add(self, entry: FeedbackEntry) -> int:
+        with closing(self._connect()) as conn, conn:
+            cursor = conn.execute(
+                'INSERT INTO feedback (created_at, question, answer, correct, comment, doc_id, start, "end") '
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    datetime.now(UTC).isoformat(timespec="seconds"),
+                    entry.question,
+                    entry.answer,
+                    int(entry.correct),
+                    entry.comment,
+                    entry.doc_id,
+                    entry.start,
+                    entry.end,
+                ),
+            )
+            assert cursor.lastrowid is not None
+            return int(cursor.lastrowid)
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        if not self.path.exists():
+            return
+        with closing(self._connect()) as conn:
+            conn.row_factory = sqlite3.Row
+            for row in conn.execute("SELECT * FROM feedback ORDER BY id"):
+                yield dict(row)
+
+
+def eval_item(row: dict[str, Any]) -> dict[str, Any]:
+    """A feedback row as an evaluation-set item (the keys of eval/data/seed_qa.jsonl).
+
+    A confirmed answer becomes the expected answer; a confirmed abstention (empty answer) becomes an
+    unanswerable item. A rejected answer only says what the answer is not, so it is kept aside under
+    `rejected_answers` for a person to complete.
+    """
+    answer = row["answer"].strip()
+    item: dict[str, Any] = {"id": f"feedback-{row['id']:05d}", "question": row["question"]}
+    if row["correct"]:
+        item["answers"] = [answer] if answer else []
+    else:
+        item["answers"] = None
+        item["rejected_answers"] = [answer] if answer else []
+    if row["doc_id"]:
+        item["doc_id"] = row["doc_id"]
+    item["feedback"] = {
+        "correct": bool(row["correct"]),
+        "comment": row["comment"],
+        "created_at": row["created_at"],
+    }
+    return item
+
+
+def export_jsonl(store: FeedbackStore, out: Any, include_rejected: bool = False) -> int:
+    count = 0
+    for row in store.rows():
+        if not row["correct"] and not include_rejected:
+            continue
+        out.write(json.dumps(eval_item(row), ensure_ascii=False) + "\n")
+        count += 1
+    return count

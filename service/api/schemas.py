@@ -1,0 +1,293 @@
+"""Pydantic models for every request and response body of the HTTP API.
+
+The answer and passage fields are a superset of `service.serialize.ask_json`: the evaluation harness
+reads /v1/ask over HTTP and relies on those names.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Hard caps that hold whatever the settings say; the pipeline enforces the configured question limit.
+MAX_TOP_K = 50
+MAX_ANSWERS = 20
+MAX_TEXT_FIELD = 10_000
+# Character offsets and paging stay within what SQLite stores as an integer.
+MAX_OFFSET = 2**31 - 1
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="a stable, machine-readable error code")
+    message: str = Field(description="what went wrong and what to do about it")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+# --- ask and search ---------------------------------------------------------------------------
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(
+        min_length=1, max_length=MAX_TEXT_FIELD, examples=["Which city was the first pilot?"]
+    )
+    top_k: int | None = Field(default=None, ge=1, le=MAX_TOP_K, description="passages retrieved and read")
+    max_answers: int | None = Field(
+        default=None, ge=1, le=MAX_ANSWERS, description="answers returned, best first"
+    )
+    document_ids: list[str] | None = Field(
+        default=None, max_length=1000, description="search only these documents"
+    )
+
+
+class Span(BaseModel):
+    text: str
+    start: int
+    end: int
+
+
+class CitationOut(BaseModel):
+    doc_id: str
+    title: str
+    date: str | None
+    start: int
+    end: int
+    page: int | None
+    sentence: Span
+    passage_id: str
+    passage: Span
+    context: Span
+    url: str = Field(description="the document endpoint at this span")
+
+
+class AnswerOut(BaseModel):
+    text: str = Field(description="verbatim: the document's text[start:end]")
+    score: float
+    reader_margin: float
+    doc_id: str
+    start: int
+    end: int
+    citation: CitationOut
+
+
+class PassageOut(BaseModel):
+    rank: int
+    score: float
+    dense_score: float | None
+    bm25_score: float | None
+    doc_id: str
+    title: str
+    chunk_id: str
+    start: int
+    end: int
+    text: str
+    url: str = Field(description="the document endpoint at this passage")
+
+
+class AskTimings(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    retrieve: float
+    read: float
+    total: float
+
+
+class AskResponse(BaseModel):
+    question: str
+    no_answer: bool
+    message: str
+    answers: list[AnswerOut]
+    passages: list[PassageOut]
+    timings_ms: AskTimings
+    index_version: str
+
+
+class SearchTimings(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    retrieve: float
+    total: float
+
+
+class SearchResponse(BaseModel):
+    query: str
+    passages: list[PassageOut]
+    timings_ms: SearchTimings
+    index_version: str
+
+
+# --- documents --------------------------------------------------------------------------------
+class PageOut(BaseModel):
+    number: int
+    start: int
+    end: int
+
+
+class DocumentSummary(BaseModel):
+    id: str
+    title: str
+    date: str | None
+    chunk_count: int
+    length: int
+    url: str
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentSummary]
+    total: int
+    offset: int
+    limit: int
+    index_version: str
+
+
+class DocumentSpan(BaseModel):
+    start: int
+    end: int
+    text: str = Field(description="the document's text[start:end]")
+    before: str = Field(description="context before the span")
+    after: str = Field(description="context after the span")
+    context_start: int
+    context_end: int
+    page: int | None
+
+
+class DocumentOut(BaseModel):
+    id: str
+    title: str
+    date: str | None
+    length: int
+    content_hash: str
+    pages: list[PageOut]
+    text: str | None = Field(description="the whole text; null when a span was asked for")
+    span: DocumentSpan | None = Field(default=None, description="present when start and end were given")
+    index_version: str
+
+
+class UploadResponse(BaseModel):
+    document: DocumentSummary
+    replaced: bool = Field(description="a document with this id existed and was replaced")
+    index_version: str
+
+
+class DeleteResponse(BaseModel):
+    deleted: str
+    index_version: str
+
+
+# --- feedback ---------------------------------------------------------------------------------
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, max_length=MAX_TEXT_FIELD)
+    answer: str = Field(max_length=MAX_TEXT_FIELD, description="the answer judged; empty for an abstention")
+    correct: bool
+    comment: str | None = Field(default=None, max_length=MAX_TEXT_FIELD)
+    doc_id: str | None = Field(default=None, max_length=1000)
+    start: int | None = Field(default=None, ge=0, le=MAX_OFFSET)
+    end: int | None = Field(default=None, ge=0, le=MAX_OFFSET)
+
+
+class FeedbackResponse(BaseModel):
+    id: int
+
+
+# --- health -----------------------------------------------------------------------------------
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyResponse(BaseModel):
+    ready: bool
+    message: str
+    index_version: str | None = None
+    documents: int | None = None
+
+
+# --- OpenAI-compatible chat ---------------------------------------------------------------------
+class ChatContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: str
+    content: str | list[ChatContentPart] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        if not self.content:
+            return ""
+        return "\n".join(part.text for part in self.content if part.type == "text" and part.text)
+
+
+class ChatCompletionRequest(BaseModel):
+    # Clients send many sampling options (temperature, n, ...); they mean nothing to an extractive reader.
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = None
+    messages: list[ChatMessage] = Field(min_length=1, max_length=500)
+    stream: bool = False
+
+
+class ChatCitation(BaseModel):
+    number: int
+    doc_id: str
+    title: str
+    start: int
+    end: int
+    quote: str = Field(description="the answer, verbatim")
+    sentence: str
+    url: str
+    score: float
+
+
+class ChatReplyMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int = 0
+    message: ChatReplyMessage
+    finish_reason: Literal["stop"] = "stop"
+
+
+class ChatUsage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class ChatCompletionResponse(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: ChatUsage = Field(default_factory=ChatUsage)
+    citations: list[ChatCitation]
+    no_answer: bool
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "citeqa"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+def error_json(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}

@@ -1,0 +1,32 @@
+"""GET /v1/search: ranked passages with citations, without the reader."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from service.api.deps import PipelineDep, StateDep
+from service.api.schemas import MAX_TEXT_FIELD, MAX_TOP_K, ErrorResponse, SearchResponse
+from service.api.views import search_response
+
+router = APIRouter(tags=["questions"])
+
+
+@router.get(
+    "/v1/search",
+    response_model=SearchResponse,
+    responses={code: {"model": ErrorResponse} for code in (422, 503)},
+)
+async def search(
+    request: Request,
+    state: StateDep,
+    pipeline: PipelineDep,
+    q: Annotated[str, Query(min_length=1, max_length=MAX_TEXT_FIELD, description="the query")],
+    top_k: Annotated[int | None, Query(ge=1, le=MAX_TOP_K, description="passages returned")] = None,
+) -> SearchResponse:
+    result, queued_ms = await state.infer_queued(lambda: pipeline.search(q, top_k=top_k))
+    stages = {"queue": queued_ms, **result.timings_ms}
+    request.state.timings_ms = stages
+    state.metrics.observe_stages(stages)
+    return search_response(result)

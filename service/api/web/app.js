@@ -1,0 +1,160 @@
+// citeqa's page: no build step, no dependencies. All text goes in through textContent (never innerHTML).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  Object.assign(node, props);
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function highlighted(text, start, end) {
+  // `text` with text[start:end] marked; offsets are relative to `text`.
+  const frag = document.createDocumentFragment();
+  frag.append(text.slice(0, start), el("mark", { textContent: text.slice(start, end) }), text.slice(end));
+  return frag;
+}
+
+function setStatus(message, isError = false) {
+  $("status").textContent = message;
+  $("status").className = isError ? "error" : "";
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, options);
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const message = body.error ? body.error.message : `HTTP ${response.status}`;
+    throw new Error(message);
+  }
+  return body;
+}
+
+function citationLink(citation, label) {
+  const link = el("a", { href: `#doc=${encodeURIComponent(citation.doc_id)}&start=${citation.start}&end=${citation.end}`,
+                         textContent: label });
+  link.addEventListener("click", (event) => {
+    event.preventDefault();
+    history.replaceState(null, "", link.getAttribute("href"));
+    openDocument(citation.doc_id, citation.start, citation.end);
+  });
+  return link;
+}
+
+function feedbackButtons(question, answer) {
+  const box = el("span", { className: "feedback" });
+  const send = async (correct) => {
+    try {
+      await api("/v1/feedback", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ question, answer: answer ? answer.text : "", correct,
+                               doc_id: answer ? answer.doc_id : null,
+                               start: answer ? answer.start : null, end: answer ? answer.end : null }),
+      });
+      box.textContent = "thanks for the feedback";
+    } catch (error) {
+      box.textContent = `feedback not saved: ${error.message}`;
+    }
+  };
+  const yes = el("button", { type: "button", textContent: "right", title: "this is right" });
+  const no = el("button", { type: "button", textContent: "wrong", title: "this is wrong" });
+  yes.addEventListener("click", () => send(true));
+  no.addEventListener("click", () => send(false));
+  box.append(" · was this right? ", yes, no);
+  return box;
+}
+
+function renderAnswer(answer, index, question) {
+  const c = answer.citation;
+  const context = c.context;
+  const card = el("article", { className: index === 0 ? "answer best" : "answer" });
+  card.dataset.docId = answer.doc_id;
+  card.append(
+    el("span", { className: "score", textContent: `score ${answer.score.toFixed(2)}` }),
+    el("div", { className: "text", textContent: answer.text }),
+    el("p", { className: "context" }, "…", highlighted(context.text, c.start - context.start, c.end - context.start), "…"),
+  );
+  const page = c.page ? `, page ${c.page}` : "";
+  const cite = el("p", { className: "cite" });
+  cite.append(`${c.title}${c.date ? ` (${c.date})` : ""}${page}, characters ${c.start}–${c.end} · `,
+              citationLink(c, "open the document at this span"), feedbackButtons(question, answer));
+  card.append(cite);
+  return card;
+}
+
+function renderAbstention(result) {
+  const box = el("article", { className: "abstain" });
+  box.append(el("strong", { textContent: "The documents do not answer this question." }),
+             el("p", { textContent: "citeqa only answers with text it can quote from the indexed documents." }));
+  if (result.passages.length) {
+    box.append(el("p", { textContent: "The closest passages were:" }));
+    for (const p of result.passages.slice(0, 2)) {
+      const item = el("div", { className: "passage" });
+      item.append(el("div", { className: "context", textContent: p.text }),
+                  el("p", { className: "cite" }, `${p.title} · `, citationLink(p, "open")));
+      box.append(item);
+    }
+  }
+  box.append(el("p", {}, feedbackButtons(result.question, null)));
+  return box;
+}
+
+async function ask(question, maxAnswers) {
+  const results = $("results");
+  results.replaceChildren();
+  setStatus("Looking it up…");
+  $("ask-button").disabled = true;
+  try {
+    const result = await api("/v1/ask", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ question, max_answers: maxAnswers }),
+    });
+    if (result.no_answer) {
+      results.append(renderAbstention(result));
+    } else {
+      result.answers.forEach((answer, i) => results.append(renderAnswer(answer, i, result.question)));
+    }
+    setStatus(`${result.no_answer ? "No answer" : `${result.answers.length} answer(s)`} in ${Math.round(result.timings_ms.total)} ms`);
+  } catch (error) {
+    setStatus(error.message, true);
+  } finally {
+    $("ask-button").disabled = false;
+  }
+}
+
+async function openDocument(docId, start, end) {
+  const url = `/v1/documents/${encodeURIComponent(docId).replace(/%2F/g, "/")}?start=${start}&end=${end}`;
+  try {
+    const doc = await api(url);
+    const span = doc.span;
+    $("document-title").textContent = doc.title;
+    $("document-meta").textContent = `${doc.id}${doc.date ? ` · ${doc.date}` : ""}${span.page ? ` · page ${span.page}` : ""} · characters ${span.start}–${span.end} of ${doc.length}`;
+    const quote = $("document-span");
+    quote.replaceChildren(span.context_start > 0 ? "…" : "", highlighted(span.before + span.text + span.after,
+      span.before.length, span.before.length + span.text.length), span.context_end < doc.length ? "…" : "");
+    $("document-json").href = url;
+    $("document").hidden = false;
+    $("document").scrollIntoView({ behavior: "smooth", block: "start" });
+  } catch (error) {
+    setStatus(error.message, true);
+  }
+}
+
+$("ask-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const question = $("question").value.trim();
+  if (!question) return setStatus("Type a question first.", true);
+  ask(question, Number($("max-answers").value));
+});
+
+$("document-close").addEventListener("click", () => { $("document").hidden = true; });
+
+// Deep links: #doc=<id>&start=<n>&end=<n> opens that span; ?q=<question> asks at once.
+const hash = new URLSearchParams(location.hash.slice(1));
+if (hash.get("doc")) openDocument(hash.get("doc"), Number(hash.get("start")), Number(hash.get("end")));
+const query = new URLSearchParams(location.search).get("q");
+if (query) { $("question").value = query; ask(query, Number($("max-answers").value)); }

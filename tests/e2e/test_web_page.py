@@ -1,0 +1,68 @@
+"""The page in a headless browser (Debian's chromium; skipped where none is installed).
+
+`--dump-dom` with a virtual-time budget prints the DOM once the page's fetches have settled.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import LiveServer
+
+BROWSER = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+pytestmark = pytest.mark.skipif(BROWSER is None, reason="no chromium installed (.ci/run installs it)")
+
+QUESTION = "Which city was the first Made in China 2025 pilot demonstration city?"
+
+
+def rendered(url: str) -> str:
+    assert BROWSER is not None
+    result = subprocess.run(
+        [
+            BROWSER,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=True,
+    )
+    return result.stdout
+
+
+def test_page_shows_highlighted_answer_and_opens_the_cited_span(live_server: LiveServer) -> None:
+    answer = httpx.post(f"{live_server.url}/v1/ask", json={"question": QUESTION}).json()["answers"][0]
+    # One load: ?q= asks at once and the #doc= deep link opens the cited span, as a citation click does.
+    url = (
+        f"{live_server.url}/?q={quote(QUESTION)}"
+        f"#doc={quote(answer['doc_id'])}&start={answer['start']}&end={answer['end']}"
+    )
+    dom = rendered(url)
+    results = dom[dom.index('id="results"') : dom.index('id="document"')]
+    assert '<div class="text">Ningbo</div>' in results
+    assert "<mark>Ningbo</mark>" in results
+    assert len(re.findall(r'<article class="answer', results)) == 3
+    assert re.search(r"score \d\.\d\d", results)
+    assert "open the document at this span" in results
+    viewer = dom[dom.index('id="document"') :]
+    assert "hidden" not in viewer[: viewer.index(">")]
+    assert "<mark>Ningbo</mark>" in viewer
+    assert f"characters {answer['start']}–{answer['end']}" in viewer
+
+
+def test_page_says_clearly_when_the_service_abstains(live_server: LiveServer) -> None:
+    dom = rendered(f"{live_server.url}/?q={quote('What is the boiling point of mercury on Mars?')}")
+    assert "The documents do not answer this question." in dom
+    assert 'class="answer' not in dom

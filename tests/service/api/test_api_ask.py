@@ -1,0 +1,107 @@
+"""POST /v1/ask: cited verbatim answers, abstentions, and every way a request can be wrong."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+QUESTION = "Which city was the first Made in China 2025 pilot demonstration city?"
+UNANSWERABLE = "What is the boiling point of mercury on Mars?"
+
+
+def test_ask_returns_verbatim_cited_answer(client: TestClient, seed_text: str) -> None:
+    response = client.post("/v1/ask", json={"question": QUESTION, "max_answers": 2})
+    assert response.status_code == 200
+    assert response.headers["x-request-id"]
+    body = response.json()
+    assert body["no_answer"] is False
+    assert 1 <= len(body["answers"]) <= 2
+    best = body["answers"][0]
+    assert best["text"] == "Ningbo"
+    assert seed_text[best["start"] : best["end"]] == best["text"]
+    citation = best["citation"]
+    assert citation["doc_id"] == best["doc_id"] == "000_d31740c80f9a4c4e.txt"
+    assert citation["url"] == f"/v1/documents/{best['doc_id']}?start={best['start']}&end={best['end']}"
+    assert (
+        seed_text[citation["sentence"]["start"] : citation["sentence"]["end"]] == citation["sentence"]["text"]
+    )
+    assert set(body["timings_ms"]) >= {"retrieve", "read", "total"}
+    passage = body["passages"][0]
+    assert {"doc_id", "chunk_id", "start", "end", "text", "score", "url"} <= set(passage)
+    assert seed_text[passage["start"] : passage["end"]] == passage["text"]
+
+
+def test_ask_honours_top_k_and_request_id(client: TestClient) -> None:
+    response = client.post(
+        "/v1/ask", json={"question": QUESTION, "top_k": 2}, headers={"X-Request-ID": "abc-123"}
+    )
+    assert response.status_code == 200
+    assert len(response.json()["passages"]) == 2
+    assert response.headers["x-request-id"] == "abc-123"
+
+
+def test_ask_abstains_when_documents_do_not_answer(client: TestClient) -> None:
+    body = client.post("/v1/ask", json={"question": UNANSWERABLE}).json()
+    assert body["no_answer"] is True
+    assert body["answers"] == []
+    assert body["message"]
+
+
+def test_ask_restricted_to_unknown_documents_finds_nothing(client: TestClient) -> None:
+    body = client.post("/v1/ask", json={"question": QUESTION, "document_ids": ["nope.txt"]}).json()
+    assert body["passages"] == []
+    assert body["no_answer"] is True
+
+
+def _error(response, status: int, code: str | None = None) -> dict:  # type: ignore[no-untyped-def]
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["message"]
+    if code is not None:
+        assert error["code"] == code
+    return error
+
+
+def test_empty_and_blank_questions_are_rejected(client: TestClient) -> None:
+    _error(client.post("/v1/ask", json={"question": ""}), 422, "invalid_request")
+    _error(client.post("/v1/ask", json={"question": "   \n"}), 422, "invalid_question")
+    _error(client.post("/v1/ask", json={}), 422, "invalid_request")
+
+
+def test_too_long_question_is_rejected(client: TestClient) -> None:
+    error = _error(client.post("/v1/ask", json={"question": "why " * 300}), 422, "invalid_question")
+    assert "limit" in error["message"]
+
+
+def test_bad_top_k_is_rejected(client: TestClient) -> None:
+    for bad in (0, -1, 51, "many", 2.5):
+        error = _error(
+            client.post("/v1/ask", json={"question": QUESTION, "top_k": bad}), 422, "invalid_request"
+        )
+        assert "top_k" in error["message"]
+
+
+def test_unknown_fields_are_rejected(client: TestClient) -> None:
+    _error(client.post("/v1/ask", json={"question": QUESTION, "topk": 3}), 422, "invalid_request")
+
+
+def test_wrong_content_type_and_bad_json(client: TestClient) -> None:
+    _error(
+        client.post("/v1/ask", content=QUESTION, headers={"content-type": "text/plain"}),
+        415,
+        "unsupported_media_type",
+    )
+    _error(
+        client.post("/v1/ask", content="{not json", headers={"content-type": "application/json"}),
+        400,
+        "invalid_json",
+    )
+
+
+def test_oversize_body_is_rejected(client: TestClient) -> None:
+    big = {"question": QUESTION, "document_ids": ["x" * 1000] * 100}
+    _error(client.post("/v1/ask", json=big), 413, "payload_too_large")
+
+
+def test_unknown_route_and_method_are_json_errors(client: TestClient) -> None:
+    _error(client.get("/v1/nothing-here"), 404, "not_found")
+    _error(client.get("/v1/ask"), 405, "method_not_allowed")

@@ -1,0 +1,46 @@
+"""The MCP tools, called with the official SDK's client (in-process here; over HTTP in tests/e2e)."""
+
+from __future__ import annotations
+
+import anyio
+from fastapi.testclient import TestClient
+from mcp import Client
+
+from service.api.mcp import build_mcp_server
+from service.pipeline import QAPipeline
+
+QUESTION = "Which city was the first Made in China 2025 pilot demonstration city?"
+
+
+def test_mcp_tools_ask_and_search(seed_pipeline: QAPipeline, seed_text: str) -> None:
+    async def session() -> None:
+        async with Client(build_mcp_server(lambda: seed_pipeline)) as client:
+            tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+            assert set(tools) == {"ask", "search"}
+            assert "question" in tools["ask"].input_schema["required"]
+
+            asked = await client.call_tool("ask", {"question": QUESTION, "max_answers": 1})
+            assert not asked.is_error
+            answer = asked.structured_content["answers"][0]  # type: ignore[index]
+            assert answer["text"] == "Ningbo" == seed_text[answer["start"] : answer["end"]]
+
+            found = await client.call_tool("search", {"query": "pilot demonstration city", "top_k": 3})
+            passages = found.structured_content["passages"]  # type: ignore[index]
+            assert len(passages) == 3
+            assert all(seed_text[p["start"] : p["end"]] == p["text"] for p in passages)
+
+            empty = await client.call_tool("ask", {"question": "   "})
+            assert empty.is_error
+            assert "empty" in empty.content[0].text  # type: ignore[union-attr]
+
+    anyio.run(session)
+
+
+def test_mcp_is_mounted_on_the_app(client: TestClient) -> None:
+    response = client.post(
+        "/mcp",
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        headers={"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-06-18"},
+    )
+    assert response.status_code == 200
+    assert {t["name"] for t in response.json()["result"]["tools"]} == {"ask", "search"}
