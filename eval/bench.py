@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from eval.bench_corpus import make_corpus, make_templates, seed_sentences, write_documents
-from eval.bench_measure import Stopwatch, machine_info, peak_memory, summarize_ms
+from eval.bench_measure import Stopwatch, load_average, machine_info, peak_memory, summarize_ms
 from eval.bench_quality import QAItem, load_questions, score
 from eval.bench_report import markdown, write_report
 from eval.bench_scale import run_size
@@ -134,6 +134,7 @@ def run_benchmark(config: BenchConfig, settings: Settings, log: Log = _stderr) -
 
         log(f"bench: indexing {config.indexing_chunks} seeds-like chunks")
         report["indexing"] = bench_indexing(pipeline_for, templates, config.indexing_chunks, work)
+        report["indexing"]["load_average"] = load_average()
 
         log("bench: seed corpus ask/search latency and quality")
         seed_corpus = work / "seed-corpus"
@@ -142,6 +143,7 @@ def run_benchmark(config: BenchConfig, settings: Settings, log: Log = _stderr) -
         seed_pipeline.index_folder(seed_corpus)
         items = load_questions()
         report["seed"] = bench_seed(seed_pipeline, items, config.passes)
+        report["seed"]["load_average"] = load_average()
 
         if config.http:
             from eval.bench_http import bench_http_available, run_http
@@ -151,6 +153,7 @@ def run_benchmark(config: BenchConfig, settings: Settings, log: Log = _stderr) -
                 report["http"] = run_http(
                     settings, seed_pipeline.settings, [i.question for i in items], config.passes
                 )
+                report["http"]["load_average"] = load_average()
             else:
                 report["http"] = None
 

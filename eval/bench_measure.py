@@ -26,9 +26,9 @@ def summarize_ms(samples: Sequence[float]) -> dict[str, float]:
 
     return {
         "n": len(values),
-        "p50": round(rank(0.50), 2),
-        "p95": round(rank(0.95), 2),
-        "mean": round(float(values.mean()), 2),
+        "p50": round(rank(0.50), 3),
+        "p95": round(rank(0.95), 3),
+        "mean": round(float(values.mean()), 3),
         "max": round(float(values[-1]), 2),
     }
 
@@ -88,6 +88,11 @@ class Stopwatch:
 
     def ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
+
+
+def load_average() -> list[float]:
+    """1, 5 and 15-minute load averages: other processes on the machine skew every latency here."""
+    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else []
 
 
 def machine_info() -> dict[str, Any]:

@@ -71,7 +71,12 @@ def markdown(report: dict[str, Any]) -> str:
         out += ["## Seed corpus, in process (QAPipeline, answer cache off unless said)", ""]
         out += [*stage_table("/v1/ask stage", seed["ask_ms"]), ""]
         out += [*stage_table("/v1/search stage", seed["search_ms"]), ""]
-        out += [f"Cached /v1/ask (same question again): {_ms(seed['ask_cached_ms'])} ms p50 / p95.", ""]
+        cached = seed["ask_cached_ms"]
+        out += [
+            f"Cached /v1/ask (same question again): {cached['p50']:.3f} / {cached['p95']:.3f} ms p50 / p95. "
+            f"Load average after this section: {seed.get('load_average')}.",
+            "",
+        ]
         q = seed["quality"]
         out += [
             f"Quality on eval/data/seed_qa.jsonl: EM {q['em']:.2f}, F1 {q['f1']:.2f} on {q['answerable']} "

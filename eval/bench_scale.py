@@ -13,7 +13,7 @@ import faiss
 import numpy as np
 
 from eval.bench_corpus import make_corpus, variant_vectors
-from eval.bench_measure import Stopwatch, peak_memory, summarize_ms
+from eval.bench_measure import Stopwatch, load_average, peak_memory, summarize_ms
 from indexing.embedding import Embedder
 from indexing.store import IndexSpec, IndexWriter
 from service.pipeline import QAPipeline
@@ -162,6 +162,7 @@ def run_size(
         bm25_ms.append(watch.ms())
         search_ms.append(pipeline.search(question, top_k=RECALL_K).timings_ms["total"])
     row["recall_at_10"] = round(float(np.mean(recalls)), 4)
+    row["load_average"] = load_average()
     if "nlist" in row:
         row["nprobe_sweep"] = nprobe_sweep(pipeline, query_vectors, exact, row["nlist"])
     row["embed_query_ms"] = summarize_ms(embed_ms)
