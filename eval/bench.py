@@ -146,14 +146,21 @@ def run_benchmark(config: BenchConfig, settings: Settings, log: Log = _stderr) -
         report["seed"]["load_average"] = load_average()
 
         if config.http:
+            import httpx
+
             from eval.bench_http import bench_http_available, run_http
 
             if bench_http_available():
                 log("bench: over HTTP against the real server")
-                report["http"] = run_http(
-                    settings, seed_pipeline.settings, [i.question for i in items], config.passes
-                )
-                report["http"]["load_average"] = load_average()
+                try:
+                    report["http"] = run_http(
+                        settings, seed_pipeline.settings, [i.question for i in items], config.passes
+                    )
+                    report["http"]["load_average"] = load_average()
+                except (RuntimeError, OSError, httpx.HTTPError) as exc:
+                    # A broken server is a finding to report, not a reason to lose the other numbers.
+                    log(f"bench: the HTTP measurement failed: {exc}")
+                    report["http"] = {"error": str(exc)}
             else:
                 report["http"] = None
 

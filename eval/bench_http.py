@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from eval.bench_measure import Stopwatch, summarize_ms
@@ -57,21 +58,23 @@ def running_server(settings: Settings) -> Iterator[str]:
     import httpx
 
     port = free_port()
+    # The server logs a line per request: into a file, since an unread pipe fills up and blocks it.
+    log_path = Path(settings.data_dir) / f"bench-server-{port}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_file = log_path.open("w", encoding="utf-8")
     process = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=_server_env(settings, port),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:
             if process.poll() is not None:
-                raise RuntimeError(
-                    f"the server exited early: {(process.stderr.read() if process.stderr else '')[-500:]}"
-                )
+                tail = log_path.read_text(encoding="utf-8", errors="replace")[-500:]
+                raise RuntimeError(f"the server exited early: {tail}")
             try:
                 if httpx.get(f"{base}/readyz", timeout=2.0).status_code == 200:
                     break
@@ -88,6 +91,7 @@ def running_server(settings: Settings) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        log_file.close()
 
 
 def run_http(

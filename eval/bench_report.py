@@ -85,7 +85,9 @@ def markdown(report: dict[str, Any]) -> str:
             "",
         ]
     http = report.get("http")
-    if http:
+    if http and "error" in http:
+        out += ["## Over HTTP", "", f"The measurement failed: {http['error']}", ""]
+    elif http:
         out += ["## Over HTTP (uvicorn subprocess, httpx client, seed corpus)", ""]
         out += [*stage_table("endpoint", http["endpoints_ms"]), ""]
     scale = report.get("scale")
