@@ -68,6 +68,7 @@ class QAPipeline:
             rrf_k=s.rrf_k,
             rerank_factor=s.rerank_factor,
             nprobe=s.ann_nprobe,
+            bm25_max_postings=s.bm25_max_postings,
         )
         self.aggregator = AnswerAggregator(
             AnsweringConfig(

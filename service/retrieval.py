@@ -108,14 +108,27 @@ class BM25Index:
         self.matrix = sparse.csc_matrix(
             (weights, (row_idx, col_idx)), shape=(len(texts), len(vocabulary)), dtype=np.float32
         )
+        self.matrix.sort_indices()  # the pruned search binary-searches rows within a column
+
+    def _columns(self, query: str) -> list[int]:
+        return sorted({self.vocabulary[t] for t in bm25_tokens(query) if t in self.vocabulary})
 
     def scores(self, query: str) -> np.ndarray:
-        cols = sorted({self.vocabulary[t] for t in bm25_tokens(query) if t in self.vocabulary})
+        cols = self._columns(query)
         if not cols:
             return np.zeros(self.matrix.shape[0], dtype=np.float32)
         return np.asarray(self.matrix[:, cols].sum(axis=1)).ravel()
 
-    def search(self, query: str, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+    def search(
+        self, query: str, k: int, allowed: np.ndarray | None = None, max_postings: int = 0
+    ) -> list[tuple[int, float]]:
+        """The `k` best rows. With `max_postings` > 0, a query whose terms together occur in more rows
+        than that is answered by `search_pruned` (approximate) instead of scoring every posting."""
+        if max_postings > 0 and allowed is None:
+            cols = self._columns(query)
+            indptr = self.matrix.indptr
+            if sum(int(indptr[c + 1] - indptr[c]) for c in cols) > max_postings:
+                return self.search_pruned(cols, k, max_postings)
         scores = self.scores(query)
         if allowed is not None:
             masked = np.full_like(scores, -1.0)
@@ -128,6 +141,44 @@ class BM25Index:
         top = np.argpartition(scores, len(scores) - k)[len(scores) - k :]
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
+
+    def search_pruned(self, cols: Sequence[int], k: int, max_postings: int) -> list[tuple[int, float]]:
+        """Rare terms first: rows are found by the rarest terms within a postings budget, and the
+        common terms only add their weight to the best of those rows (as Lucene's common-terms
+        query does). A row that holds none of the rare terms is missed; such rows score low, since
+        common terms have low idf. The scores of the rows returned are exact."""
+        indptr, indices, data = self.matrix.indptr, self.matrix.indices, self.matrix.data
+        by_rarity = sorted(cols, key=lambda c: int(indptr[c + 1] - indptr[c]))
+        rare: list[int] = []
+        used = 0
+        for col in by_rarity:
+            size = int(indptr[col + 1] - indptr[col])
+            if rare and used + size > max_postings:
+                break
+            rare.append(col)
+            used += size
+        common = by_rarity[len(rare) :]
+        scores = np.zeros(self.matrix.shape[0], dtype=np.float32)
+        for col in rare:
+            # Rows within one column are unique, so fancy-index addition is exact.
+            scores[indices[indptr[col] : indptr[col + 1]]] += data[indptr[col] : indptr[col + 1]]
+        candidates = np.flatnonzero(scores)
+        keep = min(len(candidates), max(k * 20, 1000))
+        if keep < len(candidates):
+            candidates = candidates[np.argpartition(scores[candidates], len(candidates) - keep)[-keep:]]
+        candidates.sort()
+        partial = scores[candidates]
+        for col in common:
+            col_rows = indices[indptr[col] : indptr[col + 1]]
+            at = np.minimum(np.searchsorted(col_rows, candidates), len(col_rows) - 1)
+            hit = col_rows[at] == candidates
+            partial[hit] += data[indptr[col] + at[hit]]
+        k = min(k, len(candidates))
+        if k == 0:
+            return []
+        top = np.argpartition(partial, len(partial) - k)[len(partial) - k :]
+        top = top[np.argsort(-partial[top], kind="stable")]
+        return [(int(candidates[i]), float(partial[i])) for i in top if partial[i] > 0]
 
 
 def exact_rerank(
@@ -173,11 +224,13 @@ class HybridRetriever:
         rerank_factor: int = 4,
         nprobe: int = 0,
         parallel_bm25_rows: int = 50_000,
+        bm25_max_postings: int = 0,
     ) -> None:
         """`rerank_factor`: a compressed index returns k * factor rows, re-scored exactly, best k kept.
 
         `nprobe`: inverted lists an IVF index scans per query; 0 keeps the value chosen at build time.
         `parallel_bm25_rows`: from this many chunks, BM25 runs in a worker thread beside the dense side.
+        `bm25_max_postings`: above this many postings a query takes the pruned BM25 path (0: never).
         """
         self.embedder = embedder
         self.candidates_k = candidates_k
@@ -185,6 +238,7 @@ class HybridRetriever:
         self.rerank_factor = rerank_factor
         self.nprobe = nprobe
         self.parallel_bm25_rows = parallel_bm25_rows
+        self.bm25_max_postings = bm25_max_postings
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
@@ -231,12 +285,14 @@ class HybridRetriever:
         if snapshot.manifest.chunk_count >= self.parallel_bm25_rows:
             # On large collections BM25 costs as much as embedding the query; numpy, scipy and torch
             # release the GIL, so the two overlap on the second core.
-            sparse_job = self._bm25_pool().submit(index.bm25.search, query, self.candidates_k, allowed)
+            sparse_job = self._bm25_pool().submit(
+                index.bm25.search, query, self.candidates_k, allowed, self.bm25_max_postings
+            )
         dense_hits = self.dense(index, self.embedder.embed_query(query), self.candidates_k, allowed)
         if sparse_job is not None:
             sparse_hits = sparse_job.result()
         else:
-            sparse_hits = index.bm25.search(query, self.candidates_k, allowed)
+            sparse_hits = index.bm25.search(query, self.candidates_k, allowed, self.bm25_max_postings)
         fused = reciprocal_rank_fusion([[i for i, _ in dense_hits], [i for i, _ in sparse_hits]], self.rrf_k)[
             :top_k
         ]

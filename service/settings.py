@@ -74,6 +74,9 @@ class Settings(BaseSettings):
         "else fp32",
     )
     faiss_threads: int = Field(default=1, ge=0, description="OpenMP threads for FAISS; 0 = library default")
+    bm25_max_postings: int = Field(
+        default=500_000, ge=0, description="postings above which BM25 scores rare terms first; 0 = exact"
+    )
     answer_cache_size: int = Field(default=256, ge=0, description="ask results kept (LRU); 0 = no cache")
 
     @property
