@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import faiss
@@ -223,13 +221,11 @@ class HybridRetriever:
         rrf_k: int = 60,
         rerank_factor: int = 4,
         nprobe: int = 0,
-        parallel_bm25_rows: int = 50_000,
         bm25_max_postings: int = 0,
     ) -> None:
         """`rerank_factor`: a compressed index returns k * factor rows, re-scored exactly, best k kept.
 
         `nprobe`: inverted lists an IVF index scans per query; 0 keeps the value chosen at build time.
-        `parallel_bm25_rows`: from this many chunks, BM25 runs in a worker thread beside the dense side.
         `bm25_max_postings`: above this many postings a query takes the pruned BM25 path (0: never).
         """
         self.embedder = embedder
@@ -237,16 +233,7 @@ class HybridRetriever:
         self.rrf_k = rrf_k
         self.rerank_factor = rerank_factor
         self.nprobe = nprobe
-        self.parallel_bm25_rows = parallel_bm25_rows
         self.bm25_max_postings = bm25_max_postings
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
-
-    def _bm25_pool(self) -> ThreadPoolExecutor:
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="citeqa-bm25")
-            return self._pool
 
     def dense(
         self, index: SearchIndex, query_vector: np.ndarray, k: int, allowed: np.ndarray | None
@@ -281,18 +268,8 @@ class HybridRetriever:
         allowed = None
         if document_ids is not None:
             allowed = np.asarray(sorted(snapshot.rows_of_documents(list(document_ids))), dtype=np.int64)
-        sparse_job: Future[list[tuple[int, float]]] | None = None
-        if snapshot.manifest.chunk_count >= self.parallel_bm25_rows:
-            # On large collections BM25 costs as much as embedding the query; numpy, scipy and torch
-            # release the GIL, so the two overlap on the second core.
-            sparse_job = self._bm25_pool().submit(
-                index.bm25.search, query, self.candidates_k, allowed, self.bm25_max_postings
-            )
         dense_hits = self.dense(index, self.embedder.embed_query(query), self.candidates_k, allowed)
-        if sparse_job is not None:
-            sparse_hits = sparse_job.result()
-        else:
-            sparse_hits = index.bm25.search(query, self.candidates_k, allowed, self.bm25_max_postings)
+        sparse_hits = index.bm25.search(query, self.candidates_k, allowed, self.bm25_max_postings)
         fused = reciprocal_rank_fusion([[i for i, _ in dense_hits], [i for i, _ in sparse_hits]], self.rrf_k)[
             :top_k
         ]
