@@ -29,6 +29,10 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# Score the pipeline on the seed set and gate on eval/baseline.json (reports in reports/eval/).
+eval: install
+	$(BIN)/citeqa eval --check
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -30,6 +30,13 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-max(min(x, 60.0), -60.0)))
 
 
+def combined_score(margin: float, retrieval_score: float, config: AnsweringConfig) -> float:
+    """An answer's 0..1 score from its reader margin and its passage's retrieval score."""
+    reader = _sigmoid((margin - config.no_answer_margin) / config.temperature)
+    retrieval = max(retrieval_score, 1e-6)
+    return float(reader**config.reader_weight * retrieval ** (1.0 - config.reader_weight))
+
+
 def normalize_answer(text: str) -> str:
     """SQuAD's normalisation: lower case, no punctuation, no articles, single spaces."""
     text = text.lower()
@@ -54,10 +61,7 @@ class AnswerAggregator:
         self.config = config
 
     def score(self, candidate: SpanCandidate, passage: Passage) -> float:
-        reader = _sigmoid((candidate.margin - self.config.no_answer_margin) / self.config.temperature)
-        retrieval = max(passage.score, 1e-6)
-        weight = self.config.reader_weight
-        return float(reader**weight * retrieval ** (1.0 - weight))
+        return combined_score(candidate.margin, passage.score, self.config)
 
     def aggregate(
         self,

@@ -1,0 +1,224 @@
+"""`citeqa eval`: score the pipeline on a question set, write reports, and gate on the baseline."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from eval.datasets import EvalSet, load_dataset
+from eval.gate import DEFAULT_BASELINE, DEFAULT_TOLERANCE, compare, load_baseline, write_baseline
+from indexing.errors import CiteqaError
+from service.settings import REPO_ROOT, Settings
+
+if TYPE_CHECKING:
+    # The harness pulls in the pipeline (torch, faiss): loaded only when `eval` runs, not for --help.
+    from eval.harness import Backend
+    from indexing.embedding import Embedder
+    from service.reading import Reader
+
+DEFAULT_DATASET = REPO_ROOT / "eval" / "data" / "seed_qa.jsonl"
+
+
+def register(subparsers: argparse._SubParsersAction, handlers: dict[str, Any]) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="score the system on a question set (retrieval, answers, citations, latency)",
+        description="Run every question of an evaluation set through the pipeline and score it.",
+    )
+    p.add_argument(
+        "--dataset", type=Path, default=DEFAULT_DATASET, help="evaluation file (default: the seed set)"
+    )
+    p.add_argument("--format", choices=["jsonl", "squad"], help="file format (default: by file name)")
+    p.add_argument("--top-k", type=int, help="passages read per question (default: CITEQA_TOP_K)")
+    p.add_argument("--limit", type=int, help="score only the first N questions")
+    p.add_argument(
+        "--url", help="score a running service at this base URL instead of the in-process pipeline"
+    )
+    p.add_argument(
+        "--report", type=Path, default=Path("reports") / "eval", help="report folder (default: reports/eval)"
+    )
+    p.add_argument(
+        "--check", action="store_true", help="exit non-zero if EM, F1 or recall@5 fall below the baseline"
+    )
+    p.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE, help="baseline file for --check")
+    p.add_argument(
+        "--tolerance", type=float, help="points (0..1 scale) a metric may drop (default: the baseline's)"
+    )
+    p.add_argument("--update-baseline", action="store_true", help="write this run's metrics as the baseline")
+    p.add_argument(
+        "--no-sweep", action="store_true", help="skip the no-answer margin sweep (halves the run time)"
+    )
+    p.add_argument(
+        "--squad-index-dir",
+        type=Path,
+        help="keep the SQuAD corpus index here and reuse it on the next run (default: a temporary folder)",
+    )
+    p.add_argument(
+        "--squad-corpus",
+        choices=["file", "asked"],
+        default="file",
+        help="index every paragraph of the file (default), or only the articles of the scored questions",
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="show progress bars (default: when stderr is a terminal)",
+    )
+    handlers["eval"] = cmd_eval
+
+
+def _squad_corpus(eval_set: EvalSet, scope: str) -> list[Any]:
+    documents = eval_set.documents or []
+    if scope == "file":
+        return documents
+    articles = {item.doc_id.rsplit("/", 1)[0] for item in eval_set.items}
+    return [d for d in documents if d.id.rsplit("/", 1)[0] in articles]
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return sys.stderr.isatty() if args.progress is None else bool(args.progress)
+
+
+@contextmanager
+def _backends(
+    args: argparse.Namespace, settings: Settings, eval_set: EvalSet, models: Models
+) -> Iterator[tuple[Backend, Backend | None]]:
+    """The backend to score, and for in-process runs a never-abstaining twin for the margin sweep."""
+    from eval.harness import NEVER_ABSTAIN_MARGIN, SWEEP_MAX_ANSWERS, HttpBackend, PipelineBackend
+    from service.pipeline import QAPipeline
+
+    if args.url:
+        if eval_set.documents is not None:
+            raise CiteqaError("--format squad indexes its own corpus in process; it cannot run with --url")
+        client = HttpBackend(
+            args.url, settings.corpus_dir, settings.api_key.get_secret_value() if settings.api_key else None
+        )
+        try:
+            yield client, None
+        finally:
+            client.close()
+        return
+    with ExitStack() as stack:
+        if eval_set.documents is not None:
+            # A SQuAD file is its own corpus: index it away from the user's index.
+            root = args.squad_index_dir or Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="citeqa-eval-"))
+            )
+            settings = settings.model_copy(
+                update={"data_dir": root, "index_dir": root / "index", "corpus_dir": root}
+            )
+        pipeline = QAPipeline(settings, embedder=models.embedder, reader=models.reader)
+        pipeline.warm_up(require_index=False)
+        if eval_set.documents is not None:
+            documents = _squad_corpus(eval_set, args.squad_corpus)
+            builder = pipeline.builder()
+            builder.show_progress = _progress(args)
+            print(
+                f"indexing {len(documents)} paragraphs of {eval_set.name} into {pipeline.index_dir}",
+                file=sys.stderr,
+            )
+            built = builder.build(documents)
+            print(
+                f"indexed {built.manifest.chunk_count} chunks ({built.embedded_chunks} embedded) "
+                f"in {built.seconds:.1f}s",
+                file=sys.stderr,
+            )
+            pipeline.reload()
+        elif not pipeline.ready:
+            print(f"no index at {pipeline.index_dir}: indexing {settings.corpus_dir} first", file=sys.stderr)
+            pipeline.index_folder(settings.corpus_dir, show_progress=_progress(args))
+        missing = {i.doc_id for i in eval_set.items} - set(pipeline.index.snapshot.manifest.documents)
+        if missing:
+            print(
+                f"warning: {len(missing)} gold documents are not in the index, e.g. {sorted(missing)[0]}",
+                file=sys.stderr,
+            )
+        sweep = None
+        if not args.no_sweep:
+            sweep_pipeline = QAPipeline(
+                settings.model_copy(
+                    update={"no_answer_margin": NEVER_ABSTAIN_MARGIN, "max_answers": SWEEP_MAX_ANSWERS}
+                ),
+                embedder=pipeline.embedder,
+                reader=pipeline.reader,
+            )
+            sweep_pipeline.reload()
+            sweep = PipelineBackend(sweep_pipeline)
+        yield PipelineBackend(pipeline), sweep
+
+
+@dataclass(frozen=True)
+class Models:
+    """Already-loaded models to share (tests); None loads them as the settings say."""
+
+    embedder: Embedder | None = None
+    reader: Reader | None = None
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    return run_eval(args, settings, Models())
+
+
+def run_eval(args: argparse.Namespace, settings: Settings, models: Models) -> int:
+    from eval.harness import Evaluator
+    from eval.report import terminal_table, write_report
+    from service.answering import AnsweringConfig
+
+    if args.limit is not None and args.limit < 1:
+        print("citeqa: error: --limit must be at least 1", file=sys.stderr)
+        return 2
+    eval_set = load_dataset(args.dataset, args.format).limited(args.limit)
+    top_k = args.top_k or settings.top_k
+    evaluator = Evaluator(
+        eval_set,
+        top_k=top_k,
+        no_answer_margin=settings.no_answer_margin,
+        answering=AnsweringConfig(
+            max_answers=settings.max_answers,
+            no_answer_margin=settings.no_answer_margin,
+            reader_weight=settings.reader_weight,
+            context_chars=settings.context_chars,
+        ),
+        show_progress=_progress(args),
+    )
+    with _backends(args, settings, eval_set, models) as (backend, sweep_backend):
+        report = evaluator.run(backend, sweep_backend)
+    if eval_set.documents is not None:
+        report.config["squad_corpus"] = args.squad_corpus
+    paths = write_report(report, args.report)
+    print(terminal_table(report))
+    print(f"reports: {', '.join(str(p) for p in paths)}")
+    if args.update_baseline:
+        tolerance = args.tolerance if args.tolerance is not None else DEFAULT_TOLERANCE
+        write_baseline(args.baseline, report.summary, report.dataset, tolerance)
+        print(f"baseline written to {args.baseline}")
+    if not args.check:
+        return 0
+    baseline = load_baseline(args.baseline)
+    tolerance = (
+        args.tolerance if args.tolerance is not None else float(baseline.get("tolerance", DEFAULT_TOLERANCE))
+    )
+    regressions = compare(report.summary, baseline, report.dataset, tolerance)
+    failed = False
+    for regression in regressions:
+        print(f"check failed: {regression.describe(tolerance)}", file=sys.stderr)
+        failed = True
+    if report.summary.get("citation_exact") not in (None, 1.0):
+        print(
+            f"check failed: citation_exact is {report.summary['citation_exact']:.4f}, not 1.0",
+            file=sys.stderr,
+        )
+        failed = True
+    if report.summary.get("errors"):
+        print(f"check failed: {report.summary['errors']} questions failed", file=sys.stderr)
+        failed = True
+    if failed:
+        return 1
+    print(f"check passed: EM, F1 and recall@5 within {100 * tolerance:.1f} points of {args.baseline}")
+    return 0
