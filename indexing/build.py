@@ -46,7 +46,7 @@ class IndexBuilder:
         embedder: Embedder,
         chunking: ChunkingConfig,
         index_type: str = "auto",
-        hnsw_threshold: int = 200_000,
+        hnsw_threshold: int = 50_000,
         show_progress: bool = False,
     ) -> None:
         self.root = root

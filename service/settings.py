@@ -27,8 +27,10 @@ class Settings(BaseSettings):
     # Indexing.
     chunk_tokens: int = Field(default=64, ge=16, le=254)
     chunk_overlap_tokens: int = Field(default=16, ge=0, le=200)
-    index_type: Literal["auto", "flat", "hnsw"] = "auto"
-    hnsw_threshold: int = Field(default=200_000, ge=1)
+    index_type: Literal["auto", "flat", "hnsw", "ivf_sq8"] = "auto"
+    hnsw_threshold: int = Field(
+        default=50_000, ge=1, description="from this many chunks `auto` builds the compressed ivf_sq8 index"
+    )
     embed_batch_size: int = Field(default=64, ge=1)
 
     # Retrieval and reading.
@@ -67,6 +69,22 @@ class Settings(BaseSettings):
     read_timeout_s: float = Field(default=30.0, gt=0, description="time a client has to send its body")
     rate_limit_per_minute: int = Field(default=0, ge=0, description="requests per client address; 0 = off")
     rate_limit_burst: int = Field(default=20, ge=1, description="requests a client may send at once")
+
+    # Performance (bench).
+    rerank_factor: int = Field(
+        default=4, ge=1, le=100, description="a compressed index shortlists k * this rows, re-scored exactly"
+    )
+    ann_nprobe: int = Field(default=0, ge=0, description="IVF lists scanned per query; 0 = chosen at build")
+    model_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto",
+        description="reader and embedder weights; auto: fp16 on CUDA, bf16 on CPUs with bf16 units, "
+        "else fp32",
+    )
+    faiss_threads: int = Field(default=1, ge=0, description="OpenMP threads for FAISS; 0 = library default")
+    bm25_max_postings: int = Field(
+        default=500_000, ge=0, description="postings above which BM25 scores rare terms first; 0 = exact"
+    )
+    answer_cache_size: int = Field(default=256, ge=0, description="ask results kept (LRU); 0 = no cache")
 
     @property
     def resolved_index_dir(self) -> Path:

@@ -40,7 +40,9 @@ def test_round_trip_keeps_documents_chunks_and_vectors(builder: IndexBuilder, em
     for row, chunk in rows_chunks:
         assert doc.text[chunk.start : chunk.end] == chunk.text
         expected = embedder.embed([chunk.text])[0]
-        assert np.allclose(snapshot.embeddings[row], expected, atol=1e-5)
+        # bf16 models (the CPU default where it has bf16 units) differ in the last bits between a
+        # batched and a single embedding: compare directions, not bits.
+        assert float(np.dot(snapshot.embeddings[row], expected)) > 0.9999
     _scores, ids = snapshot.index.search(embedder.embed(["solar roofs"]), 1)
     assert snapshot.chunks_by_rows([int(ids[0][0])])[int(ids[0][0])].doc_id == "b.txt"
     manifest = snapshot.manifest
@@ -101,9 +103,10 @@ def test_corrupt_vectors_detected(builder: IndexBuilder) -> None:
         IndexSnapshot.open(builder.root)
 
 
-def test_auto_index_type_switches_to_hnsw_by_size() -> None:
+def test_auto_index_type_switches_to_compressed_ivf_by_size() -> None:
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(50, 8)).astype(np.float32)
     assert build_faiss_index(vectors, "auto", hnsw_threshold=100)[1] == "flat"
     index, kind = build_faiss_index(vectors, "auto", hnsw_threshold=10)
-    assert kind == "hnsw" and index.ntotal == 50
+    assert kind == "ivf_sq8" and index.ntotal == 50
+    assert build_faiss_index(vectors, "hnsw", hnsw_threshold=10)[1] == "hnsw"

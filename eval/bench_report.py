@@ -1,0 +1,151 @@
+"""Write the benchmark's report.json, report.md (tables) and latency.png (latency against corpus size)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _ms(summary: dict[str, Any] | None) -> str:
+    if not summary or not summary.get("n"):
+        return "-"
+    return f"{summary['p50']:.1f} / {summary['p95']:.1f}"
+
+
+def scale_table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| chunks | vectors | index | search p50 / p95 ms | dense p50 / p95 ms | BM25 p50 / p95 ms "
+        "| recall@10 | BM25 score ratio | index bytes/chunk | BM25 MiB | build s |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        index = row["index_type"] + (
+            f" (nlist {row['nlist']}, nprobe {row['nprobe']})" if "nlist" in row else ""
+        )
+        lines.append(
+            f"| {row['size']:,} | {row['vectors']} | {index} | {_ms(row['search_ms'])} "
+            f"| {_ms(row['dense_ms'])} "
+            f"| {_ms(row['bm25_ms'])} | {row['recall_at_10']:.3f} | {row.get('bm25_score_ratio', 1.0):.3f} "
+            f"| {row['index_bytes_per_chunk']:.0f} "
+            f"| {row['bm25_mib']:.1f} | {row['write_s']:.1f} |"
+        )
+    return lines
+
+
+def stage_table(title: str, stages: dict[str, dict[str, Any]]) -> list[str]:
+    lines = [f"| {title} | p50 ms | p95 ms | mean ms | n |", "|---|---:|---:|---:|---:|"]
+    for name, summary in stages.items():
+        if summary.get("n"):
+            lines.append(
+                f"| {name} | {summary['p50']:.1f} | {summary['p95']:.1f} "
+                f"| {summary['mean']:.1f} | {summary['n']} |"
+            )
+    return lines
+
+
+def markdown(report: dict[str, Any]) -> str:
+    machine = report["machine"]
+    out = [
+        "# citeqa benchmark",
+        "",
+        f"Mode: {'quick' if report['quick'] else 'full'}; device {report['device']}; "
+        f"{machine['cpu']}, {machine['cpu_count']} CPUs, {machine['memory_gib']} GiB; "
+        f"torch {machine['torch']} "
+        f"({machine['torch_threads']} threads), faiss {machine['faiss']}; load average at start "
+        f"{machine['load_average_at_start']}; took {report['seconds']:.0f} s.",
+        "",
+    ]
+    indexing = report.get("indexing")
+    if indexing:
+        out += [
+            "## Indexing (real chunker and embedder, seeds-like synthetic documents)",
+            "",
+            f"{indexing['chunks']} chunks from {indexing['documents']} documents "
+            f"in {indexing['seconds']:.1f} s: **{indexing['chunks_per_s']:.0f} chunks/s**; "
+            f"process RSS peak {indexing['rss_peak_mib']:.0f} MiB "
+            f"(+{indexing['rss_peak_delta_mib']:.0f} MiB over the loaded models).",
+            "",
+        ]
+    seed = report.get("seed")
+    if seed:
+        out += ["## Seed corpus, in process (QAPipeline, answer cache off unless said)", ""]
+        out += [*stage_table("/v1/ask stage", seed["ask_ms"]), ""]
+        out += [*stage_table("/v1/search stage", seed["search_ms"]), ""]
+        cached = seed["ask_cached_ms"]
+        out += [
+            f"Cached /v1/ask (same question again): {cached['p50']:.3f} / {cached['p95']:.3f} ms p50 / p95. "
+            f"Load average after this section: {seed.get('load_average')}.",
+            "",
+        ]
+        q = seed["quality"]
+        out += [
+            f"Quality on eval/data/seed_qa.jsonl: EM {q['em']:.2f}, F1 {q['f1']:.2f} on {q['answerable']} "
+            f"answerable questions; abstained on {q['abstained_on_unanswerable']} of {q['unanswerable']} "
+            "unanswerable.",
+            "",
+        ]
+    http = report.get("http")
+    if http and "error" in http:
+        out += ["## Over HTTP", "", f"The measurement failed: {http['error']}", ""]
+    elif http:
+        out += ["## Over HTTP (uvicorn subprocess, httpx client, seed corpus)", ""]
+        out += [*stage_table("endpoint", http["endpoints_ms"]), ""]
+    scale = report.get("scale")
+    if scale:
+        out += [
+            "## Search against corpus size",
+            "",
+            "Search is the in-process hybrid /v1/search path (query embedding + dense + BM25 + fusion "
+            "+ SQLite); dense and BM25 are timed alone. recall@10 is of the dense index against exact "
+            "inner-product search over the same vectors; BM25 score ratio is the exact BM25 score of the "
+            "rows BM25 returned over that of the exact top 30 (1.0 = as good; below 1 only where the "
+            "pruned path ran). *real* vectors are embeddings of the chunk texts; "
+            "*synthetic* vectors are real embeddings of template chunks plus Gaussian noise (see "
+            "eval/bench_corpus.py), used where embedding every chunk would take hours. Index bytes/chunk is "
+            "the serialized FAISS index (vectors and search structure, what stays in RAM); embeddings.npy "
+            "stays on disk, memory-mapped, and only the re-ranked rows are read.",
+            "",
+        ]
+        out += [*scale_table(scale["rows"]), ""]
+    return "\n".join(out)
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = [r["size"] for r in rows]
+    figure, axis = plt.subplots(figsize=(7, 4.2))
+    for key, label in (
+        ("search_ms", "hybrid search"),
+        ("dense_ms", "dense (FAISS + re-rank)"),
+        ("bm25_ms", "BM25"),
+    ):
+        axis.plot(sizes, [r[key]["p50"] for r in rows], marker="o", label=f"{label} p50")
+        axis.plot(
+            sizes, [r[key]["p95"] for r in rows], marker="x", linestyle="--", alpha=0.6, label=f"{label} p95"
+        )
+    axis.set_xscale("log")
+    axis.set_xlabel("chunks in the index")
+    axis.set_ylabel("latency (ms)")
+    axis.set_title("citeqa search latency against corpus size")
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def write_report(report: dict[str, Any], directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = [directory / "report.json", directory / "report.md"]
+    paths[0].write_text(json.dumps(report, indent=2), encoding="utf-8")
+    paths[1].write_text(markdown(report), encoding="utf-8")
+    rows = report.get("scale", {}).get("rows", [])
+    if rows:
+        paths.append(directory / "latency.png")
+        plot(rows, paths[-1])
+    return paths
