@@ -488,11 +488,15 @@ def _read_manifest(directory: Path, root: Path) -> Manifest:
 
 
 def _load_vectors(directory: Path, manifest: Manifest, root: Path) -> tuple[faiss.Index, np.ndarray]:
-    vector_bytes = 4 * manifest.dimension * manifest.chunk_count
-    for name in (FAISS_FILE, EMBEDDINGS_FILE):
-        # Both hold every vector as float32; a shorter file is truncated, and FAISS is not
-        # handed a file whose header could promise more data than there is.
-        if (directory / name).stat().st_size < vector_bytes:
+    # Each file holds every vector (float32, or one byte a dimension in a compressed index); a
+    # shorter file is truncated, and FAISS is not handed a file whose header promises more than there is.
+    faiss_bytes_per_value = 1 if manifest.index_type in COMPRESSED_INDEX_TYPES else 4
+    minimum_sizes = {
+        FAISS_FILE: faiss_bytes_per_value * manifest.dimension * manifest.chunk_count,
+        EMBEDDINGS_FILE: 4 * manifest.dimension * manifest.chunk_count,
+    }
+    for name, minimum in minimum_sizes.items():
+        if (directory / name).stat().st_size < minimum:
             raise _damaged(root, f"{name} is truncated")
     try:
         index = faiss.read_index(str(directory / FAISS_FILE))

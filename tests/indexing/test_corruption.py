@@ -118,6 +118,23 @@ def test_damage_is_caught_without_checksums(built_index: Path, tmp_path: Path, n
     assert_clear(caught.value, root)
 
 
+@pytest.fixture(scope="module")
+def built_compressed_index(make_pipeline: PipelineFactory) -> Path:
+    return make_pipeline(index_type="ivf_sq8").index_dir
+
+
+def test_compressed_index_opens_and_its_damage_is_caught(
+    built_compressed_index: Path, tmp_path: Path
+) -> None:
+    """A compressed FAISS file is a quarter of the float32 size: intact it opens, truncated it is caught."""
+    assert IndexSnapshot.open(built_compressed_index, verify=False).manifest.index_type == "ivf_sq8"
+    for how in ("truncated", "junk"):
+        root = damaged_copy(built_compressed_index, tmp_path / how, FAISS_FILE, how)
+        with pytest.raises(CorruptIndexError) as caught:
+            IndexSnapshot.open(root, verify=False)
+        assert_clear(caught.value, root)
+
+
 @pytest.mark.parametrize(
     "manifest",
     [
