@@ -31,7 +31,6 @@ import os
 import random
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,8 @@ from typing import Any
 
 import httpx
 import psutil
+
+from service.api.liveness import free_port, wait_until_ready
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS_FILE = REPO_ROOT / "eval" / "data" / "seed_qa.jsonl"
@@ -62,12 +63,6 @@ OPS = (("ask", 55), ("search", 25), ("invalid", 12), ("list", 8))
 def seed_questions() -> list[str]:
     with QUESTIONS_FILE.open(encoding="utf-8") as lines:
         return [json.loads(line)["question"] for line in lines if line.strip()]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -148,17 +143,10 @@ class Server:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + ready_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"soak: the server exited with {self.process.returncode}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.25)
-        raise SystemExit(f"soak: the server was not ready after {ready_timeout:.0f}s")
+        try:
+            wait_until_ready(self.url, ready_timeout, self.process, poll_s=0.25)
+        except RuntimeError as exc:
+            raise SystemExit(f"soak: {exc}") from exc
 
     def stop(self) -> int | None:
         code = None

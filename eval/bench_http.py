@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,12 +22,6 @@ def bench_http_available() -> bool:
         importlib.util.find_spec("service.api") is not None
         and importlib.util.find_spec("service.api.app") is not None
     )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _server_env(settings: Settings, port: int) -> dict[str, str]:
@@ -55,7 +47,7 @@ def _server_env(settings: Settings, port: int) -> dict[str, str]:
 @contextmanager
 def running_server(settings: Settings) -> Iterator[str]:
     """`citeqa serve` in a subprocess; yields its base URL once /readyz says ready; stops it after."""
-    import httpx
+    from service.api.liveness import free_port, wait_until_ready
 
     port = free_port()
     # The server logs a line per request: into a file, since an unread pipe fills up and blocks it.
@@ -70,19 +62,11 @@ def running_server(settings: Settings) -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                tail = log_path.read_text(encoding="utf-8", errors="replace")[-500:]
-                raise RuntimeError(f"the server exited early: {tail}")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the server was not ready within {STARTUP_TIMEOUT_S:.0f} s")
-            time.sleep(0.2)
+        try:
+            wait_until_ready(base, STARTUP_TIMEOUT_S, process)
+        except RuntimeError as exc:
+            tail = log_path.read_text(encoding="utf-8", errors="replace")[-500:]
+            raise RuntimeError(f"{exc}: {tail}") from exc
         yield base
     finally:
         process.terminate()

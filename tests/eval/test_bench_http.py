@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from eval.bench_http import bench_http_available, free_port, run_http
+from eval.bench_http import bench_http_available, run_http
 from eval.bench_quality import load_questions
+from service.api.liveness import free_port
 
 
 @pytest.mark.slow

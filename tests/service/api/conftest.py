@@ -8,13 +8,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from service.api import create_app
+from service.api.liveness import wait_until_ready
 from service.pipeline import QAPipeline
 
 API_KEY = "test-key-0123456789"
@@ -65,16 +65,7 @@ def serve(app: FastAPI, ready_timeout: float = 60.0) -> Iterator[str]:
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + ready_timeout
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("the server did not become ready")
-            time.sleep(0.05)
+        wait_until_ready(url, ready_timeout, poll_s=0.05)
         yield url
     finally:
         server.should_exit = True
