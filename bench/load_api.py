@@ -27,16 +27,15 @@ import anyio
 import httpx
 import psutil
 
+from eval.bench_quality import load_questions
 from service.api.liveness import free_port, wait_until_ready
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-QUESTIONS_FILE = REPO_ROOT / "eval" / "data" / "seed_qa.jsonl"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def questions() -> list[str]:
-    with QUESTIONS_FILE.open(encoding="utf-8") as lines:
-        return [json.loads(line)["question"] for line in lines if line.strip()]
+    return [item.question for item in load_questions()]
 
 
 def start_server(port: int) -> subprocess.Popen[bytes]:

@@ -46,10 +46,10 @@ from typing import Any
 import httpx
 import psutil
 
+from eval.bench_quality import load_questions
 from service.api.liveness import free_port, wait_until_ready
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-QUESTIONS_FILE = REPO_ROOT / "eval" / "data" / "seed_qa.jsonl"
 SOAK_DOC_ID = "soak_notice.txt"
 SOAK_DOC = (
     "Soak Test Notice\n\n"
@@ -61,8 +61,7 @@ OPS = (("ask", 55), ("search", 25), ("invalid", 12), ("list", 8))
 
 
 def seed_questions() -> list[str]:
-    with QUESTIONS_FILE.open(encoding="utf-8") as lines:
-        return [json.loads(line)["question"] for line in lines if line.strip()]
+    return [item.question for item in load_questions()]
 
 
 @dataclass

@@ -18,9 +18,10 @@ from typing import Any
 
 from eval.bench_corpus import make_corpus, make_templates, seed_sentences, write_documents
 from eval.bench_measure import Stopwatch, load_average, machine_info, peak_memory, summarize_ms
-from eval.bench_quality import QAItem, load_questions, score
+from eval.bench_quality import load_questions, score
 from eval.bench_report import markdown, write_report
 from eval.bench_scale import run_size
+from eval.datasets import EvalItem
 from indexing.embedding import resolve_device
 from service.answer_cache import AnswerCache
 from service.pipeline import QAPipeline
@@ -83,7 +84,7 @@ def bench_indexing(
     }
 
 
-def bench_seed(pipeline: QAPipeline, items: list[QAItem], passes: int) -> dict[str, Any]:
+def bench_seed(pipeline: QAPipeline, items: list[EvalItem], passes: int) -> dict[str, Any]:
     """Warm ask and search latency per stage on the seed corpus, cache off; then cached asks; quality."""
     questions = [item.question for item in items]
     pipeline.answer_cache = AnswerCache(0)

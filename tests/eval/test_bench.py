@@ -12,9 +12,10 @@ import pytest
 from eval.bench import bench_indexing, bench_seed
 from eval.bench_corpus import make_corpus, make_templates, seed_sentences, variant_vectors
 from eval.bench_measure import summarize_ms
-from eval.bench_quality import load_questions, score, token_f1
+from eval.bench_quality import load_questions, score
 from eval.bench_report import write_report
 from eval.bench_scale import exact_top_k, run_size
+from eval.metrics import f1_score
 from indexing.embedding import Embedder
 from service.cli import main
 from service.reading import Reader
@@ -59,7 +60,7 @@ def test_exact_top_k_matches_a_full_sort() -> None:
 def test_summary_and_quality_scores() -> None:
     summary = summarize_ms([5.0, 1.0, 3.0, 2.0, 4.0])
     assert set(summary) == SUMMARY_KEYS and summary["p50"] == 3.0 and summary["max"] == 5.0
-    assert token_f1("the city of Ningbo", "Ningbo") == pytest.approx(0.5)  # P 1/3, R 1
+    assert f1_score("the city of Ningbo", ["Ningbo"]) == pytest.approx(0.5)  # P 1/3, R 1
     assert len(load_questions()) == 99
 
 
