@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -124,6 +125,31 @@ def answer_sentence(context: str, start: int, text: str) -> str:
         return text
     lo, hi = covering[0][0], max(covering[-1][1], end)
     return context[min(lo, start) : hi]
+
+
+# Held-out discipline: every SQuAD-format file is split by article (a policy, a Wikipedia page), never by
+# question, so that what is checked on shares no document with what was trained or fitted on.
+POLICYQA_PARTS = ("train", "train", "calibrate", "test")
+SQUAD_DEV_PARTS = ("calibrate", "test")
+
+
+def split_articles(titles: Sequence[str], parts: Sequence[str]) -> dict[str, str]:
+    """Each article title's part: titles sorted, then dealt out in turn (`parts[i % len(parts)]`)."""
+    return {title: parts[i % len(parts)] for i, title in enumerate(sorted(set(titles)))}
+
+
+def squad_articles(path: Path, parts: Sequence[str] | None = None, part: str | None = None) -> list[Any]:
+    """The raw articles of a SQuAD-format file, optionally only those of one `part` of the split."""
+    data = _read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise DatasetError(f"{path}: not SQuAD format (expected an object with a 'data' list)")
+    articles = data["data"]
+    if part is None:
+        return list(articles)
+    if parts is None or part not in parts:
+        raise DatasetError(f"unknown part {part!r} (parts: {', '.join(sorted(set(parts or ())))})")
+    split = split_articles([str(a.get("title", "")) for a in articles], parts)
+    return [a for a in articles if split[str(a.get("title", ""))] == part]
 
 
 def _safe_title(title: str) -> str:
