@@ -182,11 +182,18 @@ def cmd_train_reader(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _print_scores(scores: dict[str, Any]) -> None:
-    print(f"{'set':<48} {'n':>5} {'has EM':>7} {'has F1':>7} {'no-ans acc':>10} {'F1':>6}")
+    header = (
+        f"{'has EM':>7} {'has F1':>7} {'no-ans acc':>10} {'F1':>6} {'no-ans AUC':>10} {'best F1 @margin':>16}"
+    )
+    print(f"{'set':<48} {'n':>5} {header}")
     for spec, row in scores.items():
         no_ans = f"{row['no_ans_acc']:.1f}" if row["no_ans"] else "-"
-        scores_text = f"{row['has_em']:>7.1f} {row['has_f1']:>7.1f} {no_ans:>10} {row['f1']:>6.1f}"
-        print(f"{spec[-48:]:<48} {row['n']:>5} {scores_text}")
+        auc = f"{row['no_ans_auc']:.3f}" if row.get("no_ans_auc") is not None else "-"
+        best = f"{row['best_f1']:.1f} @{row['best_margin']:.2f}"
+        text = (
+            f"{row['has_em']:>7.1f} {row['has_f1']:>7.1f} {no_ans:>10} {row['f1']:>6.1f} {auc:>10} {best:>16}"
+        )
+        print(f"{spec[-48:]:<48} {row['n']:>5} {text}")
 
 
 def cmd_reader_eval(args: argparse.Namespace, settings: Settings) -> int:

@@ -372,18 +372,21 @@ def write_model_card(
     if evaluation:
         lines += ["", "## Measured quality (gold paragraph, `citeqa reader-eval`)", ""]
         lines += [
-            "| set | questions | has-answer EM / F1 | no-answer accuracy | all F1 |",
-            "|---|---|---|---|---|",
+            "| set | questions | has-answer EM / F1 | no-answer accuracy | all F1 | no-answer AUC |",
+            "|---|---|---|---|---|---|",
         ]
         for name, row in evaluation.items():
             no_ans = f"{row['no_ans_acc']:.1f}" if row["no_ans"] else "-"
+            auc = f"{row['no_ans_auc']:.3f}" if row.get("no_ans_auc") is not None else "-"
             has = f"{row['has_em']:.1f} / {row['has_f1']:.1f}"
             sampled = f" (random sample, seed {row['seed']})" if row.get("limit") == row["n"] else ""
-            lines.append(f"| `{name}`{sampled} | {row['n']} | {has} | {no_ans} | {row['f1']:.1f} |")
+            lines.append(f"| `{name}`{sampled} | {row['n']} | {has} | {no_ans} | {row['f1']:.1f} | {auc} |")
         lines += [
             "",
-            "Has-answer: the best span, forced. No-answer: abstain when the best span's score is below the "
-            "window's [CLS] score (margin < 0), the reader's own null score with no tuned threshold.",
+            "Has-answer: the best span, forced. No-answer accuracy and all F1: abstain when the best span's "
+            "score is below the window's [CLS] score (margin < 0), the reader's own null score with no tuned "
+            "threshold. No-answer AUC: how well the margin separates unanswerable from answerable questions "
+            "(the service abstains below a margin chosen on development data).",
         ]
     (out / "MODEL_CARD.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -398,35 +401,50 @@ def evaluate_reader(
 
     has_em/has_f1: answerable questions, best span forced. no_ans_acc: unanswerable questions on which
     the best span's margin over the null score is negative. em/f1: every question, abstaining at margin < 0.
+    no_ans_auc: how well the margin alone separates unanswerable from answerable questions (threshold-free);
+    best_f1 at best_margin: all questions, abstaining below the F1-best margin of this very set.
     """
-    has_em, has_f1, no_ans, all_em, all_f1 = [], [], [], [], []
+    span_em, span_f1, margins, answerable = [], [], [], []
     for number, example in enumerate(examples, start=1):
         candidates = reader.read(example.question, [example.context])
         best = candidates[0] if candidates else None
         span = example.context[best.start : best.end] if best else ""
-        answered = span if best and best.margin >= 0 else ""
-        if example.answers:
-            has_em.append(exact_match(span, example.answers))
-            has_f1.append(f1_score(span, example.answers))
-        else:
-            no_ans.append(float(not answered))
-        all_em.append(exact_match(answered, example.answers))
-        all_f1.append(f1_score(answered, example.answers))
+        # Scores of the span if answered; an unanswerable question scores 0 unless it abstains.
+        span_em.append(exact_match(span, example.answers) if example.answers else 0.0)
+        span_f1.append(f1_score(span, example.answers) if example.answers else 0.0)
+        margins.append(best.margin if best else -math.inf)
+        answerable.append(bool(example.answers))
         if log and number % 200 == 0:
             log(f"{number}/{len(examples)} read")
+    em, f1, margin = np.array(span_em), np.array(span_f1), np.array(margins)
+    has, none = np.array(answerable, dtype=bool), ~np.array(answerable, dtype=bool)
 
-    def points(values: list[float]) -> float:
-        return round(100 * float(np.mean(values)), 2) if values else 0.0
+    def all_questions(scores: np.ndarray, threshold: float) -> np.ndarray:
+        answered = margin >= threshold
+        return np.where(answered, scores, none.astype(float))
 
+    def points(values: np.ndarray) -> float:
+        return round(100 * float(np.mean(values)), 2) if len(values) else 0.0
+
+    thresholds = np.append(np.unique(margin), np.inf)
+    sweep = [float(np.mean(all_questions(f1, t))) for t in thresholds]
+    best = int(np.argmax(sweep))
+    auc = None
+    if has.any() and none.any():
+        pairs = margin[none][:, None] - margin[has][None, :]
+        auc = round(float(np.mean(pairs < 0) + 0.5 * np.mean(pairs == 0)), 4)
     return {
         "n": len(examples),
-        "has_ans": len(has_f1),
-        "has_em": points(has_em),
-        "has_f1": points(has_f1),
-        "no_ans": len(no_ans),
-        "no_ans_acc": points(no_ans),
-        "em": points(all_em),
-        "f1": points(all_f1),
+        "has_ans": int(has.sum()),
+        "has_em": points(em[has]),
+        "has_f1": points(f1[has]),
+        "no_ans": int(none.sum()),
+        "no_ans_acc": points((margin < 0)[none]),
+        "em": points(all_questions(em, 0.0)),
+        "f1": points(all_questions(f1, 0.0)),
+        "no_ans_auc": auc,
+        "best_f1": round(100 * sweep[best], 2),
+        "best_margin": round(float(thresholds[best]), 3),
     }
 
 
