@@ -364,7 +364,7 @@ def write_model_card(
         f"- windows {recipe['max_length']} tokens, stride {recipe['stride']}; batch {recipe['batch_size']}; "
         f"AdamW lr {recipe['lr']} ({recipe['warmup']:.0%} warm-up, linear decay), weight decay "
         f"{recipe['weight_decay']}; {recipe['epochs']} epochs; seed {recipe['seed']}; "
-        f"bf16 autocast: {recipe['bf16']}",
+        f"bf16 autocast: {recipe['bf16']}; on CPU, {recipe['threads'] or 'default'} torch threads",
         f"- {metrics['windows_trained']} windows in {metrics['steps']} steps, {metrics['train_seconds']} s "
         f"({metrics['windows_per_s']} windows/s); "
         f"loss {metrics['first_loss']:.3f} -> {metrics['final_loss']:.3f}",
