@@ -102,8 +102,17 @@ def first_line_title(text: str, fallback: str) -> str:
     for line in text.splitlines():
         stripped = line.strip().lstrip("#").strip()
         if stripped:
-            return stripped[:200]
+            return _shortened(stripped, 200)
     return fallback
+
+
+def _shortened(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters at a word boundary, marked with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    words = cut.rsplit(" ", 1)[0] if " " in cut else cut
+    return words.rstrip(" ,;:-") + "…"
 
 
 def _tidy_lines(text: str) -> str:

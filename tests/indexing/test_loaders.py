@@ -132,3 +132,9 @@ def test_corpus_skips_links_out_of_the_folder_and_special_files(tmp_path: Path) 
     assert "outside the corpus folder" in reasons["linked_folder"]
     assert reasons["pipe.txt"] == "not a regular file"
     assert reasons["dangling.txt"] == "broken symbolic link"
+
+
+def test_long_first_line_title_is_cut_between_words() -> None:
+    line = "Rules for " + " ".join(["harbor"] * 60)
+    title = load_bytes(f"{line}\n\nBody.".encode(), "t.txt").title
+    assert len(title) <= 200 and title.endswith("harbor…")
