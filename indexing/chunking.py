@@ -157,7 +157,9 @@ class Chunker:
         while start < end:
             cut = min(start + limit, end)
             if cut < end:
-                space = max(text.rfind(" ", start + limit // 2, cut), text.rfind("\n", start + limit // 2, cut))
+                space = max(
+                    text.rfind(" ", start + limit // 2, cut), text.rfind("\n", start + limit // 2, cut)
+                )
                 cut = space if space > start else cut
             for s, e in _trimmed(text, start, cut):
                 tokens = bisect.bisect_left(token_starts, e) - bisect.bisect_left(token_starts, s)

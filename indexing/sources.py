@@ -74,6 +74,9 @@ class DocumentSources:
         if (self.corpus_dir / doc_id).is_file():
             self._set_deleted(doc_id, True)
 
+    def mark_deleted(self, doc_id: str) -> None:
+        self._set_deleted(doc_id, True)
+
     def _set_deleted(self, doc_id: str, deleted: bool) -> None:
         current = self.deleted()
         updated = current | {doc_id} if deleted else current - {doc_id}
@@ -84,5 +87,8 @@ class DocumentSources:
 def _write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_bytes(data)
+    with tmp.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())  # on disk before the index that names it goes live
     os.replace(tmp, path)

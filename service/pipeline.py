@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import re
 import threading
@@ -15,10 +16,11 @@ import faiss
 from indexing.build import BuildReport, IndexBuilder
 from indexing.chunking import ChunkingConfig
 from indexing.embedding import Embedder
-from indexing.errors import CiteqaError, IndexNotFoundError
+from indexing.errors import CiteqaError, CorruptIndexError, IndexNotFoundError
+from indexing.journal import UpdateJournal
 from indexing.loaders import load_bytes
 from indexing.sources import DocumentSources
-from indexing.store import IndexSnapshot, current_version_dir
+from indexing.store import MANIFEST, IndexSnapshot, current_version_dir
 from indexing.types import Document
 from service.answer_cache import AnswerCache, ask_key
 from service.answering import NO_ANSWER_MESSAGE, AnswerAggregator, AnsweringConfig
@@ -98,6 +100,7 @@ class QAPipeline:
     def warm_up(self, require_index: bool = True) -> None:
         self.embedder.warm_up()
         self.reader.warm_up()
+        self.recover_interrupted_update()
         if require_index or current_version_dir(self.index_dir) is not None:
             self.reload()
 
@@ -248,6 +251,7 @@ class QAPipeline:
         builder = self.builder()
         builder.show_progress = show_progress
         with self._update_lock:
+            self.recover_interrupted_update()
             report = builder.build_from_sources(self.sources(corpus), rebuild=rebuild)
             self.reload()
         return report
@@ -263,16 +267,12 @@ class QAPipeline:
         return report
 
     def upload_document(self, doc_id: str, data: bytes) -> tuple[Document, BuildReport]:
-        """Index an uploaded file and keep it in the data directory, so that re-indexing keeps it."""
+        """Index an uploaded file and keep it in the data directory, so that re-indexing keeps it.
+
+        Journaled: after a crash at any point the upload is either fully in or fully out."""
         document = load_bytes(data, doc_id)
-        sources = self.sources()
-        with self._update_lock:
-            previous = sources.save_upload(doc_id, data)
-            try:
-                report = self.add_documents([document])
-            except BaseException:
-                sources.restore_upload(doc_id, previous)
-                raise
+        with self._update_lock, self.journal().upload(doc_id, data, self._indexed_hash):
+            report = self.add_documents([document])
         return document, report
 
     def delete_document(self, doc_id: str) -> BuildReport:
@@ -281,10 +281,37 @@ class QAPipeline:
             if doc_id not in current:
                 raise DocumentNotFoundError(f"no document with id {doc_id!r}")
             del current[doc_id]
-            report = self.builder().build(list(current.values()))
-            self.reload()
-            self.sources().forget(doc_id)
+            with self.journal().delete(doc_id, self._indexed_hash):
+                report = self.builder().build(list(current.values()))
+                self.reload()
         return report
+
+    def journal(self) -> UpdateJournal:
+        return UpdateJournal(self.settings.data_dir, self.sources())
+
+    def recover_interrupted_update(self) -> str | None:
+        """Finish or undo an upload or delete that a crash interrupted (see indexing/journal.py)."""
+        with self._update_lock:
+            outcome = self.journal().recover(self._indexed_hash)
+        if outcome:
+            log.warning("%s", outcome)
+        return outcome
+
+    def _indexed_hash(self, doc_id: str) -> str | None:
+        """The content hash the live index holds for `doc_id`, read from its manifest alone."""
+        directory = current_version_dir(self.index_dir)
+        if directory is None:
+            return None
+        try:
+            manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+            hashes = manifest["documents"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CorruptIndexError(
+                f"index at {self.index_dir} is damaged ({MANIFEST} unreadable); "
+                "re-run `citeqa index --rebuild`"
+            ) from exc
+        value = hashes.get(doc_id) if isinstance(hashes, dict) else None
+        return str(value) if value is not None else None
 
     def _current_documents(self) -> list[Document]:
         if current_version_dir(self.index_dir) is None:

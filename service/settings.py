@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class Settings(BaseSettings):
@@ -55,6 +56,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     api_key: SecretStr | None = None
+    allowed_hosts: str = Field(
+        default="",
+        description="comma-separated host names the service answers to besides the loopback names "
+        "(DNS-rebinding guard); '*' = any. Empty and bound beyond loopback: any",
+    )
 
     # HTTP API (issue 4): request limits, the inference worker pool, feedback and chat.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="JSON request bodies")
@@ -69,6 +75,12 @@ class Settings(BaseSettings):
     read_timeout_s: float = Field(default=30.0, gt=0, description="time a client has to send its body")
     rate_limit_per_minute: int = Field(default=0, ge=0, description="requests per client address; 0 = off")
     rate_limit_burst: int = Field(default=20, ge=1, description="requests a client may send at once")
+    max_connections: int = Field(
+        default=500, ge=16, description="open connections; at the cap a new one evicts the longest idle"
+    )
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="time a connection has to send its request headers"
+    )
 
     # Performance (bench).
     rerank_factor: int = Field(
@@ -85,6 +97,14 @@ class Settings(BaseSettings):
         default=500_000, ge=0, description="postings above which BM25 scores rare terms first; 0 = exact"
     )
     answer_cache_size: int = Field(default=256, ge=0, description="ask results kept (LRU); 0 = no cache")
+
+    @property
+    def host_allow_list(self) -> frozenset[str] | None:
+        """Lower-case host names (no port) a request's Host header may name; None: any."""
+        extra = {h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip()}
+        if "*" in extra or (not extra and self.host not in LOOPBACK_HOSTS):
+            return None
+        return frozenset({"localhost", "127.0.0.1", "[::1]", "::1"} | extra)
 
     @property
     def resolved_index_dir(self) -> Path:

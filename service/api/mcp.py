@@ -89,7 +89,7 @@ class McpHttpEndpoint:
             # Refuse browsers on other sites (DNS rebinding) when only this machine is served.
             return TransportSecuritySettings(
                 enable_dns_rebinding_protection=True,
-                allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", "testserver"],
+                allowed_hosts=["127.0.0.1", "localhost", "[::1]", "127.0.0.1:*", "localhost:*", "[::1]:*"],
                 allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
             )
         return TransportSecuritySettings(enable_dns_rebinding_protection=False)

@@ -15,9 +15,12 @@ from fastapi.testclient import TestClient
 
 from service.api import create_app
 from service.api.liveness import wait_until_ready
+from service.api.server import uvicorn_config
 from service.pipeline import QAPipeline
 
 API_KEY = "test-key-0123456789"
+# A loopback name: the service refuses other Host headers (DNS-rebinding guard), "testserver" included.
+LOOPBACK_URL = "http://127.0.0.1"
 ClientFactory = Callable[..., TestClient]
 
 
@@ -32,7 +35,7 @@ def wait_ready(client: TestClient, timeout: float = 60.0) -> None:
 @pytest.fixture(scope="module")
 def client(seed_pipeline: QAPipeline) -> Iterator[TestClient]:
     """Read-only: over the shared seed pipeline, with no API key configured (writes disabled)."""
-    with TestClient(create_app(pipeline=seed_pipeline)) as test_client:
+    with TestClient(create_app(pipeline=seed_pipeline), base_url=LOOPBACK_URL) as test_client:
         yield test_client
 
 
@@ -44,7 +47,7 @@ def writable_client(make_pipeline: Callable[..., QAPipeline]) -> Iterator[Client
     def factory(index: bool = True, **overrides: object) -> TestClient:
         overrides.setdefault("api_key", API_KEY)
         pipeline = make_pipeline(index=index, **overrides)
-        test_client = TestClient(create_app(pipeline=pipeline))
+        test_client = TestClient(create_app(pipeline=pipeline), base_url=LOOPBACK_URL)
         test_client.__enter__()
         stack.append(test_client)
         return test_client
@@ -61,7 +64,7 @@ def serve(app: FastAPI, ready_timeout: float = 60.0) -> Iterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))  # bound before the server starts: no race for the port
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server = uvicorn.Server(uvicorn_config(app, app.state.citeqa.settings, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:

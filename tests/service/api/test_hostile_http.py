@@ -304,7 +304,7 @@ def raw_exchange(url: str, payload: bytes, wait: float = 10.0) -> bytes:
 
 def test_body_that_never_arrives_times_out(guarded: str) -> None:
     head = (
-        b"POST /v1/ask HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"POST /v1/ask HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         b'Content-Length: 1000\r\n\r\n{"question": '
     )
     reply = raw_exchange(guarded, head)
@@ -317,7 +317,7 @@ def test_body_that_never_arrives_times_out(guarded: str) -> None:
     "junk",
     [
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(200),
-        b"POST /v1/ask HTTP/1.1\r\nHost: x\r\nContent-Length: lots\r\n\r\n",
+        b"POST /v1/ask HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: lots\r\n\r\n",
         b"\xff" * 5000 + b"\r\n\r\n",
     ],
     ids=["tls-hello", "bad-length", "binary"],
@@ -334,7 +334,7 @@ def test_burst_of_identical_questions_is_rate_limited(guarded: str) -> None:
     host, port = guarded.removeprefix("http://").split(":")
     body = json.dumps({"question": QUESTION}).encode()
     request = (
-        b"POST /v1/ask HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"POST /v1/ask HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
     )
 
