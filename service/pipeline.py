@@ -38,6 +38,10 @@ class QuestionError(CiteqaError):
     """The question itself is unusable (empty, too long)."""
 
 
+class TopKError(QuestionError):
+    """top_k outside the configured range."""
+
+
 class DocumentNotFoundError(CiteqaError):
     pass
 
@@ -179,7 +183,7 @@ class QAPipeline:
         if top_k is None:
             return self.settings.top_k
         if not 1 <= top_k <= self.settings.max_top_k:
-            raise QuestionError(f"top_k must be between 1 and {self.settings.max_top_k} (got {top_k})")
+            raise TopKError(f"top_k must be between 1 and {self.settings.max_top_k} (got {top_k})")
         return top_k
 
     def search(

@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None, pipeline: QAPipeline | None = N
     """Pass `pipeline` to serve one that is already built (tests share loaded models this way)."""
     settings = settings or (pipeline.settings if pipeline is not None else Settings())
     state = ServiceState(settings, pipeline or QAPipeline(settings))
-    mcp_server = build_mcp_server(lambda: _mcp_pipeline(state), state.infer)
+    mcp_server = build_mcp_server(lambda: _mcp_pipeline(state), state.infer, settings.max_top_k)
     mcp_endpoint = McpHttpEndpoint(mcp_server, settings.host)
 
     @contextlib.asynccontextmanager

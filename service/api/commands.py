@@ -68,7 +68,7 @@ def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
     pipeline = QAPipeline(settings)
     # Load before speaking MCP, so that a missing index is one clear line on stderr and exit 1.
     pipeline.warm_up()
-    build_mcp_server(lambda: pipeline).run("stdio")
+    build_mcp_server(lambda: pipeline, max_top_k=settings.max_top_k).run("stdio")
     return 0
 
 
@@ -76,15 +76,17 @@ def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
     from service.api.feedback_store import FeedbackStore, export_jsonl
 
     store = FeedbackStore(settings.resolved_feedback_db)
+    destination = ""
     if args.output and args.output != "-":
         path = Path(args.output)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", encoding="utf-8") as out:
-            count = export_jsonl(store, out, include_rejected=args.include_rejected)
-        print(f"exported {count} feedback items to {path}", file=sys.stderr)
+            count, left_out = export_jsonl(store, out, include_rejected=args.include_rejected)
+        destination = f" to {path}"
     else:
-        count = export_jsonl(store, sys.stdout, include_rejected=args.include_rejected)
-        print(f"exported {count} feedback items", file=sys.stderr)
+        count, left_out = export_jsonl(store, sys.stdout, include_rejected=args.include_rejected)
+    note = f"; left out {left_out} answers marked wrong (--include-rejected adds them)" if left_out else ""
+    print(f"exported {count} feedback items{destination}{note}", file=sys.stderr)
     return 0
 
 

@@ -93,7 +93,7 @@ BAD_REQUESTS: dict[str, tuple[str, str, dict[str, Any], int, str]] = {
         "/v1/ask",
         {"json": {"question": QUESTION, "top_k": 21}},
         422,
-        "invalid_question",
+        "invalid_top_k",
     ),
     "top_k over cap": ("GET", "/v1/search", {"params": {"q": QUESTION, "top_k": 10**30}}, 422, None),
     "unknown field": ("POST", "/v1/ask", {"json": {"question": QUESTION, "admin": True}}, 422, None),
