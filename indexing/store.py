@@ -21,6 +21,7 @@ import sqlite3
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -344,6 +345,10 @@ class IndexSnapshot:
         self._conn = sqlite3.connect(
             f"file:{directory / SQLITE_FILE}?mode=ro", uri=True, check_same_thread=False
         )
+        # Closed as soon as the last query lets go of this snapshot: a connection is in a reference
+        # cycle with its own statement cache, so left alone it (and its deleted file) lived until the
+        # next garbage collection (88 deleted store.sqlite files, 82 MB, after 60 HTTP updates).
+        weakref.finalize(self, self._conn.close)
         self._lock = threading.Lock()
 
     @classmethod
