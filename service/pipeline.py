@@ -124,7 +124,8 @@ class QAPipeline:
 
     def require_index(self) -> None:
         if current_version_dir(self.index_dir) is None:
-            raise IndexNotFoundError(f"no index at {self.index_dir}; build one with `citeqa index`")
+            where = f" --index-dir {self.index_dir}" if self.settings.index_dir is not None else ""
+            raise IndexNotFoundError(f"no index at {self.index_dir}; build one with `citeqa index{where}`")
 
     @property
     def index(self) -> SearchIndex:
@@ -256,7 +257,9 @@ class QAPipeline:
         builder.show_progress = show_progress
         with self._update_lock:
             self.recover_interrupted_update()
-            report = builder.build_from_sources(self.sources(corpus), rebuild=rebuild)
+            sources = self.sources(corpus)
+            report = builder.build_from_sources(sources, rebuild=rebuild)
+            sources.record_corpus()
             self.reload()
         return report
 
