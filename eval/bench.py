@@ -204,7 +204,9 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction, handlers: dict[str, Any]) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], handlers: dict[str, Any]
+) -> None:
     p = subparsers.add_parser("bench", help="measure indexing, ask/search latency and search at scale")
     p.add_argument(
         "--quick", action="store_true", help="small sizes (up to 20k chunks), for CI: under 2 minutes"

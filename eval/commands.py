@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 DEFAULT_DATASET = REPO_ROOT / "eval" / "data" / "seed_qa.jsonl"
 
 
-def register(subparsers: argparse._SubParsersAction, handlers: dict[str, Any]) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], handlers: dict[str, Any]
+) -> None:
     p = subparsers.add_parser(
         "eval",
         help="score the system on a question set (retrieval, answers, citations, latency)",

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench.cli import main
 from eval.bench import bench_indexing, bench_seed
 from eval.bench_corpus import make_corpus, make_templates, seed_sentences, variant_vectors
 from eval.bench_measure import summarize_ms
@@ -17,7 +18,6 @@ from eval.bench_report import write_report
 from eval.bench_scale import exact_top_k, run_size
 from eval.metrics import f1_score
 from indexing.embedding import Embedder
-from service.cli import main
 from service.reading import Reader
 from service.settings import REPO_ROOT, Settings
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from eval.cli import build_parser
 from eval.commands import Models, run_eval
 from eval.datasets import EvalItem, EvalSet, load_jsonl
 from eval.harness import NEVER_ABSTAIN_MARGIN, Evaluator, HttpBackend, PipelineBackend
 from eval.report import write_report
 from indexing.embedding import Embedder
 from service.answering import AnsweringConfig
-from service.cli import build_parser
 from service.pipeline import QAPipeline
 from service.reading import Reader
 from service.serialize import ask_json
