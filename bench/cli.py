@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from eval import bench
+from bench import run as bench
 from eval import cli as eval_cli
 from service import cli as service_cli
 

@@ -11,18 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eval.datasets import EvalSet, load_dataset
+from eval.datasets import SEED_SET, EvalSet, load_dataset
 from eval.gate import DEFAULT_BASELINE, DEFAULT_TOLERANCE, compare, load_baseline, write_baseline
 from indexing.errors import CiteqaError
-from service.settings import REPO_ROOT, Settings
+from service.settings import Settings
 
 if TYPE_CHECKING:
     # The harness pulls in the pipeline (torch, faiss): loaded only when `eval` runs, not for --help.
     from eval.harness import Backend
     from indexing.embedding import Embedder
     from service.reading import Reader
-
-DEFAULT_DATASET = REPO_ROOT / "eval" / "data" / "seed_qa.jsonl"
 
 
 def register(
@@ -33,9 +31,7 @@ def register(
         help="score the system on a question set (retrieval, answers, citations, latency)",
         description="Run every question of an evaluation set through the pipeline and score it.",
     )
-    p.add_argument(
-        "--dataset", type=Path, default=DEFAULT_DATASET, help="evaluation file (default: the seed set)"
-    )
+    p.add_argument("--dataset", type=Path, default=SEED_SET, help="evaluation file (default: the seed set)")
     p.add_argument("--format", choices=["jsonl", "squad"], help="file format (default: by file name)")
     p.add_argument("--top-k", type=int, help="passages read per question (default: CITEQA_TOP_K)")
     p.add_argument("--limit", type=int, help="score only the first N questions")

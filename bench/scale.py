@@ -12,8 +12,8 @@ from typing import Any
 import faiss
 import numpy as np
 
-from eval.bench_corpus import make_corpus, variant_vectors
-from eval.bench_measure import Stopwatch, load_average, peak_memory, summarize_ms
+from bench.corpus import make_corpus, variant_vectors
+from bench.measure import Stopwatch, load_average, peak_memory, summarize_ms
 from indexing.embedding import Embedder
 from indexing.store import IndexSpec, IndexWriter
 from service.pipeline import QAPipeline
