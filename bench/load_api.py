@@ -3,7 +3,7 @@
 By default it starts `citeqa serve` itself on a free 127.0.0.1 port (over the index in CITEQA_DATA_DIR),
 waits for /readyz, drives the load, samples the server's resident memory, and stops it:
 
-    PYTHONPATH=$PWD python bench/load_api.py --clients 20 --seconds 30
+    PYTHONPATH=$PWD python bench/load_api.py --clients 20 --seconds 30 [--unique]
 
 With --url it drives a server that is already running (loopback only); --pid adds its memory.
 Prints one JSON object: requests per second, latency percentiles, errors, server memory.
@@ -58,7 +58,9 @@ def stage_means_ms(before: Totals, after: Totals) -> dict[str, float]:
     return means
 
 
-async def drive(url: str, clients: int, seconds: float, pool: list[str]) -> dict[str, object]:
+async def drive(
+    url: str, clients: int, seconds: float, pool: list[str], unique: bool = False
+) -> dict[str, object]:
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     no_answer = 0
@@ -70,6 +72,9 @@ async def drive(url: str, clients: int, seconds: float, pool: list[str]) -> dict
         async with httpx.AsyncClient(base_url=url, timeout=120) as http:
             while time.perf_counter() < deadline:
                 question = pool[i % len(pool)]
+                if unique:
+                    # Never the same text twice: no request can be served from the answer cache.
+                    question = f"{question} (request {i})"
                 i += clients
                 started = time.perf_counter()
                 try:
@@ -109,13 +114,13 @@ async def drive(url: str, clients: int, seconds: float, pool: list[str]) -> dict
     }
 
 
-def measure(url: str, pid: int | None, clients: int, seconds: float) -> None:
+def measure(url: str, pid: int | None, clients: int, seconds: float, unique: bool) -> None:
     pool = seed_questions()
     # A short warm-up, so that first-call costs do not count.
     anyio.run(drive, url, 2, 2.0, pool)
     before = stage_totals(url)
     with MemorySampler(pid, interval=0.5) if pid else contextlib.nullcontext() as memory:
-        result = anyio.run(drive, url, clients, seconds, pool)
+        result = anyio.run(drive, url, clients, seconds, pool, unique)
     result["server_stage_mean_ms"] = stage_means_ms(before, stage_totals(url))
     result["server_rss_mib"] = {"peak": mib(memory.peak), "end": mib(memory.last)} if memory else None
     result["cpu_count"] = os.cpu_count()
@@ -130,6 +135,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--url", help="a running server on loopback (default: start one)")
     parser.add_argument("--pid", type=int, help="the running server's process id, for its memory")
+    parser.add_argument(
+        "--unique", action="store_true", help="a different question text on every request (no cache hits)"
+    )
     args = parser.parse_args()
     if not (1 <= args.clients <= 200 and 1 <= args.seconds <= 600):
         parser.error("--clients must be 1..200 and --seconds 1..600")
@@ -142,13 +150,13 @@ def main() -> int:
             wait_until_ready(url, 120.0, poll_s=0.2)
         except RuntimeError as exc:
             raise SystemExit(f"load_api: {exc}") from exc
-        measure(url, args.pid, args.clients, args.seconds)
+        measure(url, args.pid, args.clients, args.seconds, args.unique)
         return 0
     # Over the index the environment configures (CITEQA_DATA_DIR), indexed first when needed.
     with tempfile.TemporaryDirectory(prefix="citeqa-load-") as tmp:
         try:
             with running_server(os.environ, Path(tmp) / "server.log", index_first=True) as server:
-                measure(server.url, server.process.pid, args.clients, args.seconds)
+                measure(server.url, server.process.pid, args.clients, args.seconds, args.unique)
         except RuntimeError as exc:
             raise SystemExit(f"load_api: {exc}") from exc
     return 0

@@ -118,7 +118,7 @@ class IndexBuilder:
 
     def _build_locked(self, documents: list[Document], previous: IndexSnapshot | None) -> BuildReport:
         old_hashes = previous.manifest.documents if previous else {}
-        chunker = Chunker(self.embedder.tokenizer, self.chunking)  # type: ignore[arg-type]
+        chunker = Chunker(self.embedder.tokenizer, self.chunking)
         chunks_by_doc: dict[str, list[Chunk]] = {}
         reused: dict[str, np.ndarray] = {}
         to_embed: list[Chunk] = []
