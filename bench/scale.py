@@ -128,7 +128,7 @@ def run_size(
         vectors,
         spec,
         index_type=settings.index_type,
-        hnsw_threshold=settings.hnsw_threshold,
+        ann_threshold=settings.ann_threshold,
     )
     row["write_s"] = round(time.perf_counter() - faiss_started, 2)
     row["index_type"] = manifest.index_type

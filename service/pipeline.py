@@ -154,7 +154,7 @@ class QAPipeline:
             self.embedder,
             ChunkingConfig(max_tokens=s.chunk_tokens, overlap_tokens=s.chunk_overlap_tokens),
             index_type=s.index_type,
-            hnsw_threshold=s.hnsw_threshold,
+            ann_threshold=s.ann_threshold,
         )
 
     # --- questions -------------------------------------------------------------------------
