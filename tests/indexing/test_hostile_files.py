@@ -13,7 +13,8 @@ from pypdf import PdfWriter
 from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject, StreamObject
 
 from indexing.errors import DocumentLoadError
-from indexing.loaders import MAX_FILE_BYTES, MAX_PDF_PAGES, load_bytes, load_corpus, load_file
+from indexing.loaders import MAX_FILE_BYTES, load_bytes, load_corpus, load_file
+from indexing.loaders.pdf import MAX_PDF_PAGES
 from service.cli import main as cli_main
 from service.pipeline import QAPipeline
 
