@@ -168,6 +168,7 @@ def test_corpus_with_hostile_files_indexes_the_good_ones(
     assert result.answers and "45 days" in result.answers[0].text
 
 
+@pytest.mark.slow  # the CLI loads the models itself
 def test_cli_index_reports_each_skipped_file(
     hostile_corpus: Path,
     tmp_path: Path,
