@@ -166,6 +166,10 @@ def choose_threshold(sets: Sequence[CalibrationSet], calibrator: Calibrator) -> 
 def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
     from eval.commands import Models
 
+    return run_calibrate(args, settings, Models())
+
+
+def run_calibrate(args: argparse.Namespace, settings: Settings, models: Any) -> int:
     progress = sys.stderr.isatty() if args.progress is None else bool(args.progress)
     if args.limit is not None and args.limit < 1:
         print("citeqa: error: --limit must be at least 1", file=sys.stderr)
@@ -173,7 +177,7 @@ def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
     specs = [(s, False) for s in args.open or (DEFAULT_OPEN if not args.scoped else [])]
     specs += [(s, True) for s in args.scoped or (DEFAULT_SCOPED if not args.open else [])]
     sets = [
-        collect(spec, scoped, settings, Models(), args.work_dir, args.limit, progress)
+        collect(spec, scoped, settings, models, args.work_dir, args.limit, progress)
         for spec, scoped in specs
     ]
     calibrator = fit(sets)

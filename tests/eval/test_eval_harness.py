@@ -131,57 +131,10 @@ def test_evaluator_over_http(seed_pipeline: QAPipeline, http_service: str) -> No
     assert all(r.timings_ms["total"] == r.timings_ms["client"] for r in report.results)
 
 
-def _squad_file(path: Path) -> Path:
-    data = {
-        "version": "v2.0",
-        "data": [
-            {
-                "title": "Ningbo Port",
-                "paragraphs": [
-                    {
-                        "context": "The port of Ningbo opened to foreign trade in 1844. "
-                        "Today it handles more cargo than any other port in the world.",
-                        "qas": [
-                            {
-                                "id": "p1",
-                                "question": "In what year did the port of Ningbo open to foreign trade?",
-                                "answers": [{"text": "1844", "answer_start": 46}],
-                            },
-                            {
-                                "id": "p2",
-                                "question": "Who was the first harbour master of Ningbo?",
-                                "answers": [],
-                                "is_impossible": True,
-                            },
-                        ],
-                    }
-                ],
-            },
-            {
-                "title": "Tea",
-                "paragraphs": [
-                    {
-                        "context": "Longjing tea is grown near Hangzhou. It is pan-fired by hand.",
-                        "qas": [
-                            {
-                                "id": "t1",
-                                "question": "Where is Longjing tea grown?",
-                                "answers": [{"text": "near Hangzhou", "answer_start": 22}],
-                            }
-                        ],
-                    }
-                ],
-            },
-        ],
-    }
-    path.write_text(json.dumps(data), encoding="utf-8")
-    return path
-
-
 def test_squad_format_end_to_end_with_gate(
-    tmp_path: Path, embedder: Embedder, reader: Reader, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, tiny_squad: Path, embedder: Embedder, reader: Reader, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    dataset = _squad_file(tmp_path / "tiny-squad.json")
+    dataset = tiny_squad
     baseline = tmp_path / "baseline.json"
     user_data = tmp_path / "user-data"
     settings = Settings(device="cpu", data_dir=user_data)
