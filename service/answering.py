@@ -13,7 +13,15 @@ import numpy as np
 
 from indexing.chunking import sentence_around
 from indexing.types import Document
-from service.confidence import Calibrator, content_words, log1p_positive, overlap, type_match
+from service.confidence import (
+    Calibrator,
+    content_words,
+    cuts_a_list,
+    log1p_positive,
+    overlap,
+    qualifier_after,
+    type_match,
+)
 from service.reading import SpanCandidate
 from service.types import Answer, Citation, Passage, TextSpan
 
@@ -198,6 +206,7 @@ class _Evidence:
 
     def features(self, candidate: SpanCandidate, answer: Answer, key: str, rank: int) -> dict[str, float]:
         passage = self.passages[candidate.passage_index]
+        sentence = answer.citation.sentence
         return {
             "margin": candidate.margin,
             "span_score": candidate.score,
@@ -216,7 +225,14 @@ class _Evidence:
             "answer_chars": math.log1p(len(answer.text)),
             "answer_words": float(len(answer.text.split())),
             "question_in_passage": overlap(self.question_words, passage.chunk.text),
-            "question_in_sentence": overlap(self.question_words, answer.citation.sentence.text),
+            "question_in_sentence": overlap(self.question_words, sentence.text),
+            "question_in_clause": overlap(
+                self.question_words,
+                qualifier_after(sentence.text, answer.start - sentence.start, answer.end - sentence.start),
+            ),
+            "cut_list": cuts_a_list(
+                sentence.text, answer.start - sentence.start, answer.end - sentence.start
+            ),
             "answer_in_question": overlap(content_words(answer.text), self.question),
             "type_match": type_match(self.question, answer.text),
             "candidate_rank": float(rank),

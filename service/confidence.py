@@ -43,6 +43,8 @@ FEATURES: tuple[str, ...] = (
     "answer_words",
     "question_in_passage",  # share of the question's content words found in the passage
     "question_in_sentence",  # ... in the sentence holding the answer
+    "question_in_clause",  # ... in the span and the rest of its clause (see `qualifier_after`)
+    "cut_list",  # 1 when the span stops inside an enumeration ("Wuhan, Quanzhou" of three cities)
     "answer_in_question",  # share of the answer's words that repeat the question (usually wrong)
     "type_match",  # 1: the span has the kind of value the question asks for; 0: not; 0.5: can't tell
     "candidate_rank",  # 0 for the best margin among distinct answers, 1 for the next, ...
@@ -66,6 +68,25 @@ def overlap(words: Sequence[str], text: str) -> float:
         return 0.0
     present = set(_WORD.findall(text.lower()))
     return sum(1 for w in words if w in present) / len(words)
+
+
+# Where one clause of a sentence ends and the next begins: what binds a value to its qualifier.
+_CLAUSE_BREAK = re.compile(r"[,;:()]|\b(?:and|or|but|while|whereas|except|unless)\b", re.I)
+_LIST_AFTER = re.compile(r"\s*(?:,\s*(?:and\s+|or\s+)?|\s(?:and|or)\s+)[\w\"'(]")
+_LIST_BEFORE = re.compile(r"\w[\w\"')-]*(?:\s*,\s*(?:and\s+|or\s+)?|\s+(?:and|or)\s+)$")
+
+
+def qualifier_after(sentence: str, start: int, end: int) -> str:
+    """The span and what follows it up to the next clause break: where a value's qualifier stands
+    ("60 euros for Europe and 75 euros outside Europe": "75 euros outside Europe")."""
+    after = _CLAUSE_BREAK.search(sentence, end)
+    return sentence[start : after.start() if after else len(sentence)]
+
+
+def cuts_a_list(text: str, start: int, end: int) -> float:
+    """1.0 when the span ends where an enumeration goes on, or starts right after a list item."""
+    return float(bool(_LIST_AFTER.match(text, end, min(len(text), end + 40))
+                      or _LIST_BEFORE.search(text, max(0, start - 40), start)))  # fmt: skip
 
 
 def expected_type(question: str) -> str | None:
