@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.api.liveness import free_port
+from bench.live_server import free_port
 from service.settings import REPO_ROOT
 
 CHILD_FILE_LIMIT = 512

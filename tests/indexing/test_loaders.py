@@ -9,7 +9,7 @@ from pypdf import PdfWriter
 from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
 from indexing.errors import DocumentLoadError
-from indexing.loaders import find_date, load_bytes, load_corpus
+from indexing.loaders import FORMATS, PARSERS, SUPPORTED_SUFFIXES, find_date, load_bytes, load_corpus
 
 
 def _pdf_with_pages(texts: list[str], title: str | None = None) -> bytes:
@@ -138,3 +138,9 @@ def test_long_first_line_title_is_cut_between_words() -> None:
     line = "Rules for " + " ".join(["harbor"] * 60)
     title = load_bytes(f"{line}\n\nBody.".encode(), "t.txt").title
     assert len(title) <= 200 and title.endswith("harbor…")
+
+
+def test_each_suffix_belongs_to_one_format() -> None:
+    suffixes = [suffix for module in FORMATS for suffix in module.SUFFIXES]
+    assert len(suffixes) == len(set(suffixes)) == len(PARSERS)
+    assert all(s.startswith(".") and s == s.lower() for s in SUPPORTED_SUFFIXES)

@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import pytest
 
+from bench.live_server import serve_app as serve
 from service.api import create_app
 from service.cli import main
 from service.pipeline import QAPipeline
-from tests.service.api.conftest import serve
 
 QUESTION = "Which city was the first Made in China 2025 pilot demonstration city?"
 

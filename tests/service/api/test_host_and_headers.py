@@ -8,11 +8,11 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
+from bench.live_server import serve_app as serve
 from service.api import create_app
 from service.pipeline import QAPipeline
 from service.settings import Settings
 from tests.conftest import SEED_DOC_ID
-from tests.service.api.conftest import serve
 
 
 @pytest.fixture(scope="module")

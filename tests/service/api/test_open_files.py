@@ -9,9 +9,10 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
+from bench.live_server import serve_app as serve
 from service.api import create_app
 from service.pipeline import QAPipeline
-from tests.service.api.conftest import API_KEY, serve
+from tests.service.api.conftest import API_KEY
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
