@@ -36,7 +36,7 @@ MAX_PAGE = 200
 SPAN_CONTEXT_CHARS = 400
 # \w is Unicode-aware: letters and digits of any script stay (`aé.txt` and `añ.txt` are two names).
 _UNSAFE = re.compile(r"[^\w.-]+")
-ORIGINAL_NAMES = ".original-names.json"
+ORIGINAL_NAMES = "upload-names.json"
 MAX_ID_BYTES = 200  # file systems allow 255 bytes a name; UTF-8 takes up to 4 a character
 
 
@@ -70,8 +70,8 @@ def sanitize_doc_id(filename: str) -> str:
 
 
 def _names_file(pipeline: QAPipeline) -> Path:
-    """The file names uploads were sent under, by id (hidden: indexing skips it)."""
-    return pipeline.sources().uploads_dir / ORIGINAL_NAMES
+    """The file names uploads were sent under, by id (beside uploads/, which holds documents only)."""
+    return pipeline.settings.data_dir / ORIGINAL_NAMES
 
 
 def _original_names(pipeline: QAPipeline) -> dict[str, str]:
