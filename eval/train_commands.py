@@ -97,18 +97,10 @@ def _log(message: str) -> None:
 
 
 def _reader(path: Path, settings: Settings) -> Any:
-    from service.reading import Reader
+    from service.reading import TransformersReader
 
-    # The service's reading settings, so that the score is the service's.
-    reader = Reader(
-        path,
-        device=settings.device,
-        max_length=settings.reader_max_length,
-        stride=settings.reader_stride,
-        max_question_tokens=settings.max_question_tokens,
-        max_answer_tokens=settings.max_answer_tokens,
-        dtype=settings.model_dtype,
-    )
+    # The service's reader, built from its settings, so that the score is the service's.
+    reader = TransformersReader.from_settings(settings.model_copy(update={"reader_path": path}))
     reader.warm_up()
     return reader
 

@@ -113,7 +113,7 @@ def make_windows(
     """Each example's windows (as the service's Reader cuts them), labelled with answer tokens or [CLS]."""
     questions = []
     for example in examples:
-        # Clip long questions the way service.reading.Reader does, so training sees what serving sees.
+        # Clip long questions as service.reading.TransformersReader does: training sees what serving sees.
         offsets = tokenizer(example.question, add_special_tokens=False, return_offsets_mapping=True)[
             "offset_mapping"
         ]

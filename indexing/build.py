@@ -46,14 +46,14 @@ class IndexBuilder:
         embedder: Embedder,
         chunking: ChunkingConfig,
         index_type: str = "auto",
-        hnsw_threshold: int = 50_000,
+        ann_threshold: int = 50_000,
         show_progress: bool = False,
     ) -> None:
         self.root = root
         self.embedder = embedder
         self.chunking = chunking
         self.index_type = index_type
-        self.hnsw_threshold = hnsw_threshold
+        self.ann_threshold = ann_threshold
         self.show_progress = show_progress
 
     def spec(self) -> IndexSpec:
@@ -118,7 +118,7 @@ class IndexBuilder:
 
     def _build_locked(self, documents: list[Document], previous: IndexSnapshot | None) -> BuildReport:
         old_hashes = previous.manifest.documents if previous else {}
-        chunker = Chunker(self.embedder.tokenizer, self.chunking)  # type: ignore[arg-type]
+        chunker = Chunker(self.embedder.tokenizer, self.chunking)
         chunks_by_doc: dict[str, list[Chunk]] = {}
         reused: dict[str, np.ndarray] = {}
         to_embed: list[Chunk] = []
@@ -151,7 +151,7 @@ class IndexBuilder:
             else np.zeros((0, dimension), dtype=np.float32)
         )
         manifest = IndexWriter(self.root).write(
-            documents, chunks_by_doc, embeddings, self.spec(), self.index_type, self.hnsw_threshold
+            documents, chunks_by_doc, embeddings, self.spec(), self.index_type, self.ann_threshold
         )
         current = {d.id for d in documents}
         return BuildReport(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import re
 import threading
@@ -15,17 +16,19 @@ import faiss
 from indexing.build import BuildReport, IndexBuilder
 from indexing.chunking import ChunkingConfig
 from indexing.embedding import Embedder
-from indexing.errors import CiteqaError, IndexNotFoundError
+from indexing.errors import CiteqaError, CorruptIndexError, IndexNotFoundError
+from indexing.journal import UpdateJournal
 from indexing.loaders import load_bytes
 from indexing.sources import DocumentSources
-from indexing.store import IndexSnapshot, current_version_dir
+from indexing.store import MANIFEST, IndexSnapshot, current_version_dir
 from indexing.types import Document
 from service.answer_cache import AnswerCache, ask_key
 from service.answering import NO_ANSWER_MESSAGE, AnswerAggregator, AnsweringConfig
-from service.reading import Reader
+from service.confidence import Calibrator
+from service.reading import Reader, TransformersReader
 from service.retrieval import HybridRetriever, SearchIndex
 from service.settings import Settings
-from service.types import AskResult, SearchResult
+from service.types import Answer, AskResult, Passage, SearchResult
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +39,19 @@ class QuestionError(CiteqaError):
     """The question itself is unusable (empty, too long)."""
 
 
+class TopKError(QuestionError):
+    """top_k outside the configured range."""
+
+
 class DocumentNotFoundError(CiteqaError):
     pass
+
+
+@dataclasses.dataclass(frozen=True)
+class RankedAnswers:
+    passages: list[Passage]
+    answers: list[Answer]  # every distinct answer, best probability first
+    timings_ms: dict[str, float]
 
 
 class QAPipeline:
@@ -56,15 +70,7 @@ class QAPipeline:
         self.embedder = embedder or Embedder(
             s.embedder_path, device=s.device, batch_size=s.embed_batch_size, dtype=s.model_dtype
         )
-        self.reader = reader or Reader(
-            s.reader_path,
-            device=s.device,
-            max_length=s.reader_max_length,
-            stride=s.reader_stride,
-            max_question_tokens=s.max_question_tokens,
-            max_answer_tokens=s.max_answer_tokens,
-            dtype=s.model_dtype,
-        )
+        self.reader: Reader = reader or TransformersReader.from_settings(s)
         self.retriever = HybridRetriever(
             self.embedder,
             candidates_k=s.candidates_k,
@@ -76,10 +82,11 @@ class QAPipeline:
         self.aggregator = AnswerAggregator(
             AnsweringConfig(
                 max_answers=s.max_answers,
-                no_answer_margin=s.no_answer_margin,
-                reader_weight=s.reader_weight,
+                min_probability=s.min_answer_probability,
                 context_chars=s.context_chars,
-            )
+            ),
+            # Fitted for this reader (`citeqa calibrate`) and stored in its folder; a small JSON file.
+            Calibrator.for_reader(s.reader_path),
         )
         self._index: SearchIndex | None = None
         self._unloadable_version: str | None = None  # a live version that failed to load
@@ -98,6 +105,7 @@ class QAPipeline:
     def warm_up(self, require_index: bool = True) -> None:
         self.embedder.warm_up()
         self.reader.warm_up()
+        self.recover_interrupted_update()
         if require_index or current_version_dir(self.index_dir) is not None:
             self.reload()
 
@@ -117,7 +125,8 @@ class QAPipeline:
 
     def require_index(self) -> None:
         if current_version_dir(self.index_dir) is None:
-            raise IndexNotFoundError(f"no index at {self.index_dir}; build one with `citeqa index`")
+            where = f" --index-dir {self.index_dir}" if self.settings.index_dir is not None else ""
+            raise IndexNotFoundError(f"no index at {self.index_dir}; build one with `citeqa index{where}`")
 
     @property
     def index(self) -> SearchIndex:
@@ -154,7 +163,7 @@ class QAPipeline:
             self.embedder,
             ChunkingConfig(max_tokens=s.chunk_tokens, overlap_tokens=s.chunk_overlap_tokens),
             index_type=s.index_type,
-            hnsw_threshold=s.hnsw_threshold,
+            ann_threshold=s.ann_threshold,
         )
 
     # --- questions -------------------------------------------------------------------------
@@ -176,7 +185,7 @@ class QAPipeline:
         if top_k is None:
             return self.settings.top_k
         if not 1 <= top_k <= self.settings.max_top_k:
-            raise QuestionError(f"top_k must be between 1 and {self.settings.max_top_k} (got {top_k})")
+            raise TopKError(f"top_k must be between 1 and {self.settings.max_top_k} (got {top_k})")
         return top_k
 
     def search(
@@ -212,30 +221,37 @@ class QAPipeline:
             # The HTTP schema wants every stage; a cached answer spent nothing on retrieval or reading.
             timings = {"cache": elapsed, "retrieve": 0.0, "read": 0.0, "total": elapsed}
             return dataclasses.replace(cached, question=question, timings_ms=timings)
-        passages = self.retriever.retrieve(index, question, top_k, document_ids)
-        retrieved = time.perf_counter()
-        candidates = self.reader.read(question, [p.chunk.text for p in passages])
-        answers, no_answer = self.aggregator.aggregate(
-            candidates, passages, index.snapshot.document, max_answers=max_answers
-        )
-        finished = time.perf_counter()
-        if no_answer:
-            answers = []
+        ranked = self.rank_answers(index, question, top_k, document_ids)
+        answers, no_answer = self.aggregator.decide(ranked.answers, max_answers)
         result = AskResult(
             question=question,
             answers=answers,
-            passages=passages,
+            passages=ranked.passages,
             no_answer=no_answer,
             message=NO_ANSWER_MESSAGE if no_answer else "",
-            timings_ms={
-                "retrieve": round((retrieved - started) * 1000, 2),
-                "read": round((finished - retrieved) * 1000, 2),
-                "total": round((finished - started) * 1000, 2),
-            },
+            timings_ms={**ranked.timings_ms, "total": round((time.perf_counter() - started) * 1000, 2)},
             index_version=index.snapshot.version,
+            candidates=ranked.answers,
         )
         self.answer_cache.put(key, result)
         return result
+
+    def rank_answers(
+        self, index: SearchIndex, question: str, top_k: int, document_ids: Sequence[str] | None = None
+    ) -> RankedAnswers:
+        """Retrieve, read and score every distinct answer, before any abstention: what `ask` decides
+        on, and what the evaluation replays `AnswerAggregator.decide` on to choose thresholds."""
+        started = time.perf_counter()
+        passages = self.retriever.retrieve(index, question, top_k, document_ids)
+        retrieved = time.perf_counter()
+        candidates = self.reader.read(question, [p.chunk.text for p in passages])
+        answers = self.aggregator.rank(question, candidates, passages, index.snapshot.document)
+        finished = time.perf_counter()
+        timings = {
+            "retrieve": round((retrieved - started) * 1000, 2),
+            "read": round((finished - retrieved) * 1000, 2),
+        }
+        return RankedAnswers(passages, answers, timings)
 
     # --- documents -------------------------------------------------------------------------
     def sources(self, corpus: Path | None = None) -> DocumentSources:
@@ -248,7 +264,10 @@ class QAPipeline:
         builder = self.builder()
         builder.show_progress = show_progress
         with self._update_lock:
-            report = builder.build_from_sources(self.sources(corpus), rebuild=rebuild)
+            self.recover_interrupted_update()
+            sources = self.sources(corpus)
+            report = builder.build_from_sources(sources, rebuild=rebuild)
+            sources.record_corpus()
             self.reload()
         return report
 
@@ -263,16 +282,12 @@ class QAPipeline:
         return report
 
     def upload_document(self, doc_id: str, data: bytes) -> tuple[Document, BuildReport]:
-        """Index an uploaded file and keep it in the data directory, so that re-indexing keeps it."""
+        """Index an uploaded file and keep it in the data directory, so that re-indexing keeps it.
+
+        Journaled: after a crash at any point the upload is either fully in or fully out."""
         document = load_bytes(data, doc_id)
-        sources = self.sources()
-        with self._update_lock:
-            previous = sources.save_upload(doc_id, data)
-            try:
-                report = self.add_documents([document])
-            except BaseException:
-                sources.restore_upload(doc_id, previous)
-                raise
+        with self._update_lock, self.journal().upload(doc_id, data, self._indexed_hash):
+            report = self.add_documents([document])
         return document, report
 
     def delete_document(self, doc_id: str) -> BuildReport:
@@ -281,10 +296,37 @@ class QAPipeline:
             if doc_id not in current:
                 raise DocumentNotFoundError(f"no document with id {doc_id!r}")
             del current[doc_id]
-            report = self.builder().build(list(current.values()))
-            self.reload()
-            self.sources().forget(doc_id)
+            with self.journal().delete(doc_id, self._indexed_hash):
+                report = self.builder().build(list(current.values()))
+                self.reload()
         return report
+
+    def journal(self) -> UpdateJournal:
+        return UpdateJournal(self.settings.data_dir, self.sources())
+
+    def recover_interrupted_update(self) -> str | None:
+        """Finish or undo an upload or delete that a crash interrupted (see indexing/journal.py)."""
+        with self._update_lock:
+            outcome = self.journal().recover(self._indexed_hash)
+        if outcome:
+            log.warning("%s", outcome)
+        return outcome
+
+    def _indexed_hash(self, doc_id: str) -> str | None:
+        """The content hash the live index holds for `doc_id`, read from its manifest alone."""
+        directory = current_version_dir(self.index_dir)
+        if directory is None:
+            return None
+        try:
+            manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+            hashes = manifest["documents"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CorruptIndexError(
+                f"index at {self.index_dir} is damaged ({MANIFEST} unreadable); "
+                "re-run `citeqa index --rebuild`"
+            ) from exc
+        value = hashes.get(doc_id) if isinstance(hashes, dict) else None
+        return str(value) if value is not None else None
 
     def _current_documents(self) -> list[Document]:
         if current_version_dir(self.index_dir) is None:

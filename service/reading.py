@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from indexing.embedding import resolve_device, resolve_dtype
+from indexing.tokenizers import PerThreadTokenizer
+
+if TYPE_CHECKING:
+    from service.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,22 @@ def decode_window(window: WindowLogits, n_best: int = 20, max_answer_tokens: int
     return candidates[:n_best]
 
 
-class Reader:
-    """Cheap to construct; `warm_up()` loads the tokenizer and model once."""
+class Reader(Protocol):
+    """What the pipeline needs of a reader. Implementations are cheap to construct, load their model in
+    `warm_up()`, and are called from many inference threads at once."""
+
+    def warm_up(self) -> None: ...
+
+    def read(self, question: str, passages: Sequence[str]) -> list[SpanCandidate]:
+        """Candidate spans of every passage (offsets into that passage), with their no-answer scores."""
+        ...
+
+
+class TransformersReader:
+    """A Hugging Face question-answering model (start/end logits over question+passage windows).
+
+    Cheap to construct; `warm_up()` loads the tokenizer and model once.
+    """
 
     def __init__(
         self,
@@ -90,8 +108,21 @@ class Reader:
         self.max_answer_tokens = max_answer_tokens
         self.n_best = n_best
         self.dtype = dtype
-        self._tokenizer: Any = None
+        self._tokenizers: PerThreadTokenizer | None = None
         self._model: Any = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TransformersReader:
+        s = settings
+        return cls(
+            s.reader_path,
+            device=s.device,
+            max_length=s.reader_max_length,
+            stride=s.reader_stride,
+            max_question_tokens=s.max_question_tokens,
+            max_answer_tokens=s.max_answer_tokens,
+            dtype=s.model_dtype,
+        )
 
     def warm_up(self) -> None:
         if self._model is not None:
@@ -110,10 +141,10 @@ class Reader:
         tokenizer = AutoTokenizer.from_pretrained(str(self.model_path))
         model = AutoModelForQuestionAnswering.from_pretrained(str(self.model_path), dtype=dtype)
         model.to(device).eval()
-        self._tokenizer, self._model, self._torch_device = tokenizer, model, device
+        self._tokenizers, self._model, self._torch_device = PerThreadTokenizer(tokenizer), model, device
 
-    def _clip_question(self, question: str) -> str:
-        encoded = self._tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
+    def _clip_question(self, tokenizer: Any, question: str) -> str:
+        encoded = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
         offsets = encoded["offset_mapping"]
         if len(offsets) <= self.max_question_tokens:
             return question
@@ -126,8 +157,10 @@ class Reader:
         self.warm_up()
         import torch
 
-        question = self._clip_question(question)
-        encoded = self._tokenizer(
+        assert self._tokenizers is not None
+        tokenizer = self._tokenizers.get()
+        question = self._clip_question(tokenizer, question)
+        encoded = tokenizer(
             [question] * len(passages),
             list(passages),
             truncation="only_second",

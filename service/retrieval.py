@@ -200,7 +200,7 @@ class SearchIndex:
 
     @classmethod
     def load(cls, snapshot: IndexSnapshot) -> SearchIndex:
-        return cls(snapshot=snapshot, bm25=BM25Index([t for _, t in snapshot.iter_chunk_texts()]))
+        return cls(snapshot=snapshot, bm25=BM25Index([t for _, t in snapshot.chunk_texts()]))
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: int) -> list[tuple[int, float]]:

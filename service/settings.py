@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class Settings(BaseSettings):
@@ -28,8 +29,12 @@ class Settings(BaseSettings):
     chunk_tokens: int = Field(default=64, ge=16, le=254)
     chunk_overlap_tokens: int = Field(default=16, ge=0, le=200)
     index_type: Literal["auto", "flat", "hnsw", "ivf_sq8"] = "auto"
-    hnsw_threshold: int = Field(
-        default=50_000, ge=1, description="from this many chunks `auto` builds the compressed ivf_sq8 index"
+    ann_threshold: int = Field(
+        default=50_000,
+        ge=1,
+        description="from this many chunks `auto` builds the compressed ivf_sq8 index",
+        # CITEQA_HNSW_THRESHOLD is the name this setting had before; configurations that use it still work.
+        validation_alias=AliasChoices("ann_threshold", "citeqa_ann_threshold", "citeqa_hnsw_threshold"),
     )
     embed_batch_size: int = Field(default=64, ge=1)
 
@@ -42,9 +47,13 @@ class Settings(BaseSettings):
     reader_max_length: int = Field(default=384, ge=64, le=512)
     reader_stride: int = Field(default=128, ge=0, le=256)
     max_question_tokens: int = Field(default=64, ge=8, le=128)
-    # Calibrated by `citeqa eval` (the F1-maximizing margin on eval/data/seed_qa.jsonl, the gate's own set).
-    no_answer_margin: float = Field(default=9.76, description="a span must beat the no-answer score by this")
-    reader_weight: float = Field(default=0.8, ge=0.0, le=1.0)
+    min_answer_probability: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="abstain when the best answer's probability is below this; default: the threshold "
+        "chosen with the reader's calibration on held-out data (`citeqa calibrate`)",
+    )
     context_chars: int = Field(default=120, ge=0, le=2000)
 
     # Limits.
@@ -55,20 +64,34 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     api_key: SecretStr | None = None
+    allowed_hosts: str = Field(
+        default="",
+        description="comma-separated host names the service answers to besides the loopback names "
+        "(DNS-rebinding guard); '*' = any. Empty and bound beyond loopback: any",
+    )
 
-    # HTTP API (issue 4): request limits, the inference worker pool, feedback and chat.
+    # HTTP API: request limits, the inference worker pool, feedback and chat.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="JSON request bodies")
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="document uploads")
     inference_workers: int = Field(default=4, ge=1, le=64, description="threads running the models")
     feedback_db: Path | None = Field(default=None, description="defaults to <data_dir>/feedback.sqlite3")
+    max_feedback_bytes: int = Field(
+        default=20 * 1024 * 1024, ge=0, description="feedback store size at which posts get 507; 0 = no cap"
+    )
     chat_model_name: str = "citeqa"
     public_url: str | None = Field(default=None, description="base URL for links in chat replies")
 
-    # Reliability (issue 6): abuse limits. The rate limit is per client address and off (0) by default.
+    # Abuse limits. The rate limit is per client address and off (0) by default.
     max_top_k: int = Field(default=20, ge=1, le=50, description="the largest top_k a request may ask for")
     read_timeout_s: float = Field(default=30.0, gt=0, description="time a client has to send its body")
     rate_limit_per_minute: int = Field(default=0, ge=0, description="requests per client address; 0 = off")
     rate_limit_burst: int = Field(default=20, ge=1, description="requests a client may send at once")
+    max_connections: int = Field(
+        default=500, ge=16, description="open connections; at the cap a new one evicts the longest idle"
+    )
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="time a connection has to send its request headers"
+    )
 
     # Performance (bench).
     rerank_factor: int = Field(
@@ -85,6 +108,14 @@ class Settings(BaseSettings):
         default=500_000, ge=0, description="postings above which BM25 scores rare terms first; 0 = exact"
     )
     answer_cache_size: int = Field(default=256, ge=0, description="ask results kept (LRU); 0 = no cache")
+
+    @property
+    def host_allow_list(self) -> frozenset[str] | None:
+        """Lower-case host names (no port) a request's Host header may name; None: any."""
+        extra = {h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip()}
+        if "*" in extra or (not extra and self.host not in LOOPBACK_HOSTS):
+            return None
+        return frozenset({"localhost", "127.0.0.1", "[::1]", "::1"} | extra)
 
     @property
     def resolved_index_dir(self) -> Path:

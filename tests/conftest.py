@@ -14,11 +14,20 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from indexing.embedding import Embedder
 from service.pipeline import QAPipeline
-from service.reading import Reader
+from service.reading import Reader, TransformersReader
 from service.settings import REPO_ROOT, Settings
 
 SEEDS = REPO_ROOT / "seeds"
 SEED_DOC_ID = "000_d31740c80f9a4c4e.txt"
+MODEL_FIXTURES = frozenset({"embedder", "reader"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the real models, through any fixture, is `slow`: `make test-fast` leaves it out.
+    Tests that load them another way (a CLI run, a subprocess) carry the mark themselves."""
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +44,7 @@ def embedder() -> Embedder:
 
 @pytest.fixture(scope="session")
 def reader() -> Reader:
-    model = Reader(Settings().reader_path, device="cpu")
+    model = TransformersReader(Settings().reader_path, device="cpu")
     model.warm_up()
     return model
 

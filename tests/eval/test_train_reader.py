@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from eval.cli import main
 from eval.train_reader import load_examples, make_windows
-from service.cli import main
-from service.reading import Reader
+from service.reading import TransformersReader
 from service.settings import Settings
 
 # Policy-style questions whose answers are long clauses: the SQuAD-trained reader gets them partly wrong,
@@ -100,7 +100,7 @@ def test_train_reader_learns_and_writes_a_reader_the_service_loads(
     assert metrics["gold_paragraph"][str(tiny_set)]["has_ans"] == 5
     assert {p.name for p in out.iterdir()} >= {"config.json", "model.safetensors", "tokenizer.json"}
 
-    reader = Reader(out, device="cpu")
+    reader = TransformersReader(out, device="cpu")
     context, qas = PARAGRAPHS[1]
     best = reader.read(qas[0][0], [context])[0]
     assert context[best.start : best.end] == qas[0][1]

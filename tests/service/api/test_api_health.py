@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 
@@ -10,7 +11,7 @@ from fastapi.testclient import TestClient
 from indexing.store import current_version_dir
 from service.api import create_app
 from service.pipeline import QAPipeline
-from tests.service.api.conftest import API_KEY, ClientFactory, wait_ready
+from tests.service.api.conftest import API_KEY, LOOPBACK_URL, ClientFactory, wait_ready
 
 
 def test_healthz_and_readyz(client: TestClient) -> None:
@@ -47,13 +48,15 @@ def test_not_ready_without_an_index_until_a_document_is_uploaded(writable_client
 
 
 def test_metrics_count_requests_and_stage_latency(client: TestClient) -> None:
-    client.post("/v1/ask", json={"question": "Which city was the first pilot demonstration city?"})
+    for _ in range(2):  # the second is an answer-cache hit
+        client.post("/v1/ask", json={"question": "Which city was the first pilot demonstration city?"})
     client.post("/v1/ask", json={"question": ""})
     text = client.get("/metrics").text
     assert 'citeqa_http_requests_total{method="POST",route="/v1/ask",status="200"}' in text
     assert 'citeqa_http_requests_total{method="POST",route="/v1/ask",status="422"}' in text
     assert 'citeqa_stage_duration_seconds_bucket{le="0.005",stage="read"}' in text
     assert 'citeqa_stage_duration_seconds_count{stage="queue"}' in text
+    assert re.search(r'citeqa_stage_duration_seconds_count\{stage="cache"\} [1-9]', text)
     assert 'citeqa_http_request_duration_seconds_count{method="POST",route="/v1/ask"}' in text
     assert "citeqa_ready 1.0" in text
 
@@ -85,7 +88,7 @@ def test_damaged_index_leaves_the_service_unready_with_the_reason(
     assert version_dir is not None
     (version_dir / "embeddings.npy").write_bytes(b"not an array")
     fresh = QAPipeline(built.settings, embedder=built.embedder, reader=built.reader)
-    with TestClient(create_app(pipeline=fresh)) as client:
+    with TestClient(create_app(pipeline=fresh), base_url=LOOPBACK_URL) as client:
         for _ in range(600):
             if client.app.state.citeqa.models_loaded:  # type: ignore[attr-defined]
                 break
