@@ -10,15 +10,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import faiss
-
 from indexing.build import BuildReport, IndexBuilder
 from indexing.chunking import ChunkingConfig
 from indexing.embedding import Embedder
 from indexing.errors import CiteqaError, IndexNotFoundError
 from indexing.loaders import load_bytes
 from indexing.sources import DocumentSources
-from indexing.store import IndexSnapshot, current_version_dir
+from indexing.store import Store, make_store, set_faiss_threads
 from indexing.types import Document
 from service.answer_cache import AnswerCache, ask_key
 from service.answering import NO_ANSWER_MESSAGE, AnswerAggregator, AnsweringConfig
@@ -65,14 +63,15 @@ class QAPipeline:
             max_answer_tokens=s.max_answer_tokens,
             dtype=s.model_dtype,
         )
-        self.retriever = HybridRetriever(
-            self.embedder,
-            candidates_k=s.candidates_k,
-            rrf_k=s.rrf_k,
+        self.store: Store = make_store(
+            s.resolved_index_dir,
+            database_url=s.database_url.get_secret_value() if s.database_url else None,
+            index_type=s.index_type,
+            hnsw_threshold=s.hnsw_threshold,
             rerank_factor=s.rerank_factor,
             nprobe=s.ann_nprobe,
-            bm25_max_postings=s.bm25_max_postings,
         )
+        self.retriever = HybridRetriever(self.embedder, candidates_k=s.candidates_k, rrf_k=s.rrf_k)
         self.aggregator = AnswerAggregator(
             AnsweringConfig(
                 max_answers=s.max_answers,
@@ -86,25 +85,22 @@ class QAPipeline:
         self._update_lock = threading.RLock()
         self.answer_cache = AnswerCache(s.answer_cache_size)
         if s.faiss_threads > 0:
-            # Process-wide: one query scans with one thread. A second OpenMP thread made a 20k-chunk
-            # flat search 3x slower on two busy cores (thread wake-ups cost more than the scan).
-            faiss.omp_set_num_threads(s.faiss_threads)
+            set_faiss_threads(s.faiss_threads)
 
     # --- lifecycle -------------------------------------------------------------------------
     @property
     def index_dir(self) -> Path:
+        """The local index (with Postgres: this replica's BM25 index)."""
         return self.settings.resolved_index_dir
 
     def warm_up(self, require_index: bool = True) -> None:
         self.embedder.warm_up()
         self.reader.warm_up()
-        if require_index or current_version_dir(self.index_dir) is not None:
+        if require_index or self.store.live_version() is not None:
             self.reload()
 
     def reload(self) -> None:
-        snapshot = IndexSnapshot.open(
-            self.index_dir, expected=self.builder().spec(), verify=self.settings.verify_index
-        )
+        snapshot = self.store.open(expected=self.builder().spec(), verify=self.settings.verify_index)
         self._swap(SearchIndex.load(snapshot))
 
     def _swap(self, index: SearchIndex) -> None:
@@ -116,8 +112,8 @@ class QAPipeline:
         return self._index is not None
 
     def require_index(self) -> None:
-        if current_version_dir(self.index_dir) is None:
-            raise IndexNotFoundError(f"no index at {self.index_dir}; build one with `citeqa index`")
+        if self.store.live_version() is None:
+            raise IndexNotFoundError(f"no index at {self.store.describe()}; build one with `citeqa index`")
 
     @property
     def index(self) -> SearchIndex:
@@ -141,20 +137,14 @@ class QAPipeline:
         return self._index
 
     def _live_version(self) -> str | None:
-        try:
-            directory = current_version_dir(self.index_dir)
-        except CiteqaError:
-            return None
-        return directory.name if directory is not None else None
+        return self.store.live_version()
 
     def builder(self) -> IndexBuilder:
         s = self.settings
         return IndexBuilder(
-            self.index_dir,
+            self.store,
             self.embedder,
             ChunkingConfig(max_tokens=s.chunk_tokens, overlap_tokens=s.chunk_overlap_tokens),
-            index_type=s.index_type,
-            hnsw_threshold=s.hnsw_threshold,
         )
 
     # --- questions -------------------------------------------------------------------------
@@ -255,10 +245,7 @@ class QAPipeline:
     def add_documents(self, documents: Sequence[Document]) -> BuildReport:
         """Add or replace documents (by id) in the index, re-embedding only those."""
         with self._update_lock:
-            current = {d.id: d for d in self._current_documents()}
-            for doc in documents:
-                current[doc.id] = doc
-            report = self.builder().build(list(current.values()))
+            report = self.builder().update(documents)
             self.reload()
         return report
 
@@ -277,16 +264,11 @@ class QAPipeline:
 
     def delete_document(self, doc_id: str) -> BuildReport:
         with self._update_lock:
-            current = {d.id: d for d in self._current_documents()}
-            if doc_id not in current:
+            if self.store.live_version() is None or self.index.snapshot.document(doc_id) is None:
                 raise DocumentNotFoundError(f"no document with id {doc_id!r}")
-            del current[doc_id]
-            report = self.builder().build(list(current.values()))
+            report = self.builder().update([], [doc_id])
             self.reload()
             self.sources().forget(doc_id)
+            if not report.removed:  # another writer (a replica) deleted it first
+                raise DocumentNotFoundError(f"no document with id {doc_id!r}")
         return report
-
-    def _current_documents(self) -> list[Document]:
-        if current_version_dir(self.index_dir) is None:
-            return []
-        return self.index.snapshot.documents()
