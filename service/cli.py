@@ -52,7 +52,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
         f"indexed {report.document_count} documents, {report.manifest.chunk_count} chunks "
         f"({len(report.added)} added, {len(report.changed)} changed, {len(report.removed)} removed, "
         f"{len(report.unchanged)} unchanged; {report.embedded_chunks} chunks embedded) "
-        f"in {report.seconds:.1f}s -> {pipeline.index_dir}"
+        f"in {report.seconds:.1f}s -> {pipeline.store.describe()}"
     )
     return 0
 
@@ -103,6 +103,26 @@ def quiet_libraries() -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
+def cmd_postgres(args: argparse.Namespace, settings: Settings) -> int:
+    from indexing.store import pgserver
+
+    folder = settings.data_dir / "postgres"
+    if args.action == "start":
+        url = pgserver.start(folder, port=args.port)
+        print(f"PostgreSQL with pgvector running from {folder}; use it with:", file=sys.stderr)
+        print(f"export CITEQA_DATABASE_URL={url}")
+    elif args.action == "stop":
+        stopped = pgserver.stop(folder)
+        print("PostgreSQL stopped" if stopped else f"no PostgreSQL running from {folder}", file=sys.stderr)
+    else:
+        port = pgserver.running_port(folder)
+        if port is None:
+            print(f"no PostgreSQL running from {folder}", file=sys.stderr)
+            return 1
+        print(f"export CITEQA_DATABASE_URL={pgserver.url_for(port)}")
+    return 0
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     parser = argparse.ArgumentParser(
         prog="citeqa", description="Cited extractive answers over your documents."
@@ -124,6 +144,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     p.add_argument("--max-answers", type=int, help="answers to show (best first)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     handlers["ask"] = cmd_ask
+
+    p = sub.add_parser("postgres", help="start or stop a local PostgreSQL with pgvector (the shared store)")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
+    handlers["postgres"] = cmd_postgres
 
     for register in _extra_commands():
         register(sub, handlers)
