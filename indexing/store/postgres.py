@@ -131,7 +131,7 @@ class PostgresStore:
                     min_size=1,
                     max_size=8,
                     kwargs={"autocommit": True},
-                    configure=register_vector,
+                    configure=_configure,
                     check=ConnectionPool.check_connection,
                     open=False,
                 )
@@ -350,6 +350,14 @@ def migrate(conn: psycopg.Connection[Any]) -> None:
             )
 
 
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    """Each pooled connection: numpy vectors in and out, and the search settings for its whole session."""
+    register_vector(conn)
+    conn.execute(f"SET hnsw.ef_search = {EF_SEARCH}")
+    # A filtered search keeps walking the graph until enough rows pass the filter (pgvector >= 0.8).
+    conn.execute("SET hnsw.iterative_scan = relaxed_order")
+
+
 def _crash_point(stage: str, doc_ids: Sequence[str]) -> None:
     """Test hook (see local.CRASH_AT_ENV): `stage`, or `stage:<doc id>` for an update of that document,
     makes this process SIGKILL itself there, inside the open transaction."""
@@ -452,15 +460,13 @@ class PostgresSnapshot:
     def dense(self, query_vector: np.ndarray, k: int, document_ids: Sequence[str] | None = None) -> Hits:
         if k <= 0 or (document_ids is not None and not document_ids):
             return []
+        k = min(k, EF_SEARCH)  # HNSW returns at most ef_search rows; the retriever asks for 30
         vector = np.asarray(query_vector, dtype=np.float32)
         where = "WHERE doc_id = ANY(%s::text[])" if document_ids is not None else ""
         params: list[Any] = (
             [vector] + ([list(document_ids)] if document_ids is not None else []) + [vector, k]
         )
-        with self.store.connection() as conn, conn.transaction():
-            conn.execute(f"SET LOCAL hnsw.ef_search = {max(EF_SEARCH, k)}")
-            # A filtered search keeps scanning the graph until k rows pass the filter.
-            conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        with self.store.connection() as conn:
             rows = conn.execute(
                 f"SELECT row, -(embedding <#> %s) FROM citeqa_chunks {where} "
                 "ORDER BY embedding <#> %s LIMIT %s",
