@@ -76,7 +76,9 @@ class IndexBuilder:
                 f"({self.embedder.max_tokens}); lower CITEQA_CHUNK_TOKENS"
             )
 
-    def build_from_sources(self, sources: DocumentSources, rebuild: bool = False) -> BuildReport:
+    def build_from_sources(
+        self, sources: DocumentSources, rebuild: bool = False, keep_uploads: bool = False
+    ) -> BuildReport:
         corpus = sources.corpus_dir
         if not corpus.is_dir():
             raise EmptyCorpusError(f"corpus folder {corpus} does not exist")
@@ -84,23 +86,31 @@ class IndexBuilder:
         if not loaded.documents:
             detail = f" ({len(loaded.problems)} files skipped)" if loaded.problems else ""
             raise EmptyCorpusError(f"no loadable documents in {corpus}{detail}")
-        report = self.build(loaded.documents, rebuild=rebuild)
+        report = self.build(loaded.documents, rebuild=rebuild, keep_uploads=keep_uploads)
         report.problems = loaded.problems
         return report
 
-    def build(self, documents: Sequence[Document], rebuild: bool = False) -> BuildReport:
-        """Make the index hold exactly `documents`."""
+    def build(
+        self, documents: Sequence[Document], rebuild: bool = False, keep_uploads: bool = False
+    ) -> BuildReport:
+        """Make the index hold exactly `documents`; with `keep_uploads`, also the documents uploaded through
+        the service (no source file), which a shared store holds for every replica."""
         ids = [d.id for d in documents]
         if len(set(ids)) != len(ids):
             raise CiteqaError("duplicate document ids in the corpus")
-        return self._write(documents, [], exact=True, rebuild=rebuild)
+        return self._write(documents, [], exact=True, rebuild=rebuild, keep_uploads=keep_uploads)
 
     def update(self, upserts: Sequence[Document], deletes: Sequence[str] = ()) -> BuildReport:
         """Add or replace `upserts` and drop `deletes`, keeping every other document of the live version."""
         return self._write(upserts, deletes, exact=False, rebuild=False)
 
     def _write(
-        self, documents: Sequence[Document], deletes: Sequence[str], exact: bool, rebuild: bool
+        self,
+        documents: Sequence[Document],
+        deletes: Sequence[str],
+        exact: bool,
+        rebuild: bool,
+        keep_uploads: bool = False,
     ) -> BuildReport:
         started = time.perf_counter()
         self.check_chunk_budget()
@@ -116,6 +126,8 @@ class IndexBuilder:
                     kept = {d.id: d for d in self._readable_documents() if d.id not in set(deletes)}
                     kept.update({d.id: d for d in documents})
                     documents, deletes, exact = list(kept.values()), [], True
+                elif exact and keep_uploads:
+                    documents = [*documents, *self._service_uploads({d.id for d in documents})]
                 ordered = sorted(documents, key=lambda d: d.id)
                 report = self._write_locked(ordered, deletes, exact, previous, spec)
             finally:
@@ -123,6 +135,20 @@ class IndexBuilder:
                     previous.close()
         report.seconds = time.perf_counter() - started
         return report
+
+    def _service_uploads(self, excluded: set[str]) -> list[Document]:
+        """Documents uploaded through the service (they have no source file), less `excluded`."""
+        try:
+            if self.store.live_version() is None:
+                return []
+            snapshot = self.store.open(verify=False)
+        except CiteqaError:
+            return []
+        try:
+            ids = [i.id for i in snapshot.document_infos() if i.source is None and i.id not in excluded]
+            return [doc for doc in map(snapshot.document, ids) if doc is not None]
+        finally:
+            snapshot.close()
 
     def _readable_documents(self) -> list[Document]:
         try:

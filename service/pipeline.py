@@ -238,7 +238,9 @@ class QAPipeline:
         builder = self.builder()
         builder.show_progress = show_progress
         with self._update_lock:
-            report = builder.build_from_sources(self.sources(corpus), rebuild=rebuild)
+            # A shared store also holds what was uploaded through other replicas: index_folder keeps it.
+            shared = self.settings.database_url is not None
+            report = builder.build_from_sources(self.sources(corpus), rebuild=rebuild, keep_uploads=shared)
             self.reload()
         return report
 
