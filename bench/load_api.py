@@ -3,7 +3,7 @@
 By default it starts `citeqa serve` itself on a free 127.0.0.1 port (over the index in CITEQA_DATA_DIR),
 waits for /readyz, drives the load, samples the server's resident memory, and stops it:
 
-    PYTHONPATH=$PWD python bench/load_api.py --clients 20 --seconds 30
+    PYTHONPATH=$PWD python bench/load_api.py --clients 20 --seconds 30 [--unique]
 
 With --url it drives a server that is already running (loopback only); --pid adds its memory.
 Prints one JSON object: requests per second, latency percentiles, errors, server memory.
@@ -112,7 +112,9 @@ class MemorySampler:
         self._thread.join(timeout=2)
 
 
-async def drive(url: str, clients: int, seconds: float, pool: list[str]) -> dict[str, object]:
+async def drive(
+    url: str, clients: int, seconds: float, pool: list[str], unique: bool = False
+) -> dict[str, object]:
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     no_answer = 0
@@ -124,6 +126,9 @@ async def drive(url: str, clients: int, seconds: float, pool: list[str]) -> dict
         async with httpx.AsyncClient(base_url=url, timeout=120) as http:
             while time.perf_counter() < deadline:
                 question = pool[i % len(pool)]
+                if unique:
+                    # Never the same text twice: no request can be served from the answer cache.
+                    question = f"{question} (request {i})"
                 i += clients
                 started = time.perf_counter()
                 try:
@@ -174,6 +179,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--url", help="a running server on loopback (default: start one)")
     parser.add_argument("--pid", type=int, help="the running server's process id, for its memory")
+    parser.add_argument(
+        "--unique", action="store_true", help="a different question text on every request (no cache hits)"
+    )
     args = parser.parse_args()
     if not (1 <= args.clients <= 200 and 1 <= args.seconds <= 600):
         parser.error("--clients must be 1..200 and --seconds 1..600")
@@ -194,7 +202,7 @@ def main() -> int:
         anyio.run(drive, url, 2, 2.0, pool)
         before = stage_totals(url)
         with MemorySampler(pid) as memory:
-            result = anyio.run(drive, url, args.clients, args.seconds, pool)
+            result = anyio.run(drive, url, args.clients, args.seconds, pool, args.unique)
         result["server_stage_mean_ms"] = stage_means_ms(before, stage_totals(url))
         mib = 2**20
         result["server_rss_mib"] = {"peak": round(memory.peak / mib, 1), "end": round(memory.last / mib, 1)}

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     # The harness pulls in the pipeline (torch, faiss): loaded only when `eval` runs, not for --help.
     from eval.harness import Backend
     from indexing.embedding import Embedder
+    from service.answering import AnswerAggregator
+    from service.pipeline import QAPipeline
     from service.reading import Reader
 
 DEFAULT_DATASET = REPO_ROOT / "eval" / "data" / "seed_qa.jsonl"
@@ -32,7 +34,10 @@ def register(subparsers: argparse._SubParsersAction, handlers: dict[str, Any]) -
         description="Run every question of an evaluation set through the pipeline and score it.",
     )
     p.add_argument(
-        "--dataset", type=Path, default=DEFAULT_DATASET, help="evaluation file (default: the seed set)"
+        "--dataset",
+        default=str(DEFAULT_DATASET),
+        help="evaluation file (default: the seed set); FILE:part scores one part of a SQuAD-format file's "
+        "article split (policyqa: train/calibrate/test; squad: calibrate/test)",
     )
     p.add_argument("--format", choices=["jsonl", "squad"], help="file format (default: by file name)")
     p.add_argument("--top-k", type=int, help="passages read per question (default: CITEQA_TOP_K)")
@@ -52,7 +57,16 @@ def register(subparsers: argparse._SubParsersAction, handlers: dict[str, Any]) -
     )
     p.add_argument("--update-baseline", action="store_true", help="write this run's metrics as the baseline")
     p.add_argument(
-        "--no-sweep", action="store_true", help="skip the no-answer margin sweep (halves the run time)"
+        "--scope",
+        choices=["corpus", "document"],
+        default="corpus",
+        help="search the whole corpus (default), or ask each question about its own document only",
+    )
+    p.add_argument(
+        "--unit",
+        choices=["paragraph", "article"],
+        default="paragraph",
+        help="SQuAD-format files: one document per paragraph (default) or per article (a whole policy)",
     )
     p.add_argument(
         "--squad-index-dir",
@@ -77,8 +91,8 @@ def _squad_corpus(eval_set: EvalSet, scope: str) -> list[Any]:
     documents = eval_set.documents or []
     if scope == "file":
         return documents
-    articles = {item.doc_id.rsplit("/", 1)[0] for item in eval_set.items}
-    return [d for d in documents if d.id.rsplit("/", 1)[0] in articles]
+    articles = {item.doc_id.split("/", 1)[0] for item in eval_set.items}
+    return [d for d in documents if d.id.split("/", 1)[0] in articles]
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -86,12 +100,11 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 @contextmanager
-def _backends(
+def _backend(
     args: argparse.Namespace, settings: Settings, eval_set: EvalSet, models: Models
-) -> Iterator[tuple[Backend, Backend | None]]:
-    """The backend to score, and for in-process runs a never-abstaining twin for the margin sweep."""
-    from eval.harness import NEVER_ABSTAIN_MARGIN, SWEEP_MAX_ANSWERS, HttpBackend, PipelineBackend
-    from service.pipeline import QAPipeline
+) -> Iterator[tuple[Backend, AnswerAggregator | None]]:
+    """The backend to score, and in process the pipeline's aggregator, whose decisions are replayed."""
+    from eval.harness import HttpBackend, PipelineBackend
 
     if args.url:
         if eval_set.documents is not None:
@@ -104,23 +117,40 @@ def _backends(
         finally:
             client.close()
         return
+    with pipeline_for(
+        eval_set, settings, models, args.squad_index_dir, args.squad_corpus, _progress(args)
+    ) as pipeline:
+        yield PipelineBackend(pipeline), pipeline.aggregator
+
+
+@contextmanager
+def pipeline_for(
+    eval_set: EvalSet,
+    settings: Settings,
+    models: Models,
+    index_dir: Path | None = None,
+    squad_corpus: str = "file",
+    progress: bool = False,
+) -> Iterator[QAPipeline]:
+    """A warm pipeline over the set's own corpus (SQuAD formats: indexed into `index_dir`, or a
+    temporary folder), or over the configured index (the seed set)."""
+    from service.pipeline import QAPipeline
+
     with ExitStack() as stack:
         if eval_set.documents is not None:
             # A SQuAD file is its own corpus: index it away from the user's index.
-            root = args.squad_index_dir or Path(
-                stack.enter_context(tempfile.TemporaryDirectory(prefix="citeqa-eval-"))
-            )
+            root = index_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="citeqa-eval-")))
             settings = settings.model_copy(
                 update={"data_dir": root, "index_dir": root / "index", "corpus_dir": root}
             )
         pipeline = QAPipeline(settings, embedder=models.embedder, reader=models.reader)
         pipeline.warm_up(require_index=False)
         if eval_set.documents is not None:
-            documents = _squad_corpus(eval_set, args.squad_corpus)
+            documents = _squad_corpus(eval_set, squad_corpus)
             builder = pipeline.builder()
-            builder.show_progress = _progress(args)
+            builder.show_progress = progress
             print(
-                f"indexing {len(documents)} paragraphs of {eval_set.name} into {pipeline.index_dir}",
+                f"indexing {len(documents)} documents of {eval_set.name} into {pipeline.index_dir}",
                 file=sys.stderr,
             )
             built = builder.build(documents)
@@ -132,25 +162,14 @@ def _backends(
             pipeline.reload()
         elif not pipeline.ready:
             print(f"no index at {pipeline.index_dir}: indexing {settings.corpus_dir} first", file=sys.stderr)
-            pipeline.index_folder(settings.corpus_dir, show_progress=_progress(args))
+            pipeline.index_folder(settings.corpus_dir, show_progress=progress)
         missing = {i.doc_id for i in eval_set.items} - set(pipeline.index.snapshot.manifest.documents)
         if missing:
             print(
                 f"warning: {len(missing)} gold documents are not in the index, e.g. {sorted(missing)[0]}",
                 file=sys.stderr,
             )
-        sweep = None
-        if not args.no_sweep:
-            sweep_pipeline = QAPipeline(
-                settings.model_copy(
-                    update={"no_answer_margin": NEVER_ABSTAIN_MARGIN, "max_answers": SWEEP_MAX_ANSWERS}
-                ),
-                embedder=pipeline.embedder,
-                reader=pipeline.reader,
-            )
-            sweep_pipeline.reload()
-            sweep = PipelineBackend(sweep_pipeline)
-        yield PipelineBackend(pipeline), sweep
+        yield pipeline
 
 
 @dataclass(frozen=True)
@@ -168,27 +187,17 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 def run_eval(args: argparse.Namespace, settings: Settings, models: Models) -> int:
     from eval.harness import Evaluator
     from eval.report import terminal_table, write_report
-    from service.answering import AnsweringConfig
 
     if args.limit is not None and args.limit < 1:
         print("citeqa: error: --limit must be at least 1", file=sys.stderr)
         return 2
-    eval_set = load_dataset(args.dataset, args.format).limited(args.limit)
+    eval_set = load_dataset(args.dataset, args.format, args.unit).limited(args.limit)
     top_k = args.top_k or settings.top_k
-    evaluator = Evaluator(
-        eval_set,
-        top_k=top_k,
-        no_answer_margin=settings.no_answer_margin,
-        answering=AnsweringConfig(
-            max_answers=settings.max_answers,
-            no_answer_margin=settings.no_answer_margin,
-            reader_weight=settings.reader_weight,
-            context_chars=settings.context_chars,
-        ),
-        show_progress=_progress(args),
-    )
-    with _backends(args, settings, eval_set, models) as (backend, sweep_backend):
-        report = evaluator.run(backend, sweep_backend)
+    with _backend(args, settings, eval_set, models) as (backend, aggregator):
+        evaluator = Evaluator(
+            eval_set, top_k=top_k, aggregator=aggregator, scope=args.scope, show_progress=_progress(args)
+        )
+        report = evaluator.run(backend)
     if eval_set.documents is not None:
         report.config["squad_corpus"] = args.squad_corpus
     paths = write_report(report, args.report)

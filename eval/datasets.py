@@ -143,29 +143,45 @@ def squad_articles(path: Path, parts: Sequence[str] | None = None, part: str | N
     data = _read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise DatasetError(f"{path}: not SQuAD format (expected an object with a 'data' list)")
-    articles = data["data"]
+    articles = list(data["data"])
+    return [articles[i] for i in articles_in_part(articles, parts, part)]
+
+
+def articles_in_part(articles: Sequence[Any], parts: Sequence[str] | None, part: str | None) -> list[int]:
+    """Positions of the articles in `part` (all of them when `part` is None)."""
     if part is None:
-        return list(articles)
+        return list(range(len(articles)))
     if parts is None or part not in parts:
         raise DatasetError(f"unknown part {part!r} (parts: {', '.join(sorted(set(parts or ())))})")
-    split = split_articles([str(a.get("title", "")) for a in articles], parts)
-    return [a for a in articles if split[str(a.get("title", ""))] == part]
+    titles = [str(a.get("title", "")) if isinstance(a, dict) else "" for a in articles]
+    split = split_articles(titles, parts)
+    return [i for i, title in enumerate(titles) if split[title] == part]
 
 
 def _safe_title(title: str) -> str:
     return "_".join(title.replace("/", "_").split()) or "untitled"
 
 
-def load_squad(path: Path) -> EvalSet:
-    """SQuAD v1.1 or v2.0 JSON (optionally gzipped): one document per paragraph, id "<title>/<n>"."""
-    data = _read_json(path)
-    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise DatasetError(f"{path}: not SQuAD format (expected an object with a 'data' list)")
+SquadUnit = Literal["paragraph", "article"]
+
+
+def load_squad(
+    path: Path, unit: SquadUnit = "paragraph", parts: Sequence[str] | None = None, part: str | None = None
+) -> EvalSet:
+    """SQuAD v1.1 or v2.0 JSON (optionally gzipped): every article is in the corpus, and the questions are
+    those of every article, or of one `part` of the article split.
+
+    `unit="paragraph"`: one document per paragraph, id "<title>/<n>" (the open-corpus setting).
+    `unit="article"`: one document per article (a whole privacy policy), its paragraphs joined by a
+    blank line, id "<title>": questions asked about one document, as a user asks about one policy.
+    """
     documents: list[Document] = []
     items: list[EvalItem] = []
     used_titles: dict[str, int] = {}
     seen_ids: set[str] = set()
-    for article_number, article in enumerate(data["data"]):
+    articles = squad_articles(path)
+    asked = set(articles_in_part(articles, parts, part))
+    for article_number, article in enumerate(articles):
         where = f"{path}: article {article_number}"
         if not isinstance(article, dict) or not isinstance(article.get("paragraphs"), list):
             raise DatasetError(f"{where}: expected an object with a 'paragraphs' list")
@@ -176,48 +192,87 @@ def load_squad(path: Path) -> EvalSet:
         used_titles[title] = repeat + 1
         if repeat:
             title = f"{title}~{repeat + 1}"
+        article_text = ""
         for number, paragraph in enumerate(article["paragraphs"]):
             context = paragraph.get("context") if isinstance(paragraph, dict) else None
             if not isinstance(context, str) or not context.strip():
                 raise DatasetError(f"{where}, paragraph {number}: missing 'context'")
-            doc_id = f"{title}/{number}"
-            documents.append(
-                Document(
-                    id=doc_id,
-                    text=context,
-                    title=raw_title.replace("_", " "),
-                    content_hash=hashlib.sha256(context.encode("utf-8")).hexdigest(),
-                )
-            )
-            for qa in paragraph.get("qas", []):
-                qid = str(qa.get("id", f"{doc_id}#{len(items)}"))
-                if qid in seen_ids:
-                    qid = f"{qid}~{len(items)}"
-                seen_ids.add(qid)
-                question = qa.get("question")
-                if not isinstance(question, str):
-                    raise DatasetError(f"{where}, question {qid}: missing 'question'")
-                gold = [] if qa.get("is_impossible") else qa.get("answers", [])
-                # SQuAD lists the same answer once per annotator: keep each text once, in order.
-                texts = list(dict.fromkeys(a["text"] for a in gold if a.get("text")))
-                evidence = None
-                if gold:
-                    first = gold[0]
-                    evidence = answer_sentence(context, int(first.get("answer_start", -1)), first["text"])
-                items.append(
-                    EvalItem(
-                        id=qid, question=question, answers=tuple(texts), doc_id=doc_id, evidence=evidence
-                    )
-                )
+            if unit == "paragraph":
+                doc_id = f"{title}/{number}"
+                documents.append(_document(doc_id, context, raw_title))
+            else:
+                doc_id = title
+                article_text += ("\n\n" if article_text else "") + context
+            for qa in paragraph.get("qas", []) if article_number in asked else []:
+                items.append(_squad_item(qa, doc_id, context, items, seen_ids, where))
+        if unit == "article" and article_text:
+            documents.append(_document(title, article_text, raw_title))
     if not items:
         raise DatasetError(f"{path}: holds no questions")
-    return EvalSet(name=path.name, items=items, documents=documents, version=str(data.get("version", "")))
+    name = path.name if part is None else f"{path.name}:{part}"
+    return EvalSet(name=name, items=items, documents=documents, meta={"unit": unit})
 
 
-def load_dataset(path: Path, fmt: DatasetFormat | None = None) -> EvalSet:
-    """Pick the loader by `fmt`, or by the file name when it is not given."""
+def _document(doc_id: str, text: str, title: str) -> Document:
+    return Document(
+        id=doc_id,
+        text=text,
+        title=title.replace("_", " "),
+        content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+    )
+
+
+def _squad_item(
+    qa: dict[str, Any],
+    doc_id: str,
+    context: str,
+    items: list[EvalItem],
+    seen_ids: set[str],
+    where: str,
+) -> EvalItem:
+    qid = str(qa.get("id", f"{doc_id}#{len(items)}"))
+    if qid in seen_ids:
+        qid = f"{qid}~{len(items)}"
+    seen_ids.add(qid)
+    question = qa.get("question")
+    if not isinstance(question, str):
+        raise DatasetError(f"{where}, question {qid}: missing 'question'")
+    gold = [] if qa.get("is_impossible") else qa.get("answers", [])
+    # SQuAD lists the same answer once per annotator: keep each text once, in order.
+    texts = list(dict.fromkeys(a["text"] for a in gold if a.get("text")))
+    evidence = None
+    if gold:
+        first = gold[0]
+        evidence = answer_sentence(context, int(first.get("answer_start", -1)), first["text"])
+    return EvalItem(id=qid, question=question, answers=tuple(texts), doc_id=doc_id, evidence=evidence)
+
+
+# The article splits of the files this project tunes on, by file name: `FILE:part` picks one part.
+KNOWN_PARTS = {"policyqa": POLICYQA_PARTS, "squad": SQUAD_DEV_PARTS}
+
+
+def parse_spec(spec: str) -> tuple[Path, str | None]:
+    """ "FILE" or "FILE:part" (a part of the file's article split, e.g. `policyqa/dev.json.gz:test`)."""
+    path, _, part = spec.rpartition(":") if ":" in Path(spec).name else (spec, "", "")
+    return Path(path), part or None
+
+
+def parts_for(path: Path) -> tuple[str, ...]:
+    for key, parts in KNOWN_PARTS.items():
+        if key in str(path).lower():
+            return parts
+    return SQUAD_DEV_PARTS
+
+
+def load_dataset(
+    spec: Path | str, fmt: DatasetFormat | None = None, unit: SquadUnit = "paragraph"
+) -> EvalSet:
+    """Pick the loader by `fmt`, or by the file name when it is not given; `FILE:part` for a part."""
+    path, part = parse_spec(str(spec))
     if fmt is None:
         fmt = "jsonl" if path.name.endswith(".jsonl") else "squad"
     if fmt == "jsonl":
+        if part is not None:
+            raise DatasetError(f"{spec}: only SQuAD-format files are split into parts")
         return load_jsonl(path)
-    return load_squad(path)
+    return load_squad(path, unit, parts_for(path) if part else None, part)

@@ -12,30 +12,29 @@ from typing import Any, Protocol
 
 from eval.datasets import EvalItem, EvalSet
 from eval.metrics import (
-    ScoredSpan,
     abstention_scores,
     exact_match,
     f1_score,
+    is_right,
     latency_summary,
     mean,
     ndcg_at_k,
     passage_is_relevant,
-    predict_at_margin,
     recall_at_k,
     reciprocal_rank,
-    sweep_no_answer_margin,
+    reliability,
+    risk_coverage,
+    sweep_threshold,
 )
 from indexing.errors import CiteqaError
 from indexing.types import Document
-from service.answering import AnsweringConfig
+from service.answering import AnswerAggregator
 from service.pipeline import QAPipeline, QuestionError
 from service.serialize import ask_json, passage_json
+from service.types import Answer
 
 RECALL_KS = (1, 3, 5, 10)
 NDCG_K = 10
-# Low enough that no candidate is ever below it: the pipeline then always answers and reports margins.
-NEVER_ABSTAIN_MARGIN = -1e9
-SWEEP_MAX_ANSWERS = 20
 
 
 class QuestionFailed(CiteqaError):
@@ -47,11 +46,16 @@ class Backend(Protocol):
 
     description: str
 
-    def ask(self, question: str, top_k: int) -> tuple[dict[str, Any], float]:
-        """The ask_json-shaped result and the wall time the caller saw, in ms."""
+    def ask(
+        self, question: str, top_k: int, document_ids: list[str] | None = None
+    ) -> tuple[dict[str, Any], float, list[Answer] | None]:
+        """The ask_json-shaped result, the wall time the caller saw in ms, and (in process) every
+        candidate answer scored before abstention."""
         ...
 
-    def search(self, question: str, top_k: int) -> list[dict[str, Any]] | None:
+    def search(
+        self, question: str, top_k: int, document_ids: list[str] | None = None
+    ) -> list[dict[str, Any]] | None:
         """passage_json-shaped passages, best first; None when the backend cannot search."""
         ...
 
@@ -64,18 +68,23 @@ class PipelineBackend:
         self.description = f"in process, index {pipeline.index_dir}"
         self._documents: dict[str, Document | None] = {}
 
-    def ask(self, question: str, top_k: int) -> tuple[dict[str, Any], float]:
+    def ask(
+        self, question: str, top_k: int, document_ids: list[str] | None = None
+    ) -> tuple[dict[str, Any], float, list[Answer] | None]:
         started = time.perf_counter()
         try:
-            result = self.pipeline.ask(question, top_k=top_k)
+            result = self.pipeline.ask(question, top_k=top_k, document_ids=document_ids)
         except QuestionError as exc:
             raise QuestionFailed(str(exc)) from exc
         elapsed = (time.perf_counter() - started) * 1000
-        return ask_json(result), elapsed
+        return ask_json(result), elapsed, result.candidates
 
-    def search(self, question: str, top_k: int) -> list[dict[str, Any]] | None:
+    def search(
+        self, question: str, top_k: int, document_ids: list[str] | None = None
+    ) -> list[dict[str, Any]] | None:
         try:
-            return [passage_json(p) for p in self.pipeline.search(question, top_k=top_k).passages]
+            found = self.pipeline.search(question, top_k=top_k, document_ids=document_ids)
+            return [passage_json(p) for p in found.passages]
         except QuestionError as exc:
             raise QuestionFailed(str(exc)) from exc
 
@@ -140,8 +149,13 @@ class HttpBackend:
                 pause = 1.0
             time.sleep(min(max(pause, 0.2), 5.0))
 
-    def ask(self, question: str, top_k: int) -> tuple[dict[str, Any], float]:
-        response, elapsed = self._send("POST", "/v1/ask", json={"question": question, "top_k": top_k})
+    def ask(
+        self, question: str, top_k: int, document_ids: list[str] | None = None
+    ) -> tuple[dict[str, Any], float, list[Answer] | None]:
+        body: dict[str, Any] = {"question": question, "top_k": top_k}
+        if document_ids is not None:
+            body["document_ids"] = document_ids
+        response, elapsed = self._send("POST", "/v1/ask", json=body)
         payload = _json_or_empty(response)
         if response.status_code in (401, 403, 404):
             # Not this question's fault: every other question would fail the same way.
@@ -155,11 +169,13 @@ class HttpBackend:
                 else ""
             )
             raise QuestionFailed(f"HTTP {response.status_code}: {message}")
-        return payload, elapsed
+        return payload, elapsed, None
 
-    def search(self, question: str, top_k: int) -> list[dict[str, Any]] | None:
-        if not self._can_search:
-            return None
+    def search(
+        self, question: str, top_k: int, document_ids: list[str] | None = None
+    ) -> list[dict[str, Any]] | None:
+        if not self._can_search or document_ids is not None:
+            return None  # GET /v1/search has no document filter: score the passages /v1/ask read
         response, _ = self._send("GET", "/v1/search", params={"q": question, "top_k": top_k})
         if response.status_code != 200:
             # Without a search endpoint, retrieval is scored on the passages that /v1/ask returns.
@@ -195,7 +211,7 @@ class QuestionResult:
     em: float
     f1: float
     error: str | None = None
-    sweep_spans: list[ScoredSpan] | None = None
+    candidates: list[Answer] | None = None  # in process: every answer scored, before abstention
     citation_checks: list[bool | None] = field(default_factory=list)  # per answer; None: doc unknown
     evidence_overlap: bool | None = None
 
@@ -211,7 +227,7 @@ class EvalReport:
     config: dict[str, Any]
     summary: dict[str, Any]
     latency: dict[str, dict[str, float | None]]
-    margin_sweep: dict[str, Any] | None
+    confidence: dict[str, Any] | None
     results: list[QuestionResult]
     wall_s: float
 
@@ -235,15 +251,17 @@ class Evaluator:
         self,
         eval_set: EvalSet,
         top_k: int,
-        no_answer_margin: float,
-        answering: AnsweringConfig,
+        aggregator: AnswerAggregator | None = None,
+        scope: str = "corpus",
         retrieval_depth: int = max(RECALL_KS),
         show_progress: bool = True,
     ) -> None:
+        """`aggregator`: the pipeline's, to replay its abstention offline (in-process runs).
+        `scope`: "corpus" searches everything; "document" asks each question about its own document."""
         self.eval_set = eval_set
         self.top_k = top_k
-        self.no_answer_margin = no_answer_margin
-        self.answering = answering
+        self.aggregator = aggregator
+        self.scope = scope
         self.retrieval_depth = max(retrieval_depth, top_k)
         self.show_progress = show_progress
 
@@ -264,8 +282,8 @@ class Evaluator:
         finally:
             bar.close()
 
-    def run(self, backend: Backend, sweep_backend: Backend | None = None) -> EvalReport:
-        """Ask every question; with `sweep_backend` (a never-abstaining pipeline) also sweep the margin."""
+    def run(self, backend: Backend) -> EvalReport:
+        """Ask every question; in process, also replay the abstention at every threshold."""
         started = time.perf_counter()
         results: list[QuestionResult] = []
         with self._progress("eval") as bar:
@@ -273,40 +291,36 @@ class Evaluator:
                 results.append(self._one(backend, item))
                 bar.update(1)
         ask_wall = sum(r.timings_ms.get("client", 0.0) for r in results) / 1000
-        sweep = None
-        if sweep_backend is not None:
-            with self._progress("margin sweep") as bar:
-                for result in results:
-                    result.sweep_spans = self._sweep_spans(sweep_backend, result.item)
-                    bar.update(1)
-            sweep = self._sweep(results)
+        confidence = self.confidence(results)
         wall = time.perf_counter() - started
         latency = {
             stage: latency_summary([r.timings_ms[stage] for r in results if stage in r.timings_ms])
             for stage in ("retrieve", "read", "total", "client")
         }
-        summary = self._summary(results, latency, ask_wall, sweep)
+        summary = self._summary(results, latency, ask_wall, confidence)
         return EvalReport(
             dataset=self.eval_set.name,
             backend=backend.description,
             config={
                 "top_k": self.top_k,
                 "retrieval_depth": self.retrieval_depth,
-                "no_answer_margin": self.no_answer_margin,
+                "scope": self.scope,
+                "answer_threshold": self.aggregator.threshold if self.aggregator else None,
                 "limit": len(self.eval_set.items),
             },
             summary=summary,
             latency=latency,
-            margin_sweep=sweep,
+            confidence=confidence,
             results=results,
             wall_s=round(wall, 2),
         )
 
     # --- one question ----------------------------------------------------------------------
     def _one(self, backend: Backend, item: EvalItem) -> QuestionResult:
+        document_ids = [item.doc_id] if self.scope == "document" else None
         try:
-            payload, client_ms = backend.ask(item.question, self.top_k)
-            ranking = backend.search(item.question, self.retrieval_depth)
+            payload, client_ms, candidates = backend.ask(item.question, self.top_k, document_ids)
+            ranking = backend.search(item.question, self.retrieval_depth, document_ids)
         except QuestionFailed as exc:
             return QuestionResult(
                 item=item, prediction="", abstained=False, answers=[], passages=[], relevance=[],
@@ -334,6 +348,7 @@ class Evaluator:
             timings_ms=timings,
             em=exact_match(prediction, item.answers),
             f1=f1_score(prediction, item.answers),
+            candidates=candidates,
         )
         self._check_citations(backend, result)
         return result
@@ -359,41 +374,35 @@ class Evaluator:
             for s, e in evidence_spans(document, item.evidence, item.answers)
         )
 
-    def _sweep_spans(self, backend: Backend, item: EvalItem) -> list[ScoredSpan]:
-        try:
-            payload, _ = backend.ask(item.question, self.top_k)
-        except QuestionFailed:
-            return []
-        scores = {p["chunk_id"]: float(p["score"]) for p in payload.get("passages") or []}
-        return [
-            ScoredSpan(
-                text=a["text"],
-                margin=float(a["reader_margin"]),
-                retrieval_score=scores.get(a["citation"]["passage_id"], 0.0),
-            )
-            for a in payload.get("answers") or []
-        ]
+    def decide(self, candidates: Sequence[Answer], threshold: float) -> str:
+        """The answer the pipeline gives at `threshold`: its own `decide`, replayed ("" = abstain)."""
+        assert self.aggregator is not None
+        answers, _ = self.aggregator.decide(candidates, threshold=threshold)
+        return answers[0].text if answers else ""
 
-    def _sweep(self, results: Sequence[QuestionResult]) -> dict[str, Any]:
-        questions = [(r.item.answers, r.sweep_spans or []) for r in results]
-        sweep = sweep_no_answer_margin(questions, self.answering)
-        # How faithfully the offline replay reproduces the live pipeline at the margin in use.
-        agreement = mean(
-            [
-                float(
-                    predict_at_margin(r.sweep_spans or [], self.no_answer_margin, self.answering)
-                    == r.prediction
-                )
-                for r in results
-                if r.error is None
-            ]
-        )
+    def confidence(self, results: Sequence[QuestionResult]) -> dict[str, Any] | None:
+        """Calibration (reliability, ECE), risk-coverage and the F1 of every abstention threshold."""
+        scored = [r for r in results if r.error is None and r.candidates is not None]
+        if self.aggregator is None or not scored:
+            return None
+        sweep = sweep_threshold([(r.item.answers, r.candidates or []) for r in scored], self.decide)
+        # The most probable answer of each question, and whether it is right.
+        tops = [(r.candidates[0], r.item.answers) for r in scored if r.candidates]
+        probabilities = [answer.score for answer, _ in tops]
+        right = [is_right(answer.text, golds) for answer, golds in tops]
+        calibration = reliability(probabilities, right)
+        threshold = self.aggregator.threshold
+        agreement = mean([float(self.decide(r.candidates or [], threshold) == r.prediction) for r in scored])
         return {
-            "best_no_answer_margin": sweep.best_margin,
+            "threshold": threshold,
+            "best_threshold": sweep.best_threshold,
             "best_f1": sweep.best_f1,
             "best_em": sweep.best_em,
             "replay_agreement": agreement,
-            "curve": [{"margin": m, "f1": f1, "em": em} for m, f1, em in sweep.curve],
+            "ece": calibration.ece,
+            "reliability": calibration.bins,
+            "risk_coverage": risk_coverage(probabilities, right),
+            "curve": [{"threshold": t, "f1": f1, "em": em} for t, f1, em in sweep.curve],
         }
 
     # --- the summary -----------------------------------------------------------------------
@@ -402,7 +411,7 @@ class Evaluator:
         results: Sequence[QuestionResult],
         latency: dict[str, dict[str, float | None]],
         ask_wall_s: float,
-        sweep: dict[str, Any] | None,
+        confidence: dict[str, Any] | None,
     ) -> dict[str, Any]:
         answerable = [r for r in results if r.item.answerable]
         unanswerable = [r for r in results if not r.item.answerable]
@@ -436,6 +445,9 @@ class Evaluator:
         summary["p99_ms"] = total["p99"]
         summary["qps"] = round(len(results) / ask_wall_s, 3) if ask_wall_s > 0 else None
         summary["errors"] = sum(1 for r in results if r.error is not None)
-        summary["no_answer_margin"] = self.no_answer_margin
-        summary["best_no_answer_margin"] = sweep["best_no_answer_margin"] if sweep else None
+        summary["answer_threshold"] = self.aggregator.threshold if self.aggregator else None
+        summary["best_answer_threshold"] = confidence["best_threshold"] if confidence else None
+        summary["ece"] = confidence["ece"] if confidence else None
+        for coverage, accuracy in (confidence["risk_coverage"] if confidence else {}).items():
+            summary[f"accuracy@{coverage}"] = accuracy
         return summary

@@ -1,17 +1,16 @@
-"""Scores: SQuAD EM/F1, retrieval recall@k/MRR/nDCG, abstention, the no-answer margin sweep, latency."""
+"""Scores: SQuAD EM/F1, retrieval recall@k/MRR/nDCG, abstention, calibration and thresholds, latency."""
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from service.answering import AnsweringConfig, combined_score, normalize_answer
+from service.answering import normalize_answer
 
 # --- answers ---------------------------------------------------------------------------------
 
@@ -104,97 +103,88 @@ def abstention_scores(abstained: Sequence[bool], answerable: Sequence[bool]) -> 
     )
 
 
-# --- the no-answer margin --------------------------------------------------------------------
+# --- confidence ------------------------------------------------------------------------------
+
+# An answer counts as right when its token F1 with a gold answer reaches this: policy answers are long
+# clauses where an exact match is rare, and half the words right is what a reader can use.
+RIGHT_F1 = 0.5
+
+
+def is_right(prediction: str, golds: Sequence[str]) -> bool:
+    """A given answer is right; an answer to an unanswerable question never is."""
+    return bool(golds) and f1_score(prediction, golds) >= RIGHT_F1
 
 
 @dataclass(frozen=True)
-class ScoredSpan:
-    """A candidate answer as the pipeline returned it, with what its ranking depends on."""
+class Reliability:
+    """How well probabilities match outcomes: expected calibration error and the diagram's bins."""
 
-    text: str
-    margin: float
-    retrieval_score: float
+    ece: float | None
+    bins: list[dict[str, float]]  # lo, hi, n, mean_probability, accuracy
 
 
-def predict_at_margin(spans: Sequence[ScoredSpan], margin: float, config: AnsweringConfig) -> str:
-    """The answer the pipeline would give with `no_answer_margin=margin` ("" = abstain).
+def reliability(probabilities: Sequence[float], right: Sequence[bool], n_bins: int = 10) -> Reliability:
+    if not probabilities:
+        return Reliability(None, [])
+    p = np.asarray(probabilities, dtype=np.float64)
+    y = np.asarray(right, dtype=np.float64)
+    which = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    bins = []
+    ece = 0.0
+    for b in range(n_bins):
+        mask = which == b
+        if not mask.any():
+            continue
+        conf, acc = float(p[mask].mean()), float(y[mask].mean())
+        ece += mask.mean() * abs(acc - conf)
+        bins.append({"lo": b / n_bins, "hi": (b + 1) / n_bins, "n": int(mask.sum()), "mean_probability": conf,
+                     "accuracy": acc})  # fmt: skip
+    return Reliability(float(ece), bins)
 
-    Mirrors AnswerAggregator: abstain when the best margin falls short, else rank by the
-    combined score (which itself depends on the margin) and then by margin.
-    """
-    if not spans or max(s.margin for s in spans) < margin:
-        return ""
-    at_margin = dataclasses.replace(config, no_answer_margin=margin)
-    best = min(spans, key=lambda s: (-combined_score(s.margin, s.retrieval_score, at_margin), -s.margin))
-    return best.text
+
+def risk_coverage(
+    probabilities: Sequence[float], right: Sequence[bool], coverages: Sequence[float] = (0.5, 0.8, 1.0)
+) -> dict[str, float | None]:
+    """Share of answers that are right when only the most confident `coverage` of questions is answered."""
+    order = np.argsort(-np.asarray(probabilities, dtype=np.float64), kind="stable")
+    y = np.asarray(right, dtype=np.float64)[order]
+    out: dict[str, float | None] = {}
+    for coverage in coverages:
+        n = round(coverage * len(y))
+        out[f"{round(100 * coverage)}%"] = float(y[:n].mean()) if n else None
+    return out
+
+
+THRESHOLD_GRID = tuple(i / 100 for i in range(101))
 
 
 @dataclass(frozen=True)
-class MarginSweep:
-    best_margin: float
+class ThresholdSweep:
+    best_threshold: float
     best_f1: float
     best_em: float
-    curve: list[tuple[float, float, float]]  # (margin, f1, em), margins ascending
+    curve: list[tuple[float, float, float]]  # (threshold, f1, em), thresholds ascending
 
 
-def _scores_at(
-    margins: np.ndarray, retrieval: np.ndarray, thresholds: np.ndarray, config: AnsweringConfig
-) -> np.ndarray:
-    """combined_score for every (threshold, span) pair: the same formula, vectorized."""
-    x = np.clip((margins[None, :] - thresholds[:, None]) / config.temperature, -60.0, 60.0)
-    reader = 1.0 / (1.0 + np.exp(-x))
-    return reader**config.reader_weight * np.maximum(retrieval, 1e-6)[None, :] ** (1.0 - config.reader_weight)
-
-
-def sweep_no_answer_margin(
-    questions: Sequence[tuple[Sequence[str], Sequence[ScoredSpan]]], config: AnsweringConfig
-) -> MarginSweep:
-    """Try a margin between every pair of neighbouring best-margins; keep the one with the best F1.
-
-    `questions` pairs each question's gold answers ([] if unanswerable) with the candidates the
-    pipeline returned when it was told never to abstain. Among tied margins the middle one wins,
-    so that the chosen value sits inside the plateau rather than on its edge. Each question is
-    replayed at every margin at once (numpy), as `predict_at_margin` would one margin at a time.
-    """
+def sweep_threshold(
+    questions: Sequence[tuple[Sequence[str], Sequence[Any]]],
+    decide: Callable[[Sequence[Any], float], str],
+    thresholds: Sequence[float] = THRESHOLD_GRID,
+) -> ThresholdSweep:
+    """All-question F1 and EM at each threshold, replaying `decide` (the pipeline's own abstention rule:
+    candidates, threshold -> the answer given, "" to abstain); ties resolve to the middle threshold."""
     if not questions:
         raise ValueError("no questions to sweep over")
-    best_margins = sorted({round(max(s.margin for s in spans), 4) for _, spans in questions if spans})
-    if best_margins:
-        points = [best_margins[0] - 1.0]
-        points += [(a + b) / 2 for a, b in itertools.pairwise(best_margins)]
-        points.append(best_margins[-1] + 1.0)
-    else:
-        points = [0.0]
-    thresholds = np.asarray(points, dtype=np.float64)
-    f1_sum = np.zeros(len(thresholds))
-    em_sum = np.zeros(len(thresholds))
-    for golds, spans in questions:
-        abstain_f1 = f1_score("", golds)
-        abstain_em = exact_match("", golds)
-        if not spans:
-            f1_sum += abstain_f1
-            em_sum += abstain_em
-            continue
-        margins = np.asarray([s.margin for s in spans], dtype=np.float64)
-        retrieval = np.asarray([s.retrieval_score for s in spans], dtype=np.float64)
-        span_f1 = np.asarray([f1_score(s.text, golds) for s in spans])
-        span_em = np.asarray([exact_match(s.text, golds) for s in spans])
-        scores = _scores_at(margins, retrieval, thresholds, config)
-        # Best score first, then best margin: the aggregator's sort key.
-        top = scores == scores.max(axis=1, keepdims=True)
-        chosen = np.argmax(np.where(top, margins[None, :], -np.inf), axis=1)
-        abstain = margins.max() < thresholds
-        f1_sum += np.where(abstain, abstain_f1, span_f1[chosen])
-        em_sum += np.where(abstain, abstain_em, span_em[chosen])
-    n = len(questions)
-    curve = [
-        (round(float(t), 4), float(f) / n, float(e) / n)
-        for t, f, e in zip(thresholds, f1_sum, em_sum, strict=True)
-    ]
+    curve = []
+    for t in thresholds:
+        predictions = [(decide(candidates, t), golds) for golds, candidates in questions]
+        f1 = sum(f1_score(p, g) for p, g in predictions) / len(questions)
+        em = sum(exact_match(p, g) for p, g in predictions) / len(questions)
+        curve.append((round(float(t), 4), f1, em))
     top_f1 = max(f1 for _, f1, _ in curve)
     tied = [point for point in curve if point[1] >= top_f1 - 1e-12]
-    margin, f1, em = tied[len(tied) // 2]
-    return MarginSweep(best_margin=margin, best_f1=f1, best_em=em, curve=curve)
+    threshold, f1, em = tied[len(tied) // 2]
+    return ThresholdSweep(best_threshold=threshold, best_f1=f1, best_em=em, curve=curve)
 
 
 # --- latency ---------------------------------------------------------------------------------

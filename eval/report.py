@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from eval.harness import EvalReport, QuestionResult
+from eval.metrics import is_right, reliability
 
 # (summary key, label, shown as a percentage)
 TABLE_ROWS: tuple[tuple[str, str, bool], ...] = (
@@ -30,8 +31,12 @@ TABLE_ROWS: tuple[tuple[str, str, bool], ...] = (
     ("p95_ms", "latency p95 (ms)", False),
     ("p99_ms", "latency p99 (ms)", False),
     ("qps", "questions per second", False),
-    ("no_answer_margin", "no-answer margin used", False),
-    ("best_no_answer_margin", "best no-answer margin (F1)", False),
+    ("answer_threshold", "answer probability threshold", False),
+    ("best_answer_threshold", "F1-best threshold on this set", False),
+    ("ece", "expected calibration error", False),
+    ("accuracy@50%", "right at 50% answered", True),
+    ("accuracy@80%", "right at 80% answered", True),
+    ("accuracy@100%", "right at 100% answered", True),
     ("errors", "errors", False),
 )
 
@@ -76,9 +81,11 @@ def _question_json(result: QuestionResult) -> dict[str, Any]:
         "f1": round(result.f1, 4),
         "score": result.answers[0]["score"] if result.answers else None,
         "reader_margin": result.answers[0]["reader_margin"] if result.answers else None,
-        "best_sweep_margin": max((s.margin for s in result.sweep_spans), default=None)
-        if result.sweep_spans is not None
-        else None,
+        "best_candidate": (
+            {"text": result.candidates[0].text, "probability": result.candidates[0].score}
+            if result.candidates
+            else None
+        ),
         "first_relevant_rank": next((i + 1 for i, rel in enumerate(result.relevance) if rel), None),
         "citation_exact": all(c is not False for c in result.citation_checks),
         "evidence_overlap": result.evidence_overlap,
@@ -94,7 +101,7 @@ def report_json(report: EvalReport) -> dict[str, Any]:
         "config": report.config,
         "summary": report.summary,
         "latency_ms": report.latency,
-        "margin_sweep": report.margin_sweep,
+        "confidence": report.confidence,
         "wall_s": report.wall_s,
         "questions": [_question_json(r) for r in report.results],
     }
@@ -109,8 +116,8 @@ def report_markdown(report: EvalReport) -> str:
     lines = [
         f"# Evaluation: {report.dataset}",
         "",
-        f"Backend: {report.backend}. Top-k read: {report.config['top_k']}; "
-        f"no-answer margin: {report.config['no_answer_margin']}; wall time {report.wall_s} s.",
+        f"Backend: {report.backend}. Top-k read: {report.config['top_k']}; scope: {report.config['scope']}; "
+        f"answer threshold: {report.config['answer_threshold']}; wall time {report.wall_s} s.",
         "",
         "| metric | value |",
         "| --- | --- |",
@@ -128,17 +135,29 @@ def report_markdown(report: EvalReport) -> str:
     for stage, stats in report.latency.items():
         if stats["p50"] is not None:
             lines.append(f"| {stage} | {stats['p50']} | {stats['p95']} | {stats['p99']} | {stats['mean']} |")
-    if report.margin_sweep:
-        sweep = report.margin_sweep
+    if report.confidence:
+        c = report.confidence
         lines += [
             "",
-            "## No-answer margin",
+            "## Confidence",
             "",
-            f"Best margin on this set: **{sweep['best_no_answer_margin']}** "
-            f"(F1 {100 * sweep['best_f1']:.1f}%, "
-            f"EM {100 * sweep['best_em']:.1f}%). The offline replay reproduces the live answer for "
-            f"{100 * (sweep['replay_agreement'] or 0):.1f}% of questions at the margin in use.",
+            f"An answer is right when its F1 with a gold answer is at least 0.5. Expected calibration error "
+            f"of the best answer's probability: **{_fmt(c['ece'], False)}**. The F1-best threshold on this "
+            f"set is {c['best_threshold']} (F1 {100 * c['best_f1']:.1f}%, EM {100 * c['best_em']:.1f}%); "
+            f"the replay reproduces the live answer for {100 * (c['replay_agreement'] or 0):.1f}% of "
+            "questions at the threshold in use.",
+            "",
+            "| probability | questions | mean probability | right |",
+            "| --- | --- | --- | --- |",
         ]
+        for b in c["reliability"]:
+            lines.append(
+                f"| {b['lo']:.1f}-{b['hi']:.1f} | {b['n']} | {b['mean_probability']:.3f} | "
+                f"{100 * b['accuracy']:.1f}% |"
+            )
+        lines += ["", "| answered (most confident first) | right |", "| --- | --- |"]
+        for coverage, accuracy in c["risk_coverage"].items():
+            lines.append(f"| {coverage} | {_fmt(accuracy, True)} |")
     misses = [r for r in report.results if not r.correct or r.abstained]
     lines += ["", f"## Wrong or abstained ({len(misses)} of {len(report.results)})", ""]
     for r in misses:
@@ -159,7 +178,8 @@ def report_markdown(report: EvalReport) -> str:
         else:
             top = r.answers[0]
             lines.append(
-                f"- Prediction: {r.prediction!r} (score {top['score']:.3f}, margin {top['reader_margin']}, "
+                f"- Prediction: {r.prediction!r} (probability {top['score']:.3f}, "
+                f"margin {top['reader_margin']}, "
                 f"{top['doc_id']} chars {top['start']}-{top['end']})"
             )
         if r.answers:
@@ -195,41 +215,37 @@ def plot_latency(report: EvalReport, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_calibration(report: EvalReport, path: Path, bins: int = 10) -> None:
-    """Answer score against the share of those answers that are right (exact match)."""
+def plot_calibration(report: EvalReport, path: Path) -> None:
+    """Reliability diagram: the best answer's probability against the share of such answers right."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    answered = [r for r in report.results if r.answers and not r.abstained]
-    scores = np.array([float(r.answers[0]["score"]) for r in answered])
-    correct = np.array([r.em for r in answered])
+    bins = report.confidence["reliability"] if report.confidence else _answered_reliability(report)
     fig, (ax, hist) = plt.subplots(2, 1, figsize=(6, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
-    if len(scores):
-        edges = np.linspace(0.0, 1.0, bins + 1)
-        which = np.clip(np.digitize(scores, edges) - 1, 0, bins - 1)
-        centers, accuracy = [], []
-        for b in range(bins):
-            mask = which == b
-            if mask.any():
-                centers.append(float(scores[mask].mean()))
-                accuracy.append(float(correct[mask].mean()))
-        ax.plot(centers, accuracy, marker="o", label="exact-match rate")
-        hist.hist(
-            [scores[correct == 1], scores[correct == 0]], bins=edges, stacked=True, label=["right", "wrong"]
-        )
-        hist.legend()
+    if bins:
+        ax.plot([b["mean_probability"] for b in bins], [b["accuracy"] for b in bins], marker="o",
+                label="share right (F1 >= 0.5)")  # fmt: skip
+        hist.bar([(b["lo"] + b["hi"]) / 2 for b in bins], [b["n"] for b in bins], width=0.09)
     ax.set_ylabel("share right")
-    ax.set_title(f"Score against correctness: {report.dataset}")
+    ax.set_title(f"Reliability: {report.dataset}")
     ax.legend()
-    hist.set_xlabel("answer score")
-    hist.set_ylabel("answers")
+    hist.set_xlabel("probability of the best answer")
+    hist.set_ylabel("questions")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _answered_reliability(report: EvalReport) -> list[dict[str, float]]:
+    """Over HTTP there are no candidates: the answers given, by their score."""
+    answered = [r for r in report.results if r.answers and not r.abstained]
+    return reliability(
+        [float(r.answers[0]["score"]) for r in answered],
+        [is_right(r.prediction, r.item.answers) for r in answered],
+    ).bins
 
 
 def write_report(report: EvalReport, directory: Path) -> list[Path]:

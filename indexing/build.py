@@ -171,7 +171,7 @@ class IndexBuilder:
         spec: IndexSpec,
     ) -> BuildReport:
         old_hashes = previous.manifest.documents if previous is not None else {}
-        chunker = Chunker(self.embedder.tokenizer, self.chunking)  # type: ignore[arg-type]
+        chunker = Chunker(self.embedder.tokenizer, self.chunking)
         chunks_by_doc: dict[str, list[Chunk]] = {}
         added: list[str] = []
         changed: list[str] = []

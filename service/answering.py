@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from indexing.chunking import sentence_around
 from indexing.types import Document
+from service.confidence import (
+    Calibrator,
+    content_words,
+    cuts_a_list,
+    log1p_positive,
+    overlap,
+    qualifier_after,
+    type_match,
+)
 from service.reading import SpanCandidate
 from service.types import Answer, Citation, Passage, TextSpan
 
@@ -20,21 +32,9 @@ _EDGE_JUNK = string.whitespace + ",;:"
 @dataclass(frozen=True)
 class AnsweringConfig:
     max_answers: int = 3
-    no_answer_margin: float = 0.0
-    reader_weight: float = 0.8
-    temperature: float = 4.0
+    min_probability: float | None = None  # abstain below this; None: the calibration's own threshold
     context_chars: int = 120
-
-
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-max(min(x, 60.0), -60.0)))
-
-
-def combined_score(margin: float, retrieval_score: float, config: AnsweringConfig) -> float:
-    """An answer's 0..1 score from its reader margin and its passage's retrieval score."""
-    reader = _sigmoid((margin - config.no_answer_margin) / config.temperature)
-    retrieval = max(retrieval_score, 1e-6)
-    return float(reader**config.reader_weight * retrieval ** (1.0 - config.reader_weight))
+    max_candidates: int = 10  # distinct answers scored per question
 
 
 def normalize_answer(text: str) -> str:
@@ -57,30 +57,56 @@ def context_window(text: str, start: int, end: int, chars: int) -> TextSpan:
 
 
 class AnswerAggregator:
-    def __init__(self, config: AnsweringConfig) -> None:
-        self.config = config
+    """Distinct answers with their evidence, scored by the calibrator; abstains below its threshold."""
 
-    def score(self, candidate: SpanCandidate, passage: Passage) -> float:
-        return combined_score(candidate.margin, passage.score, self.config)
+    def __init__(self, config: AnsweringConfig, calibrator: Calibrator | None = None) -> None:
+        self.config = config
+        self.calibrator = calibrator or Calibrator.margin_only()
+
+    @property
+    def threshold(self) -> float:
+        return (
+            self.calibrator.threshold if self.config.min_probability is None else self.config.min_probability
+        )
 
     def aggregate(
         self,
+        question: str,
         candidates: Sequence[SpanCandidate],
         passages: Sequence[Passage],
         get_document: Callable[[str], Document | None],
         max_answers: int | None = None,
     ) -> tuple[list[Answer], bool]:
-        """Answers best first, and whether the reader abstained."""
+        """Answers best first, and whether the pipeline abstained."""
+        return self.decide(self.rank(question, candidates, passages, get_document), max_answers)
+
+    def decide(
+        self, ranked: Sequence[Answer], max_answers: int | None = None, threshold: float | None = None
+    ) -> tuple[list[Answer], bool]:
+        """The answers at or above the threshold, at most `max_answers`; none means abstain.
+
+        The evaluation replays exactly this on `rank`'s output to sweep thresholds."""
         limit = max_answers or self.config.max_answers
-        ranked = sorted(candidates, key=lambda c: (-self.score(c, passages[c.passage_index]), -c.margin))
-        best_margin = max((c.margin for c in candidates), default=-math.inf)
-        abstain = best_margin < self.config.no_answer_margin
+        cut = self.threshold if threshold is None else threshold
+        answers = [a for a in ranked if a.score >= cut][:limit]
+        return answers, not answers
+
+    def rank(
+        self,
+        question: str,
+        candidates: Sequence[SpanCandidate],
+        passages: Sequence[Passage],
+        get_document: Callable[[str], Document | None],
+    ) -> list[Answer]:
+        """Every distinct answer (one per document span and normalised text), best probability first."""
+        by_margin = sorted(candidates, key=lambda c: -c.margin)
+        evidence = _Evidence(question, by_margin, passages)
         kept: list[tuple[str, int, int]] = []
         seen_texts: set[str] = set()
         answers: list[Answer] = []
         documents: dict[str, Document | None] = {}
-        for candidate in ranked:
-            if len(answers) >= limit:
+        for candidate in by_margin:
+            if len(answers) >= self.config.max_candidates:
                 break
             passage = passages[candidate.passage_index]
             chunk = passage.chunk
@@ -101,8 +127,20 @@ class AnswerAggregator:
                 continue
             kept.append((chunk.doc_id, doc_start, doc_end))
             seen_texts.add(key)
-            answers.append(self._answer(candidate, passage, document, doc_start, doc_end))
-        return answers, abstain or not answers
+            answer = self._answer(candidate, passage, document, doc_start, doc_end)
+            features = evidence.features(candidate, answer, key, len(answers))
+            answers.append(dataclasses.replace(answer, features=features))
+        return self.score(answers)
+
+    def score(self, answers: Sequence[Answer]) -> list[Answer]:
+        """Each answer's calibrated probability, from its features; best first (ties keep their order)."""
+        probabilities = self.calibrator.probabilities([a.features for a in answers])
+        scored = [
+            dataclasses.replace(a, score=round(float(p), 6))
+            for a, p in zip(answers, probabilities, strict=True)
+        ]
+        scored.sort(key=lambda a: -a.score)
+        return scored
 
     @staticmethod
     def _trim(text: str, start: int, end: int) -> tuple[int, int]:
@@ -132,7 +170,70 @@ class AnswerAggregator:
         )
         return Answer(
             text=text[start:end],
-            score=round(self.score(candidate, passage), 6),
+            score=0.0,  # set by `rank` once every candidate's features are known
             reader_margin=round(candidate.margin, 4),
             citation=citation,
         )
+
+
+class _Evidence:
+    """What one question's candidates say together: the softmax over every passage read, agreement."""
+
+    def __init__(self, question: str, candidates: Sequence[SpanCandidate], passages: Sequence[Passage]):
+        self.question = question
+        self.question_words = content_words(question)
+        self.passages = passages
+        # Each window reports its no-answer score with each of its candidates: count each window once.
+        nulls = {(c.passage_index, c.null_score) for c in candidates}
+        scores = np.asarray([c.score for c in candidates] + [n for _, n in nulls], dtype=np.float64)
+        self.best_margin = candidates[0].margin if candidates else 0.0
+        self.min_null = min((n for _, n in nulls), default=0.0)
+        if len(scores):
+            weights = np.exp(scores - scores.max())
+            total = weights.sum()
+            self.span_probs = weights[: len(candidates)] / total
+            self.null_prob = float(weights[len(candidates) :].sum() / total)
+        else:
+            self.span_probs, self.null_prob = np.zeros(0), 1.0
+        self.text_probs: dict[str, float] = {}
+        self.supporters: dict[str, set[int]] = {}
+        for candidate, prob in zip(candidates, self.span_probs, strict=True):
+            text = passages[candidate.passage_index].chunk.text[candidate.start : candidate.end]
+            key = normalize_answer(text)
+            self.text_probs[key] = self.text_probs.get(key, 0.0) + float(prob)
+            self.supporters.setdefault(key, set()).add(candidate.passage_index)
+        self._position = {id(c): i for i, c in enumerate(candidates)}
+
+    def features(self, candidate: SpanCandidate, answer: Answer, key: str, rank: int) -> dict[str, float]:
+        passage = self.passages[candidate.passage_index]
+        sentence = answer.citation.sentence
+        return {
+            "margin": candidate.margin,
+            "span_score": candidate.score,
+            "null_score": candidate.null_score,
+            "best_margin": self.best_margin,
+            "margin_gap": self.best_margin - candidate.margin,
+            "min_null_score": self.min_null,
+            "span_prob": float(self.span_probs[self._position[id(candidate)]]),
+            "text_prob": self.text_probs.get(key, 0.0),
+            "null_prob": self.null_prob,
+            "support": math.log1p(len(self.supporters.get(key, ()))),
+            "inverse_rank": 1.0 / passage.rank,
+            "retrieval_score": passage.score,
+            "dense_score": passage.dense_score or 0.0,
+            "bm25_score": log1p_positive(passage.bm25_score),
+            "answer_chars": math.log1p(len(answer.text)),
+            "answer_words": float(len(answer.text.split())),
+            "question_in_passage": overlap(self.question_words, passage.chunk.text),
+            "question_in_sentence": overlap(self.question_words, sentence.text),
+            "question_in_clause": overlap(
+                self.question_words,
+                qualifier_after(sentence.text, answer.start - sentence.start, answer.end - sentence.start),
+            ),
+            "cut_list": cuts_a_list(
+                sentence.text, answer.start - sentence.start, answer.end - sentence.start
+            ),
+            "answer_in_question": overlap(content_words(answer.text), self.question),
+            "type_match": type_match(self.question, answer.text),
+            "candidate_rank": float(rank),
+        }

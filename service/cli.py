@@ -160,7 +160,7 @@ def _extra_commands() -> list[Callable[[argparse._SubParsersAction, dict[str, Ha
     import importlib
 
     registers = []
-    for module_name in ("service.api.commands", "eval.commands", "eval.bench"):
+    for module_name in ("service.api.commands", "eval.commands", "eval.calibrate", "eval.bench"):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

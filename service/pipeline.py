@@ -20,10 +20,11 @@ from indexing.store import Store, make_store, set_faiss_threads
 from indexing.types import Document
 from service.answer_cache import AnswerCache, ask_key
 from service.answering import NO_ANSWER_MESSAGE, AnswerAggregator, AnsweringConfig
+from service.confidence import Calibrator
 from service.reading import Reader
 from service.retrieval import HybridRetriever, SearchIndex
 from service.settings import Settings
-from service.types import AskResult, SearchResult
+from service.types import Answer, AskResult, Passage, SearchResult
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,13 @@ class QuestionError(CiteqaError):
 
 class DocumentNotFoundError(CiteqaError):
     pass
+
+
+@dataclasses.dataclass(frozen=True)
+class RankedAnswers:
+    passages: list[Passage]
+    answers: list[Answer]  # every distinct answer, best probability first
+    timings_ms: dict[str, float]
 
 
 class QAPipeline:
@@ -75,10 +83,11 @@ class QAPipeline:
         self.aggregator = AnswerAggregator(
             AnsweringConfig(
                 max_answers=s.max_answers,
-                no_answer_margin=s.no_answer_margin,
-                reader_weight=s.reader_weight,
+                min_probability=s.min_answer_probability,
                 context_chars=s.context_chars,
-            )
+            ),
+            # Fitted for this reader (`citeqa calibrate`) and stored in its folder; a small JSON file.
+            Calibrator.for_reader(s.reader_path),
         )
         self._index: SearchIndex | None = None
         self._unloadable_version: str | None = None  # a live version that failed to load
@@ -202,30 +211,37 @@ class QAPipeline:
             # The HTTP schema wants every stage; a cached answer spent nothing on retrieval or reading.
             timings = {"cache": elapsed, "retrieve": 0.0, "read": 0.0, "total": elapsed}
             return dataclasses.replace(cached, question=question, timings_ms=timings)
-        passages = self.retriever.retrieve(index, question, top_k, document_ids)
-        retrieved = time.perf_counter()
-        candidates = self.reader.read(question, [p.chunk.text for p in passages])
-        answers, no_answer = self.aggregator.aggregate(
-            candidates, passages, index.snapshot.document, max_answers=max_answers
-        )
-        finished = time.perf_counter()
-        if no_answer:
-            answers = []
+        ranked = self.rank_answers(index, question, top_k, document_ids)
+        answers, no_answer = self.aggregator.decide(ranked.answers, max_answers)
         result = AskResult(
             question=question,
             answers=answers,
-            passages=passages,
+            passages=ranked.passages,
             no_answer=no_answer,
             message=NO_ANSWER_MESSAGE if no_answer else "",
-            timings_ms={
-                "retrieve": round((retrieved - started) * 1000, 2),
-                "read": round((finished - retrieved) * 1000, 2),
-                "total": round((finished - started) * 1000, 2),
-            },
+            timings_ms={**ranked.timings_ms, "total": round((time.perf_counter() - started) * 1000, 2)},
             index_version=index.snapshot.version,
+            candidates=ranked.answers,
         )
         self.answer_cache.put(key, result)
         return result
+
+    def rank_answers(
+        self, index: SearchIndex, question: str, top_k: int, document_ids: Sequence[str] | None = None
+    ) -> RankedAnswers:
+        """Retrieve, read and score every distinct answer, before any abstention: what `ask` decides
+        on, and what the evaluation replays `AnswerAggregator.decide` on to choose thresholds."""
+        started = time.perf_counter()
+        passages = self.retriever.retrieve(index, question, top_k, document_ids)
+        retrieved = time.perf_counter()
+        candidates = self.reader.read(question, [p.chunk.text for p in passages])
+        answers = self.aggregator.rank(question, candidates, passages, index.snapshot.document)
+        finished = time.perf_counter()
+        timings = {
+            "retrieve": round((retrieved - started) * 1000, 2),
+            "read": round((finished - retrieved) * 1000, 2),
+        }
+        return RankedAnswers(passages, answers, timings)
 
     # --- documents -------------------------------------------------------------------------
     def sources(self, corpus: Path | None = None) -> DocumentSources:

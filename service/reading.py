@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from indexing.embedding import resolve_device, resolve_dtype
+from indexing.tokenizers import PerThreadTokenizer
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class Reader:
         self.max_answer_tokens = max_answer_tokens
         self.n_best = n_best
         self.dtype = dtype
-        self._tokenizer: Any = None
+        self._tokenizers: PerThreadTokenizer | None = None
         self._model: Any = None
 
     def warm_up(self) -> None:
@@ -110,10 +111,10 @@ class Reader:
         tokenizer = AutoTokenizer.from_pretrained(str(self.model_path))
         model = AutoModelForQuestionAnswering.from_pretrained(str(self.model_path), dtype=dtype)
         model.to(device).eval()
-        self._tokenizer, self._model, self._torch_device = tokenizer, model, device
+        self._tokenizers, self._model, self._torch_device = PerThreadTokenizer(tokenizer), model, device
 
-    def _clip_question(self, question: str) -> str:
-        encoded = self._tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
+    def _clip_question(self, tokenizer: Any, question: str) -> str:
+        encoded = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
         offsets = encoded["offset_mapping"]
         if len(offsets) <= self.max_question_tokens:
             return question
@@ -126,8 +127,10 @@ class Reader:
         self.warm_up()
         import torch
 
-        question = self._clip_question(question)
-        encoded = self._tokenizer(
+        assert self._tokenizers is not None
+        tokenizer = self._tokenizers.get()
+        question = self._clip_question(tokenizer, question)
+        encoded = tokenizer(
             [question] * len(passages),
             list(passages),
             truncation="only_second",

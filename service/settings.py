@@ -46,9 +46,13 @@ class Settings(BaseSettings):
     reader_max_length: int = Field(default=384, ge=64, le=512)
     reader_stride: int = Field(default=128, ge=0, le=256)
     max_question_tokens: int = Field(default=64, ge=8, le=128)
-    # Calibrated by `citeqa eval` (the F1-maximizing margin on eval/data/seed_qa.jsonl, the gate's own set).
-    no_answer_margin: float = Field(default=9.76, description="a span must beat the no-answer score by this")
-    reader_weight: float = Field(default=0.8, ge=0.0, le=1.0)
+    min_answer_probability: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="abstain when the best answer's probability is below this; default: the threshold "
+        "chosen with the reader's calibration on held-out data (`citeqa calibrate`)",
+    )
     context_chars: int = Field(default=120, ge=0, le=2000)
 
     # Limits.

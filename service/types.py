@@ -45,9 +45,10 @@ class Citation:
 @dataclass(frozen=True)
 class Answer:
     text: str
-    score: float  # combined reader and retrieval evidence, 0..1
+    score: float  # the calibrated probability that this answer is right
     reader_margin: float  # span score minus the no-answer score of its window
     citation: Citation
+    features: dict[str, float] = field(default_factory=dict, compare=False)  # what `score` came from
 
     @property
     def start(self) -> int:
@@ -71,6 +72,9 @@ class AskResult:
     message: str
     timings_ms: dict[str, float] = field(default_factory=dict)
     index_version: str = ""
+    # Every distinct answer scored, before abstention (not sent to clients): what the evaluation
+    # replays the abstention decision on.
+    candidates: list[Answer] = field(default_factory=list)
 
 
 @dataclass

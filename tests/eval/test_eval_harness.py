@@ -12,10 +12,9 @@ import pytest
 
 from eval.commands import Models, run_eval
 from eval.datasets import EvalItem, EvalSet, load_jsonl
-from eval.harness import NEVER_ABSTAIN_MARGIN, Evaluator, HttpBackend, PipelineBackend
+from eval.harness import Evaluator, HttpBackend, PipelineBackend
 from eval.report import write_report
 from indexing.embedding import Embedder
-from service.answering import AnsweringConfig
 from service.cli import build_parser
 from service.pipeline import QAPipeline
 from service.reading import Reader
@@ -32,25 +31,13 @@ def _sample() -> EvalSet:
     return EvalSet("seed-sample", items)
 
 
-def _evaluator(eval_set: EvalSet, settings: Settings) -> Evaluator:
-    return Evaluator(
-        eval_set,
-        top_k=settings.top_k,
-        no_answer_margin=settings.no_answer_margin,
-        answering=AnsweringConfig(no_answer_margin=settings.no_answer_margin),
-        show_progress=False,
-    )
+def _evaluator(eval_set: EvalSet, pipeline: QAPipeline | None = None) -> Evaluator:
+    aggregator = pipeline.aggregator if pipeline is not None else None
+    return Evaluator(eval_set, top_k=Settings().top_k, aggregator=aggregator, show_progress=False)
 
 
 def test_evaluator_in_process_writes_reports(seed_pipeline: QAPipeline, tmp_path: Path) -> None:
-    settings = seed_pipeline.settings
-    sweep = QAPipeline(
-        settings.model_copy(update={"no_answer_margin": NEVER_ABSTAIN_MARGIN, "max_answers": 20}),
-        embedder=seed_pipeline.embedder,
-        reader=seed_pipeline.reader,
-    )
-    sweep.reload()
-    report = _evaluator(_sample(), settings).run(PipelineBackend(seed_pipeline), PipelineBackend(sweep))
+    report = _evaluator(_sample(), seed_pipeline).run(PipelineBackend(seed_pipeline))
     summary = report.summary
     assert summary["n"] == 3 and summary["n_answerable"] == 2
     assert summary["citation_exact"] == 1.0
@@ -58,9 +45,13 @@ def test_evaluator_in_process_writes_reports(seed_pipeline: QAPipeline, tmp_path
     assert summary["recall@10"] == 1.0  # both gold passages are in a one-document corpus's top ten
     assert 0.0 <= summary["mrr"] <= 1.0
     assert summary["p50_ms"] > 0
-    assert report.margin_sweep is not None
-    assert report.margin_sweep["replay_agreement"] == 1.0
-    assert all(r.sweep_spans for r in report.results)  # the never-abstaining twin always has candidates
+    confidence = report.confidence
+    assert confidence is not None
+    assert confidence["replay_agreement"] == 1.0  # replaying `decide` gives the live answers
+    assert all(r.candidates for r in report.results)  # scored before abstention, even when it abstained
+    assert 0.0 <= confidence["ece"] <= 1.0
+    assert set(confidence["risk_coverage"]) == {"50%", "80%", "100%"}
+    assert len(confidence["curve"]) == 101
 
     paths = write_report(report, tmp_path / "report")
     assert {p.name for p in paths} == {"report.json", "report.md", "latency.png", "calibration.png"}
@@ -78,7 +69,7 @@ def test_evaluator_in_process_writes_reports(seed_pipeline: QAPipeline, tmp_path
 
 def test_a_bad_question_is_counted_not_fatal(seed_pipeline: QAPipeline) -> None:
     blank = EvalItem(id="blank", question="   ", answers=("Ningbo",), doc_id="000_d31740c80f9a4c4e.txt")
-    report = _evaluator(EvalSet("blank", [blank]), seed_pipeline.settings).run(PipelineBackend(seed_pipeline))
+    report = _evaluator(EvalSet("blank", [blank]), seed_pipeline).run(PipelineBackend(seed_pipeline))
     assert report.summary["errors"] == 1
     assert report.results[0].error == "the question is empty"
     assert report.summary["em"] == 0.0
@@ -129,75 +120,28 @@ def test_evaluator_over_http(seed_pipeline: QAPipeline, http_service: str) -> No
     settings = seed_pipeline.settings
     client = HttpBackend(http_service, settings.corpus_dir)
     try:
-        report = _evaluator(_sample(), settings).run(client)
+        report = _evaluator(_sample()).run(client)
     finally:
         client.close()
     assert report.summary["errors"] == 0  # the first question waited out the 503
     assert report.summary["citation_exact"] == 1.0  # checked against the local copy of the corpus
-    assert report.margin_sweep is None
+    assert report.confidence is None  # no candidates over HTTP: only the answers given
     # Without /v1/search, retrieval is scored on the top_k passages that /v1/ask returned.
     assert all(len(r.passages) <= settings.top_k for r in report.results)
     assert all(r.timings_ms["total"] == r.timings_ms["client"] for r in report.results)
 
 
-def _squad_file(path: Path) -> Path:
-    data = {
-        "version": "v2.0",
-        "data": [
-            {
-                "title": "Ningbo Port",
-                "paragraphs": [
-                    {
-                        "context": "The port of Ningbo opened to foreign trade in 1844. "
-                        "Today it handles more cargo than any other port in the world.",
-                        "qas": [
-                            {
-                                "id": "p1",
-                                "question": "In what year did the port of Ningbo open to foreign trade?",
-                                "answers": [{"text": "1844", "answer_start": 46}],
-                            },
-                            {
-                                "id": "p2",
-                                "question": "Who was the first harbour master of Ningbo?",
-                                "answers": [],
-                                "is_impossible": True,
-                            },
-                        ],
-                    }
-                ],
-            },
-            {
-                "title": "Tea",
-                "paragraphs": [
-                    {
-                        "context": "Longjing tea is grown near Hangzhou. It is pan-fired by hand.",
-                        "qas": [
-                            {
-                                "id": "t1",
-                                "question": "Where is Longjing tea grown?",
-                                "answers": [{"text": "near Hangzhou", "answer_start": 22}],
-                            }
-                        ],
-                    }
-                ],
-            },
-        ],
-    }
-    path.write_text(json.dumps(data), encoding="utf-8")
-    return path
-
-
 def test_squad_format_end_to_end_with_gate(
-    tmp_path: Path, embedder: Embedder, reader: Reader, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, tiny_squad: Path, embedder: Embedder, reader: Reader, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    dataset = _squad_file(tmp_path / "tiny-squad.json")
+    dataset = tiny_squad
     baseline = tmp_path / "baseline.json"
     user_data = tmp_path / "user-data"
     settings = Settings(device="cpu", data_dir=user_data)
     models = Models(embedder=embedder, reader=reader)
     parser, _ = build_parser()
     argv = ["eval", "--dataset", str(dataset), "--format", "squad", "--report", str(tmp_path / "r1")]
-    argv += ["--no-sweep", "--baseline", str(baseline), "--check"]
+    argv += ["--baseline", str(baseline), "--check"]
     # The first run writes the baseline and must pass the gate against its own numbers.
     assert run_eval(parser.parse_args([*argv, "--update-baseline"]), settings, models) == 0
     assert not user_data.exists()  # the SQuAD corpus went to a temporary index, not the user's

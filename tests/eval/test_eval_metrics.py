@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import math
-import random
 
 import pytest
 
 from eval.gate import baseline_from, compare
 from eval.metrics import (
-    ScoredSpan,
     abstention_scores,
     exact_match,
     f1_score,
+    is_right,
     latency_summary,
     ndcg_at_k,
     passage_is_relevant,
-    predict_at_margin,
     recall_at_k,
     reciprocal_rank,
-    sweep_no_answer_margin,
+    reliability,
+    risk_coverage,
+    sweep_threshold,
 )
 from indexing.errors import CiteqaError
-from service.answering import AnsweringConfig
 
 
 def test_exact_match_uses_squad_normalization() -> None:
@@ -70,30 +69,48 @@ def test_abstention_precision_and_recall() -> None:
     assert abstention_scores([False], [True]).precision is None
 
 
-def test_predict_at_margin_reranks_like_the_aggregator() -> None:
-    config = AnsweringConfig(reader_weight=0.8, temperature=4.0)
-    spans = [ScoredSpan("weak passage", 9.0, 1.0), ScoredSpan("strong reader", 12.0, 0.5)]
-    # At a low margin both reader scores saturate, so retrieval decides; at a high one the reader does.
-    assert predict_at_margin(spans, -100.0, config) == "weak passage"
-    assert predict_at_margin(spans, 10.0, config) == "strong reader"
-    assert predict_at_margin(spans, 12.5, config) == ""
-    assert predict_at_margin([], 0.0, config) == ""
+def test_right_means_half_the_words_of_a_gold_answer() -> None:
+    assert is_right("the expert group", ["expert group"])
+    assert is_right("the expert group of ten", ["expert group"])  # F1 0.67
+    assert not is_right("ten", ["expert group of ten people"])  # F1 0.33
+    assert not is_right("anything", [])  # an answer to an unanswerable question is never right
 
 
-def test_margin_sweep_finds_the_separating_threshold() -> None:
-    config = AnsweringConfig()
+def test_reliability_bins_and_expected_calibration_error() -> None:
+    probabilities = [0.05, 0.15, 0.95, 0.95, 0.85, 0.85]
+    right = [False, False, True, True, True, False]
+    calibration = reliability(probabilities, right)
+    by_lo = {round(b["lo"], 1): b for b in calibration.bins}
+    assert by_lo[0.9]["n"] == 2 and by_lo[0.9]["accuracy"] == 1.0
+    assert by_lo[0.8]["accuracy"] == 0.5
+    # |0 - .05| + |0 - .15| + 2|1 - .95| + 2|.5 - .85|, each weighted 1/6
+    assert calibration.ece == pytest.approx((0.05 + 0.15 + 0.1 + 0.7) / 6)
+    assert reliability([], []).ece is None
+
+
+def test_risk_coverage_answers_the_most_confident_first() -> None:
+    table = risk_coverage([0.9, 0.1, 0.8, 0.2], [True, False, True, True], coverages=(0.5, 1.0))
+    assert table == {"50%": 1.0, "100%": 0.75}
+
+
+def test_threshold_sweep_replays_the_decision() -> None:
+    # Candidates are (text, probability); the rule answers the first one at or above the threshold.
     questions = [
-        (["Ningbo"], [ScoredSpan("Ningbo", 8.0, 1.0)]),
-        (["2016"], [ScoredSpan("2016", 6.0, 1.0)]),
-        ([], [ScoredSpan("wrong", 3.0, 1.0)]),
-        ([], [ScoredSpan("also wrong", 1.0, 1.0)]),
+        (["Ningbo"], [("Ningbo", 0.8)]),
+        (["2016"], [("2016", 0.6)]),
+        ([], [("wrong", 0.3)]),
+        ([], [("also wrong", 0.1)]),
     ]
-    sweep = sweep_no_answer_margin(questions, config)
-    # Any margin in (3, 6) answers the two answerable questions and abstains on the rest.
-    assert 3.0 < sweep.best_margin < 6.0
+
+    def decide(candidates: list[tuple[str, float]], threshold: float) -> str:
+        return next((text for text, p in candidates if p >= threshold), "")
+
+    sweep = sweep_threshold(questions, decide)
+    # Any threshold in (0.3, 0.6] answers the two answerable questions and abstains on the rest.
+    assert 0.3 < sweep.best_threshold <= 0.6
     assert sweep.best_f1 == 1.0 and sweep.best_em == 1.0
-    assert [m for m, _, _ in sweep.curve] == sorted(m for m, _, _ in sweep.curve)
-    assert sweep.curve[0][1] == 0.5  # never abstain: two of four right
+    assert sweep.curve[0][1] == 0.5  # threshold 0: never abstain, two of four right
+    assert sweep.curve[-1][1] == 0.5  # threshold 1: always abstain, the two unanswerable right
 
 
 def test_latency_percentiles() -> None:
@@ -112,24 +129,3 @@ def test_gate_flags_drops_beyond_tolerance() -> None:
     assert [r.metric for r in compare(worse, baseline, "seed_qa.jsonl", 0.02)] == ["em", "recall@5"]
     with pytest.raises(CiteqaError, match="baseline was measured on"):
         compare(same, baseline, "other.json", 0.02)
-
-
-def test_margin_sweep_matches_replaying_each_margin() -> None:
-    """The vectorized sweep agrees with predict_at_margin, one margin at a time."""
-    rng = random.Random(7)
-    config = AnsweringConfig()
-    words = ["Ningbo", "Wuhan", "2016", "the expert group", "thirty cities"]
-    questions = []
-    for _ in range(40):
-        golds = rng.sample(words, 1) if rng.random() < 0.7 else []
-        spans = [
-            ScoredSpan(rng.choice(words), round(rng.uniform(-5, 15), 4), round(rng.uniform(0.2, 1.0), 3))
-            for _ in range(rng.randint(0, 5))
-        ]
-        questions.append((golds, spans))
-    sweep = sweep_no_answer_margin(questions, config)
-    for margin, f1, em in sweep.curve:
-        predictions = [predict_at_margin(spans, margin, config) for _, spans in questions]
-        pairs = list(zip(predictions, [g for g, _ in questions], strict=True))
-        assert f1 == pytest.approx(sum(f1_score(p, g) for p, g in pairs) / len(pairs))
-        assert em == pytest.approx(sum(exact_match(p, g) for p, g in pairs) / len(pairs))

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from indexing.types import Chunk, Document
 from service.answering import AnswerAggregator, AnsweringConfig, normalize_answer
+from service.confidence import FEATURES, Calibrator
 from service.reading import SpanCandidate
 from service.types import Passage
 
@@ -28,10 +29,13 @@ def test_overlapping_chunks_give_one_answer_per_span() -> None:
         _candidate(second, "2024", 1, 8.0),
     ]
     answers, abstain = AnswerAggregator(AnsweringConfig(max_answers=5)).aggregate(
-        candidates, [first, second], {"d.txt": DOC}.get
+        "How much is the levy?", candidates, [first, second], {"d.txt": DOC}.get
     )
     assert not abstain
     assert [a.text for a in answers] == ["5 euros", "2024"]
+    # Two passages proposed "5 euros": the agreement is one of its features.
+    assert answers[0].features["support"] > answers[1].features["support"]
+    assert set(answers[0].features) == set(FEATURES)
     for answer in answers:
         assert DOC.text[answer.start : answer.end] == answer.text
         assert 0.0 <= answer.score <= 1.0
@@ -41,32 +45,40 @@ def test_overlapping_chunks_give_one_answer_per_span() -> None:
     assert best.passage_id == "d.txt#0" and best.date == "2024-01-01"
 
 
-def test_abstains_when_no_span_beats_the_margin() -> None:
+def test_without_a_calibration_the_reader_decides_by_its_margin() -> None:
     passage = _passage(0, len(TEXT), 0)
-    candidates = [_candidate(passage, "Farmers", 0, 3.0, null=5.0)]
-    _, abstain = AnswerAggregator(AnsweringConfig(no_answer_margin=0.0)).aggregate(
-        candidates, [passage], {"d.txt": DOC}.get
-    )
+    aggregator = AnswerAggregator(AnsweringConfig())  # the margin-only rule: answer when margin > 0
+    _, abstain = aggregator.aggregate("Who pays?", [_candidate(passage, "Farmers", 0, 3.0, null=5.0)],
+                                      [passage], {"d.txt": DOC}.get)  # fmt: skip
     assert abstain
-    _, lenient = AnswerAggregator(AnsweringConfig(no_answer_margin=-5.0)).aggregate(
-        candidates, [passage], {"d.txt": DOC}.get
-    )
-    assert not lenient
+    answers, abstain = aggregator.aggregate("Who pays?", [_candidate(passage, "Farmers", 0, 9.0, null=5.0)],
+                                            [passage], {"d.txt": DOC}.get)  # fmt: skip
+    assert not abstain and answers[0].score > 0.5
 
 
-def test_higher_margin_scores_higher() -> None:
+def test_threshold_and_calibrator_decide_and_rank() -> None:
     passage = _passage(0, len(TEXT), 0)
-    aggregator = AnswerAggregator(AnsweringConfig())
-    strong = aggregator.score(SpanCandidate(0, 0, 5, 10.0, 0.0), passage)
-    weak = aggregator.score(SpanCandidate(0, 0, 5, 2.0, 0.0), passage)
-    assert 0 < weak < strong < 1
+    candidates = [_candidate(passage, "5 euros", 0, 8.0), _candidate(passage, "2024", 0, 9.0)]
+    # A calibrator that trusts only answers holding a number, and prefers short ones.
+    calibrator = Calibrator(["type_match", "answer_chars"], [0.5, 1.5], [0.5, 1.0], [3.0, -2.0], 0.0, 0.9)
+    aggregator = AnswerAggregator(AnsweringConfig(max_answers=3), calibrator)
+    ranked = aggregator.rank("How much is the levy?", candidates, [passage], {"d.txt": DOC}.get)
+    assert [a.text for a in ranked] == ["2024", "5 euros"]  # ranked by probability, not margin
+    assert ranked[0].score > ranked[1].score
+    answers, abstain = aggregator.decide(ranked)
+    assert not abstain and [a.text for a in answers] == [a.text for a in ranked if a.score >= 0.9]
+    assert aggregator.decide(ranked, threshold=1.0) == ([], True)
+    everything, _ = aggregator.decide(ranked, threshold=0.0)
+    assert [a.text for a in everything] == ["2024", "5 euros"]
 
 
 def test_edge_punctuation_is_trimmed_from_answers() -> None:
     passage = _passage(0, len(TEXT), 0)
     local = TEXT.index("5 euros per tonne.")
     candidate = SpanCandidate(0, local - 1, local + len("5 euros,") - 1, 9.0, 0.0)
-    answers, _ = AnswerAggregator(AnsweringConfig()).aggregate([candidate], [passage], {"d.txt": DOC}.get)
+    answers, _ = AnswerAggregator(AnsweringConfig()).aggregate(
+        "How much?", [candidate], [passage], {"d.txt": DOC}.get
+    )
     assert answers[0].text == "5 euros"
 
 
