@@ -31,7 +31,7 @@ from pgvector.psycopg import register_vector
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
-from indexing.errors import CiteqaError, IndexNotFoundError
+from indexing.errors import IndexNotFoundError, StoreUnavailableError
 from indexing.store.base import (
     FORMAT_VERSION,
     DocumentUpdate,
@@ -86,7 +86,7 @@ BM25_STATE = "state.json"
 _CHUNK_COLUMNS = 'row, id, doc_id, seq, start, "end", text'
 
 
-class DatabaseError(CiteqaError):
+class DatabaseError(StoreUnavailableError):
     """The database cannot be reached or holds something this citeqa cannot use."""
 
 
@@ -149,7 +149,7 @@ class PostgresStore:
         try:
             with self.pool().connection() as conn:
                 yield conn
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:  # connection lost, server gone, pool exhausted, schema tampered with
             raise DatabaseError(f"the database at {self.describe()} failed: {exc}") from exc
 
     def close(self) -> None:

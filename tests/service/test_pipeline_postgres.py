@@ -48,3 +48,15 @@ def test_index_folder_keeps_uploads_made_through_another_replica(
     report = indexer.index_folder()
     assert report.removed == [SEED_DOC_ID] and report.added == ["ferry.txt"]
     assert sorted(indexer.index.snapshot.manifest.documents) == ["ferry.txt", "harbor.txt"]
+
+
+def test_an_unreachable_database_is_a_clear_error_without_the_password(tmp_path: Path) -> None:
+    from indexing.errors import StoreUnavailableError
+    from service.api.errors import citeqa_status
+
+    settings = Settings(data_dir=tmp_path, database_url="postgresql://citeqa:s3cret@127.0.0.1:1/citeqa")  # type: ignore[arg-type]
+    pipeline = QAPipeline(settings)  # cheap: models load in warm_up, the database on first use
+    with pytest.raises(StoreUnavailableError, match=r"127\.0\.0\.1:1/citeqa") as caught:
+        pipeline.require_index()
+    assert "s3cret" not in str(caught.value)
+    assert citeqa_status(caught.value) == (503, "store_unavailable")
