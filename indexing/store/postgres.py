@@ -74,14 +74,20 @@ CREATE TABLE citeqa_chunks (
 );
 CREATE INDEX citeqa_chunks_doc ON citeqa_chunks (doc_id, seq);
 """
-# Built after a bulk load (much faster than growing it row by row), kept up by later inserts.
-_HNSW_INDEX = "CREATE INDEX citeqa_chunks_hnsw ON citeqa_chunks USING hnsw (embedding vector_ip_ops)"
+# Built after a bulk load (much faster than growing it row by row), kept up by later inserts. On the
+# benchmark's 100k chunks, ef_construction 128 (pgvector's default: 64) lifted recall@10 at ef_search 100
+# from 0.84 to 0.92, for a build about 1.5x longer.
+_HNSW_INDEX = (
+    "CREATE INDEX citeqa_chunks_hnsw ON citeqa_chunks USING hnsw (embedding vector_ip_ops) "
+    "WITH (m = 16, ef_construction = 128)"
+)
 _LOCK_KEY = zlib.crc32(b"citeqa writer")  # pg_advisory_lock key shared by every writer of this database
 _MIGRATION_LOCK_KEY = zlib.crc32(b"citeqa schema")
 # A replica asks the database for its version at most this often (an upload elsewhere shows within it).
 VERSION_POLL_S = 0.25
-# HNSW candidates kept per search; pgvector's default (40) lost recall at top-30.
-EF_SEARCH = 100
+# HNSW candidates kept per search (pgvector's default: 40). Benchmark, 100k chunks, recall@10 against exact
+# / dense p50 on 2 busy cores: 100: 0.916 / 5.1 ms, 200: 0.956 / 8.8 ms, 400: 0.988 / 14.3 ms.
+EF_SEARCH = 256
 BM25_STATE = "state.json"
 _CHUNK_COLUMNS = 'row, id, doc_id, seq, start, "end", text'
 
