@@ -146,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
     parser.add_argument("--sizes", default="100000", help="comma-separated chunk counts")
     parser.add_argument("--database-url", default=os.environ.get("CITEQA_BENCH_DATABASE_URL"))
+    parser.add_argument("--stores", default="local,postgres", help="which stores to measure")
     parser.add_argument("--report", type=Path, help="write the rows as JSON here")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -165,10 +166,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             vectors = variant_vectors(template_vectors, corpus.template_of_row)
             exact = exact_top_k(vectors, query_vectors, RECALL_K)
             updates = updates_of(corpus, vectors)
-            print(f"{size:,} chunks: local", file=sys.stderr)
-            local = LocalStore(work / f"local-{size}")
-            rows.append(measure("local", local, spec, updates, questions, query_vectors, exact, first_row=0))
-            shutil.rmtree(work / f"local-{size}", ignore_errors=True)
+            if "local" in args.stores:
+                print(f"{size:,} chunks: local", file=sys.stderr)
+                local = LocalStore(work / f"local-{size}")
+                rows.append(
+                    measure("local", local, spec, updates, questions, query_vectors, exact, first_row=0)
+                )
+                shutil.rmtree(work / f"local-{size}", ignore_errors=True)
+            if "postgres" not in args.stores:
+                continue
             print(f"{size:,} chunks: postgres", file=sys.stderr)
             with database(args.database_url) as url:
                 store = PostgresStore(url, bm25_dir=work / f"pg-bm25-{size}")

@@ -286,7 +286,7 @@ class PostgresStore:
             target = int(latest[0]) if latest and latest[0] is not None else 0
             state = self._read_state()
             same_database = instance is not None and state.get("instance") == instance[0]
-            synced = int(state.get("version", -1)) if same_database else -1
+            synced = int(state.get("version", -1)) if same_database and state.get("dir") else -1
             directory = self.bm25_dir / str(state.get("dir", ""))
             if synced >= 0 and directory.is_dir() and synced <= target:
                 changes = conn.execute(
@@ -294,11 +294,15 @@ class PostgresStore:
                 ).fetchall()
                 if not any(full for full, _, _ in changes):
                     touched = sorted({d for _, up, dels in changes for d in (*up, *dels)})
-                    bm25 = self._open_bm25(directory)
-                    if touched:
-                        bm25.apply(touched, _chunk_entries(conn, touched))
-                    self._write_state({**state, "version": target})
-                    return bm25
+                    try:
+                        bm25 = self._open_bm25(directory)
+                        if touched:
+                            bm25.apply(touched, _chunk_entries(conn, touched))
+                    except (OSError, ValueError) as exc:  # tantivy's errors for a damaged folder
+                        log.warning("rebuilding this replica's BM25 index at %s: %s", directory, exc)
+                    else:
+                        self._write_state({**state, "version": target})
+                        return bm25
             fresh = f"index-{uuid.uuid4().hex[:12]}"
             bm25 = BM25Index.create(self.bm25_dir / fresh, _chunk_entries(conn, None))
             self._write_state({"instance": instance[0] if instance else "", "version": target, "dir": fresh})

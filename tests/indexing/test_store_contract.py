@@ -131,3 +131,24 @@ def test_a_second_replica_catches_up_incrementally(
     finally:
         replica_a.close()
         replica_b.close()
+
+
+@pytest.mark.postgres
+def test_a_damaged_replica_bm25_folder_is_rebuilt_from_the_database(
+    database_url: str, tmp_path: Path, embedder: Embedder
+) -> None:
+    from indexing.store.postgres import PostgresStore
+
+    writer = PostgresStore(database_url, bm25_dir=tmp_path / "bm25")
+    try:
+        _builder(writer, embedder).build([_doc("c.txt")])
+        writer.open()
+    finally:
+        writer.close()
+    [meta] = (tmp_path / "bm25").glob("index-*/meta.json")
+    meta.write_text("junk", encoding="utf-8")
+    restarted = PostgresStore(database_url, bm25_dir=tmp_path / "bm25")
+    try:
+        assert len(restarted.open().sparse("804.179", 3)) == 1
+    finally:
+        restarted.close()
