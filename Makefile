@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run index test lint typecheck eval bench bench-full soak postgres postgres-stop clean
+.PHONY: install run index test test-fast lint typecheck eval bench bench-full soak postgres postgres-stop clean
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# Everything that needs no model (tests marked `slow` load the real models): under a minute.
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # Score the pipeline on the seed set and gate on eval/baseline.json (reports in reports/eval/).
 eval: install

@@ -12,51 +12,25 @@ Prints one JSON object: requests per second, latency percentiles, errors, server
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import statistics
-import subprocess
 import sys
-import threading
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 import anyio
 import httpx
-import psutil
 
-from eval.bench_quality import load_questions
-from service.api.liveness import free_port, wait_until_ready
+from bench.live_server import running_server, wait_until_ready
+from bench.measure import MemorySampler, mib, percentile
+from bench.quality import seed_questions
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-
-
-def questions() -> list[str]:
-    return [item.question for item in load_questions()]
-
-
-def start_server(port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1"}
-    # Incremental, so cheap when the configured index (CITEQA_DATA_DIR) is already up to date.
-    subprocess.run(
-        [sys.executable, "-m", "service.cli", "index"], env=env, check=True, stdout=subprocess.DEVNULL
-    )
-    return subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def wait_ready(url: str, timeout: float = 120.0) -> None:
-    try:
-        wait_until_ready(url, timeout, poll_s=0.2)
-    except RuntimeError as exc:
-        raise SystemExit(f"load_api: {exc}") from exc
 
 
 Totals = dict[str, dict[str, float]]
@@ -82,34 +56,6 @@ def stage_means_ms(before: Totals, after: Totals) -> dict[str, float]:
         if count:
             means[stage] = round(1000 * (now["sum"] - then["sum"]) / count, 1)
     return means
-
-
-class MemorySampler:
-    """Peak and last resident set size of the server process, sampled in the background."""
-
-    def __init__(self, pid: int | None) -> None:
-        self.process = psutil.Process(pid) if pid else None
-        self.peak = 0
-        self.last = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while self.process is not None and not self._stop.is_set():
-            try:
-                rss = self.process.memory_info().rss
-            except psutil.Error:
-                return
-            self.last, self.peak = rss, max(self.peak, rss)
-            self._stop.wait(0.5)
-
-    def __enter__(self) -> MemorySampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
 
 
 async def drive(
@@ -146,12 +92,11 @@ async def drive(
         for number in range(clients):
             tasks.start_soon(client, number)
     elapsed = time.perf_counter() - started
-    ordered = sorted(latencies)
-
-    def pct(p: float) -> float:
-        return round(1000 * ordered[min(len(ordered) - 1, int(p * len(ordered)))], 1) if ordered else 0.0
-
     ok = statuses.get("200", 0)
+
+    def ms(seconds: float) -> float:
+        return round(1000 * seconds, 1) if latencies else 0.0
+
     return {
         "clients": clients,
         "seconds": round(elapsed, 1),
@@ -162,13 +107,24 @@ async def drive(
         "no_answer": no_answer,
         "requests_per_second": round(len(latencies) / elapsed, 2),
         "latency_ms": {
-            "p50": pct(0.50),
-            "p95": pct(0.95),
-            "p99": pct(0.99),
-            "max": round(1000 * ordered[-1], 1) if ordered else 0.0,
-            "mean": round(1000 * statistics.fmean(ordered), 1) if ordered else 0.0,
+            **{f"p{round(100 * q)}": ms(percentile(latencies, q)) for q in (0.50, 0.95, 0.99)},
+            "max": ms(max(latencies, default=0.0)),
+            "mean": ms(statistics.fmean(latencies) if latencies else 0.0),
         },
     }
+
+
+def measure(url: str, pid: int | None, clients: int, seconds: float, unique: bool) -> None:
+    pool = seed_questions()
+    # A short warm-up, so that first-call costs do not count.
+    anyio.run(drive, url, 2, 2.0, pool)
+    before = stage_totals(url)
+    with MemorySampler(pid, interval=0.5) if pid else contextlib.nullcontext() as memory:
+        result = anyio.run(drive, url, clients, seconds, pool, unique)
+    result["server_stage_mean_ms"] = stage_means_ms(before, stage_totals(url))
+    result["server_rss_mib"] = {"peak": mib(memory.peak), "end": mib(memory.last)} if memory else None
+    result["cpu_count"] = os.cpu_count()
+    print(json.dumps(result, indent=2))
 
 
 def main() -> int:
@@ -186,35 +142,23 @@ def main() -> int:
     if not (1 <= args.clients <= 200 and 1 <= args.seconds <= 600):
         parser.error("--clients must be 1..200 and --seconds 1..600")
 
-    server = None
     if args.url:
-        url, pid = args.url.rstrip("/"), args.pid
-        if urlparse(url).hostname not in LOOPBACK:
+        if urlparse(args.url).hostname not in LOOPBACK:
             parser.error("--url must point at this machine (127.0.0.1, localhost or ::1)")
-    else:
-        port = free_port()
-        server = start_server(port)
-        url, pid = f"http://127.0.0.1:{port}", server.pid
-    try:
-        wait_ready(url)
-        pool = questions()
-        # A short warm-up, so that first-call costs do not count.
-        anyio.run(drive, url, 2, 2.0, pool)
-        before = stage_totals(url)
-        with MemorySampler(pid) as memory:
-            result = anyio.run(drive, url, args.clients, args.seconds, pool, args.unique)
-        result["server_stage_mean_ms"] = stage_means_ms(before, stage_totals(url))
-        mib = 2**20
-        result["server_rss_mib"] = {"peak": round(memory.peak / mib, 1), "end": round(memory.last / mib, 1)}
-        result["cpu_count"] = os.cpu_count()
-        print(json.dumps(result, indent=2))
-    finally:
-        if server is not None:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+        url = args.url.rstrip("/")
+        try:
+            wait_until_ready(url, 120.0, poll_s=0.2)
+        except RuntimeError as exc:
+            raise SystemExit(f"load_api: {exc}") from exc
+        measure(url, args.pid, args.clients, args.seconds, args.unique)
+        return 0
+    # Over the index the environment configures (CITEQA_DATA_DIR), indexed first when needed.
+    with tempfile.TemporaryDirectory(prefix="citeqa-load-") as tmp:
+        try:
+            with running_server(os.environ, Path(tmp) / "server.log", index_first=True) as server:
+                measure(server.url, server.process.pid, args.clients, args.seconds, args.unique)
+        except RuntimeError as exc:
+            raise SystemExit(f"load_api: {exc}") from exc
     return 0
 
 

@@ -31,11 +31,8 @@ import os
 import random
 import secrets
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable
@@ -44,12 +41,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 
-from eval.bench_quality import load_questions
-from service.api.liveness import free_port, wait_until_ready
+from bench.live_server import running_server
+from bench.measure import MemorySampler, mib, percentile
+from bench.quality import seed_questions
+from service.settings import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SOAK_DOC_ID = "soak_notice.txt"
 SOAK_DOC = (
     "Soak Test Notice\n\n"
@@ -58,10 +55,6 @@ SOAK_DOC = (
 )
 REQUEST_TIMEOUT_S = 60.0
 OPS = (("ask", 55), ("search", 25), ("invalid", 12), ("list", 8))
-
-
-def seed_questions() -> list[str]:
-    return [item.question for item in load_questions()]
 
 
 @dataclass
@@ -78,87 +71,6 @@ class Stats:
             self.errors[op] += 1
             if len(self.error_samples) < 10:
                 self.error_samples.append(f"{op}: {detail}")
-
-
-class MemorySampler:
-    """The server's resident memory, sampled every second on a background thread."""
-
-    def __init__(self, pid: int) -> None:
-        self.process = psutil.Process(pid)
-        self.samples: list[tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        started = time.monotonic()
-        while not self._stop.is_set():
-            try:
-                rss = self.process.memory_info().rss
-            except psutil.Error:
-                return
-            self.samples.append((time.monotonic() - started, rss))
-            self._stop.wait(1.0)
-
-    def __enter__(self) -> MemorySampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def at(self, seconds: float) -> int:
-        """The first sample taken at or after `seconds` into the run."""
-        later = [rss for t, rss in self.samples if t >= seconds]
-        return later[0] if later else self.samples[-1][1]
-
-
-class Server:
-    """`citeqa index` then `citeqa serve` over a fresh copy of seeds/, in a temporary directory."""
-
-    def __init__(self, api_key: str) -> None:
-        self.tmp = Path(tempfile.mkdtemp(prefix="citeqa-soak-"))
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        corpus = self.tmp / "corpus"
-        shutil.copytree(REPO_ROOT / "seeds", corpus)
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("CITEQA_")},
-            "PYTHONPATH": str(REPO_ROOT),
-            "HF_HUB_OFFLINE": "1",
-            "CITEQA_DATA_DIR": str(self.tmp / "data"),
-            "CITEQA_CORPUS_DIR": str(corpus),
-            "CITEQA_API_KEY": api_key,
-        }
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, ready_timeout: float = 180.0) -> None:
-        cli = [sys.executable, "-m", "service.cli"]
-        subprocess.run([*cli, "index"], env=self.env, check=True, stdout=subprocess.DEVNULL)
-        self.log = (self.tmp / "server.log").open("wb")
-        self.process = subprocess.Popen(
-            [*cli, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_until_ready(self.url, ready_timeout, self.process, poll_s=0.25)
-        except RuntimeError as exc:
-            raise SystemExit(f"soak: {exc}") from exc
-
-    def stop(self) -> int | None:
-        code = None
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                code = self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                code = self.process.wait()
-            self.log.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        return code
 
 
 async def timed(stats: Stats, op: str, expect: set[int], request: Awaitable[httpx.Response]) -> None:
@@ -224,13 +136,6 @@ async def drive(url: str, clients: int, seconds: float, api_key: str | None) -> 
     return stats
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -245,37 +150,47 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seconds must be positive and --clients at least 1")
 
     api_key = secrets.token_urlsafe(24)
-    server = Server(api_key)
+    tmp = Path(tempfile.mkdtemp(prefix="citeqa-soak-"))
+    corpus = tmp / "corpus"
+    shutil.copytree(REPO_ROOT / "seeds", corpus)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CITEQA_")},
+        "CITEQA_DATA_DIR": str(tmp / "data"),
+        "CITEQA_CORPUS_DIR": str(corpus),
+        "CITEQA_API_KEY": api_key,
+    }
     try:
-        server.start()
-        assert server.process is not None
-        with MemorySampler(server.process.pid) as memory:
+        with (
+            running_server(env, tmp / "server.log", index_first=True, ready_timeout=180.0) as server,
+            MemorySampler(server.process.pid) as memory,
+        ):
             started = time.monotonic()
             stats = asyncio.run(
                 drive(server.url, args.clients, args.seconds, None if args.no_writes else api_key)
             )
             elapsed = time.monotonic() - started
             alive = httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
-        warm_up = min(30.0, args.seconds * 0.1)
-        rss_start, rss_end = memory.at(warm_up), memory.samples[-1][1]
-        rss_peak = max(rss for _, rss in memory.samples)
+    except RuntimeError as exc:
+        raise SystemExit(f"soak: {exc}") from exc
     finally:
-        exit_code = server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    exit_code = server.exit_code
+    warm_up = min(30.0, args.seconds * 0.1)
+    rss_start, rss_end, rss_peak = memory.at(warm_up), memory.last, memory.peak
 
     total = sum(stats.counts.values())
     errors = sum(stats.errors.values())
     all_latencies = [x for values in stats.latencies.values() for x in values]
-    mib = 1024 * 1024
     by_op = {
         op: {
             "requests": stats.counts[op],
             "errors": stats.errors[op],
-            "p50_ms": round(statistics.median(stats.latencies[op]) * 1000, 1),
+            "p50_ms": round(percentile(stats.latencies[op], 0.50) * 1000, 1),
             "p95_ms": round(percentile(stats.latencies[op], 0.95) * 1000, 1),
         }
         for op in sorted(stats.counts)
     }
-    growth_mib = round((rss_end - rss_start) / mib, 1)
+    growth_mib = mib(rss_end - rss_start)
     result: dict[str, Any] = {
         "seconds": round(elapsed, 1),
         "clients": args.clients,
@@ -284,12 +199,12 @@ def main(argv: list[str] | None = None) -> int:
         "requests_per_s": round(total / elapsed, 1),
         "by_op": by_op,
         "p95_ms": round(percentile(all_latencies, 0.95) * 1000, 1),
-        "rss_start_mib": round(rss_start / mib, 1),
-        "rss_end_mib": round(rss_end / mib, 1),
-        "rss_peak_mib": round(rss_peak / mib, 1),
+        "rss_start_mib": mib(rss_start),
+        "rss_end_mib": mib(rss_end),
+        "rss_peak_mib": mib(rss_peak),
         "rss_growth_mib": growth_mib,
         # Every tenth of the run, to tell a plateau (allocator and caches settling) from a steady leak.
-        "rss_trend_mib": [round(memory.at(args.seconds * k / 10) / mib, 1) for k in range(11)],
+        "rss_trend_mib": [mib(memory.at(args.seconds * k / 10)) for k in range(11)],
         "ready_after": alive,
         "server_exit_code": exit_code,
         "error_samples": stats.error_samples,

@@ -1,8 +1,8 @@
 """The two stores side by side at scale: ingest rate, hybrid search p50/p95 and dense recall@10 against exact.
 
-    python bench/store_scale.py --sizes 100000 [--database-url postgresql://...] [--report out.json]
+    python -m bench.store_scale --sizes 100000 [--database-url postgresql://...] [--report out.json]
 
-Both stores get the same synthetic corpus (seed sentences recombined, `eval/bench_corpus.py`) with the same
+Both stores get the same synthetic corpus (seed sentences recombined, `bench/corpus.py`) with the same
 precomputed vectors (a template's real embedding plus noise), so ingest times the store alone: local
 (FAISS + SQLite + tantivy files, a new version) and Postgres (COPY into pgvector, HNSW build, versions row).
 Search is what /v1/search does after the query embedding (the same for both stores, so left out): dense
@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from eval.bench_corpus import SyntheticCorpus, make_corpus, make_templates, seed_sentences, variant_vectors
-from eval.bench_measure import load_average, machine_info, summarize_ms
-from eval.bench_quality import load_questions
-from eval.bench_scale import exact_top_k
+from bench.corpus import SyntheticCorpus, make_corpus, make_templates, seed_sentences, variant_vectors
+from bench.measure import load_average, machine_info, summarize_ms
+from bench.quality import load_questions
+from bench.scale import exact_top_k
 from indexing.embedding import Embedder
 from indexing.store import DocumentUpdate, IndexSpec, LocalStore, Store, StoreSnapshot, pgserver
 from indexing.store.postgres import PostgresStore

@@ -40,7 +40,9 @@ class CalibrationSet:
     questions: list[tuple[tuple[str, ...], list[Answer]]]
 
 
-def register(subparsers: argparse._SubParsersAction, handlers: dict[str, Any]) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], handlers: dict[str, Any]
+) -> None:
     p = subparsers.add_parser(
         "calibrate",
         help="fit the answer probability and abstention threshold of the reader on held-out data",
@@ -177,8 +179,7 @@ def run_calibrate(args: argparse.Namespace, settings: Settings, models: Any) -> 
     specs = [(s, False) for s in args.open or (DEFAULT_OPEN if not args.scoped else [])]
     specs += [(s, True) for s in args.scoped or (DEFAULT_SCOPED if not args.open else [])]
     sets = [
-        collect(spec, scoped, settings, models, args.work_dir, args.limit, progress)
-        for spec, scoped in specs
+        collect(spec, scoped, settings, models, args.work_dir, args.limit, progress) for spec, scoped in specs
     ]
     calibrator = fit(sets)
     threshold, per_set = choose_threshold(sets, calibrator)

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eval.datasets import EvalSet, load_dataset
+from eval.datasets import SEED_SET, EvalSet, load_dataset
 from eval.gate import DEFAULT_BASELINE, DEFAULT_TOLERANCE, compare, load_baseline, write_baseline
 from indexing.errors import CiteqaError
-from service.settings import REPO_ROOT, Settings
+from service.settings import Settings
 
 if TYPE_CHECKING:
     # The harness pulls in the pipeline (torch, faiss): loaded only when `eval` runs, not for --help.
@@ -24,10 +24,10 @@ if TYPE_CHECKING:
     from service.pipeline import QAPipeline
     from service.reading import Reader
 
-DEFAULT_DATASET = REPO_ROOT / "eval" / "data" / "seed_qa.jsonl"
 
-
-def register(subparsers: argparse._SubParsersAction, handlers: dict[str, Any]) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], handlers: dict[str, Any]
+) -> None:
     p = subparsers.add_parser(
         "eval",
         help="score the system on a question set (retrieval, answers, citations, latency)",
@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction, handlers: dict[str, Any]) -
     )
     p.add_argument(
         "--dataset",
-        default=str(DEFAULT_DATASET),
+        default=str(SEED_SET),
         help="evaluation file (default: the seed set); FILE:part scores one part of a SQuAD-format file's "
         "article split (policyqa: train/calibrate/test; squad: calibrate/test)",
     )

@@ -46,12 +46,12 @@ class IndexBuilder:
         embedder: Embedder,
         chunking: ChunkingConfig,
         index_type: str = "auto",
-        hnsw_threshold: int = 50_000,
+        ann_threshold: int = 50_000,
         show_progress: bool = False,
     ) -> None:
         """A path stands for the local store at that index root."""
         if isinstance(store, Path):
-            store = LocalStore(store, index_type, hnsw_threshold)
+            store = LocalStore(store, index_type, ann_threshold)
         self.store: Store = store
         self.embedder = embedder
         self.chunking = chunking

@@ -1,7 +1,8 @@
 """A bounded LRU cache of ask results, keyed on the normalised question, index version and parameters.
 
 The index version is part of the key, so an index update makes every older entry unreachable;
-those entries then age out of the LRU order instead of being served.
+those entries then age out of the LRU order instead of being served. Hits show on /metrics as the
+count of the `cache` stage (citeqa_stage_duration_seconds_count{stage="cache"}).
 """
 
 from __future__ import annotations
@@ -36,19 +37,14 @@ class AnswerCache:
         self.capacity = capacity
         self._entries: OrderedDict[tuple[Hashable, ...], AskResult] = OrderedDict()
         self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
 
     def get(self, key: tuple[Hashable, ...]) -> AskResult | None:
         if self.capacity <= 0:
             return None
         with self._lock:
             result = self._entries.get(key)
-            if result is None:
-                self.misses += 1
-                return None
-            self._entries.move_to_end(key)
-            self.hits += 1
+            if result is not None:
+                self._entries.move_to_end(key)
             return result
 
     def put(self, key: tuple[Hashable, ...], result: AskResult) -> None:

@@ -1,4 +1,7 @@
-"""The `citeqa` command line: index, ask (and the commands other modules register)."""
+"""The `citeqa` command line, service layer: index, ask, serve, mcp and feedback.
+
+The layers above add their commands on top of this parser: eval/cli.py adds `eval`, bench/cli.py adds
+`bench` and is the installed `citeqa` entry point, so each import points down the layers."""
 
 from __future__ import annotations
 
@@ -21,9 +24,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from pydantic import ValidationError
 
 from indexing.errors import CiteqaError
+from service.api import commands as api_commands
 from service.settings import Settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
+Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", dict[str, Handler]], None]
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
@@ -123,7 +128,8 @@ def cmd_postgres(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
+def build_parser(*more: Register) -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
+    """The service's commands, then those that each of `more` registers (the layers above)."""
     parser = argparse.ArgumentParser(
         prog="citeqa", description="Cited extractive answers over your documents."
     )
@@ -150,29 +156,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     p.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
     handlers["postgres"] = cmd_postgres
 
-    for register in _extra_commands():
+    for register in (api_commands.register, *more):
         register(sub, handlers)
     return parser, handlers
 
 
-def _extra_commands() -> list[Callable[[argparse._SubParsersAction, dict[str, Handler]], None]]:
-    """Commands that live with the capability they drive (serve, eval, bench, ...)."""
-    import importlib
-
-    registers = []
-    for module_name in ("service.api.commands", "eval.commands", "eval.calibrate", "eval.bench"):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not module_name.startswith(exc.name):
-                raise
-            continue
-        registers.append(module.register)
-    return registers
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser, handlers = build_parser()
+    """The service's commands alone (`python -m service.cli serve`); `citeqa` is bench.cli.main."""
+    return run(*build_parser(), argv)
+
+
+def run(parser: argparse.ArgumentParser, handlers: dict[str, Handler], argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s"

@@ -75,7 +75,7 @@ class QAPipeline:
             s.resolved_index_dir,
             database_url=s.database_url.get_secret_value() if s.database_url else None,
             index_type=s.index_type,
-            hnsw_threshold=s.hnsw_threshold,
+            ann_threshold=s.ann_threshold,
             rerank_factor=s.rerank_factor,
             nprobe=s.ann_nprobe,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -32,8 +32,12 @@ class Settings(BaseSettings):
     chunk_tokens: int = Field(default=64, ge=16, le=254)
     chunk_overlap_tokens: int = Field(default=16, ge=0, le=200)
     index_type: Literal["auto", "flat", "hnsw", "ivf_sq8"] = "auto"
-    hnsw_threshold: int = Field(
-        default=50_000, ge=1, description="from this many chunks `auto` builds the compressed ivf_sq8 index"
+    ann_threshold: int = Field(
+        default=50_000,
+        ge=1,
+        description="from this many chunks `auto` builds the compressed ivf_sq8 index",
+        # CITEQA_HNSW_THRESHOLD is the name this setting had before; configurations that use it still work.
+        validation_alias=AliasChoices("ann_threshold", "citeqa_ann_threshold", "citeqa_hnsw_threshold"),
     )
     embed_batch_size: int = Field(default=64, ge=1)
 
@@ -64,7 +68,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     api_key: SecretStr | None = None
 
-    # HTTP API (issue 4): request limits, the inference worker pool, feedback and chat.
+    # HTTP API: request limits, the inference worker pool, feedback and chat.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="JSON request bodies")
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="document uploads")
     inference_workers: int = Field(default=4, ge=1, le=64, description="threads running the models")
@@ -72,7 +76,7 @@ class Settings(BaseSettings):
     chat_model_name: str = "citeqa"
     public_url: str | None = Field(default=None, description="base URL for links in chat replies")
 
-    # Reliability (issue 6): abuse limits. The rate limit is per client address and off (0) by default.
+    # Abuse limits. The rate limit is per client address and off (0) by default.
     max_top_k: int = Field(default=20, ge=1, le=50, description="the largest top_k a request may ask for")
     read_timeout_s: float = Field(default=30.0, gt=0, description="time a client has to send its body")
     rate_limit_per_minute: int = Field(default=0, ge=0, description="requests per client address; 0 = off")

@@ -21,6 +21,15 @@ from service.settings import REPO_ROOT, Settings
 
 SEEDS = REPO_ROOT / "seeds"
 SEED_DOC_ID = "000_d31740c80f9a4c4e.txt"
+MODEL_FIXTURES = frozenset({"embedder", "reader"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the real models, through any fixture, is `slow`: `make test-fast` leaves it out.
+    Tests that load them another way (a CLI run, a subprocess) carry the mark themselves."""
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -69,7 +69,7 @@ def make_store(
     index_dir: Path,
     database_url: str | None = None,
     index_type: str = "auto",
-    hnsw_threshold: int = 50_000,
+    ann_threshold: int = 50_000,
     rerank_factor: int = 4,
     nprobe: int = 0,
 ) -> Store:
@@ -78,4 +78,4 @@ def make_store(
         from indexing.store.postgres import PostgresStore  # psycopg loads only for this backend
 
         return PostgresStore(database_url, bm25_dir=index_dir)
-    return LocalStore(index_dir, index_type, hnsw_threshold, rerank_factor, nprobe)
+    return LocalStore(index_dir, index_type, ann_threshold, rerank_factor, nprobe)

@@ -57,7 +57,6 @@ DATA_FILES = (SQLITE_FILE, EMBEDDINGS_FILE, FAISS_FILE)
 # Test hook (tests/indexing/test_crash_safety.py): naming a stage here makes the writer SIGKILL itself
 # there, so tests can stop a build at exact points; unset, it costs one dict lookup per stage.
 CRASH_AT_ENV = "CITEQA_TEST_CRASH_AT"
-CRASH_STAGES = ("after_sqlite", "after_faiss", "before_rename", "before_swap", "after_swap")
 
 _SCHEMA = """
 CREATE TABLE documents (
@@ -166,16 +165,16 @@ def default_nprobe(nlist: int) -> int:
 
 
 def build_faiss_index(
-    vectors: np.ndarray, index_type: str, hnsw_threshold: int, seed: int = 0
+    vectors: np.ndarray, index_type: str, ann_threshold: int, seed: int = 0
 ) -> tuple[faiss.Index, str]:
     """Exact inner product for small collections; a compressed approximate index for large ones.
 
-    `hnsw_threshold` is the size from which `auto` picks an approximate index (the name predates
-    the IVF index). `ivf_sq8` keeps one byte per dimension in inverted lists (about 0.4 KB per
-    384-d chunk); its shortlist is re-ranked exactly by the retriever from embeddings.npy.
+    `ann_threshold` is the size from which `auto` picks the approximate index. `ivf_sq8` keeps one
+    byte per dimension in inverted lists (about 0.4 KB per 384-d chunk); its shortlist is re-ranked
+    exactly by the retriever from embeddings.npy.
     """
     dimension = vectors.shape[1]
-    kind = choose_index_type(len(vectors), index_type, hnsw_threshold)
+    kind = choose_index_type(len(vectors), index_type, ann_threshold)
     if kind == "ivf_sq8" and len(vectors) == 0:
         kind = "flat"  # nothing to train centroids on; the next build with data picks again
     index: faiss.Index
@@ -218,7 +217,7 @@ class IndexWriter:
         embeddings: np.ndarray,
         spec: IndexSpec,
         index_type: str = "auto",
-        hnsw_threshold: int = 50_000,
+        ann_threshold: int = 50_000,
     ) -> Manifest:
         """`embeddings` rows follow the chunks of `documents` in order."""
         self.root.mkdir(parents=True, exist_ok=True)
@@ -232,7 +231,7 @@ class IndexWriter:
                 raise ValueError(f"{chunk_count} chunks but {len(embeddings)} embeddings")
             vectors = np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1, spec.dimension)
             np.save(staging / EMBEDDINGS_FILE, vectors)
-            index, kind = build_faiss_index(vectors, index_type, hnsw_threshold)
+            index, kind = build_faiss_index(vectors, index_type, ann_threshold)
             faiss.write_index(index, str(staging / FAISS_FILE))
             _crash_point("after_faiss")
             BM25Index.create(staging / BM25_DIR, _bm25_entries(documents, chunks_by_doc))
@@ -474,7 +473,7 @@ class IndexSnapshot:
         )
         return {r[0]: Chunk(id=r[1], doc_id=r[2], seq=r[3], start=r[4], end=r[5], text=r[6]) for r in result}
 
-    def iter_chunk_texts(self) -> list[tuple[int, str]]:
+    def chunk_texts(self) -> list[tuple[int, str]]:
         return [(r[0], r[1]) for r in self._query("SELECT row, text FROM chunks ORDER BY row")]
 
     def chunks_of(self, doc_id: str) -> list[tuple[int, Chunk]]:
@@ -595,13 +594,13 @@ class LocalStore:
         self,
         root: Path,
         index_type: str = "auto",
-        hnsw_threshold: int = 50_000,
+        ann_threshold: int = 50_000,
         rerank_factor: int = 4,
         nprobe: int = 0,
     ) -> None:
         self.root = root
         self.index_type = index_type
-        self.hnsw_threshold = hnsw_threshold
+        self.ann_threshold = ann_threshold
         self.rerank_factor = rerank_factor
         self.nprobe = nprobe
 
@@ -669,5 +668,5 @@ class LocalStore:
                 blocks.append(np.asarray(previous.embeddings[[r for r, _ in rows_and_chunks]]))
         embeddings = np.concatenate(blocks) if blocks else np.zeros((0, spec.dimension), dtype=np.float32)
         return IndexWriter(self.root).write(
-            documents, chunks_by_doc, embeddings, spec, self.index_type, self.hnsw_threshold
+            documents, chunks_by_doc, embeddings, spec, self.index_type, self.ann_threshold
         )

@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None, pipeline: QAPipeline | None = N
     """Pass `pipeline` to serve one that is already built (tests share loaded models this way)."""
     settings = settings or (pipeline.settings if pipeline is not None else Settings())
     state = ServiceState(settings, pipeline or QAPipeline(settings))
-    mcp_server = build_mcp_server(lambda: _mcp_pipeline(state), state.infer)
+    mcp_server = build_mcp_server(state.loaded_pipeline, state.infer)
     mcp_endpoint = McpHttpEndpoint(mcp_server, settings.host)
 
     @contextlib.asynccontextmanager
@@ -95,9 +95,3 @@ def create_app(settings: Settings | None = None, pipeline: QAPipeline | None = N
         return FileResponse(WEB_DIR / "index.html", media_type="text/html")
 
     return app
-
-
-def _mcp_pipeline(state: ServiceState) -> QAPipeline:
-    if not state.models_loaded:
-        raise CiteqaError(state.load_error or "the service is still loading its models; retry shortly")
-    return state.pipeline

@@ -17,13 +17,10 @@ ERRORS: dict[int | str, dict[str, object]] = {
 
 @router.post("/v1/ask", response_model=AskResponse, responses=ERRORS, dependencies=[require_json])
 async def ask(body: AskRequest, request: Request, state: StateDep, pipeline: PipelineDep) -> AskResponse:
-    result, queued_ms = await state.infer_queued(
+    result = await state.query(
+        request,
         lambda: pipeline.ask(
             body.question, top_k=body.top_k, max_answers=body.max_answers, document_ids=body.document_ids
-        )
+        ),
     )
-    stages = {"queue": queued_ms, **result.timings_ms}
-    request.state.timings_ms = stages
-    state.metrics.observe_stages(stages)
-    state.metrics.answers.labels(outcome="no_answer" if result.no_answer else "answered").inc()
     return ask_response(result)

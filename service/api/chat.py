@@ -144,11 +144,7 @@ async def chat_completions(
     body: ChatCompletionRequest, request: Request, state: StateDep, pipeline: PipelineDep
 ) -> ChatCompletionResponse | StreamingResponse:
     question = _question(body)
-    result, queued_ms = await state.infer_queued(lambda: pipeline.ask(question))
-    stages = {"queue": queued_ms, **result.timings_ms}
-    request.state.timings_ms = stages
-    state.metrics.observe_stages(stages)
-    state.metrics.answers.labels(outcome="no_answer" if result.no_answer else "answered").inc()
+    result = await state.query(request, lambda: pipeline.ask(question))
     base_url = _base_url(request, state.settings.public_url)
     citations = chat_citations(result, base_url)
     completion = ChatCompletionResponse(

@@ -8,9 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from service.api.errors import ApiError
-from service.api.state import ServiceState
+from service.api.state import ServiceState, StillLoadingError
 from service.pipeline import QAPipeline
-from service.settings import Settings
 
 
 def get_state(request: Request) -> ServiceState:
@@ -21,19 +20,14 @@ def get_state(request: Request) -> ServiceState:
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
-def get_settings(state: StateDep) -> Settings:
-    return state.settings
-
-
 def get_pipeline(state: StateDep) -> QAPipeline:
-    if not state.models_loaded:
-        message = state.load_error or "the service is still loading its models; retry shortly"
-        raise ApiError(503, "not_ready", message, headers={"Retry-After": "5"})
-    return state.pipeline
+    try:
+        return state.loaded_pipeline()
+    except StillLoadingError as exc:
+        raise ApiError(503, "not_ready", str(exc), headers={"Retry-After": "5"}) from exc
 
 
 PipelineDep = Annotated[QAPipeline, Depends(get_pipeline)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def require_api_key(

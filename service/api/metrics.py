@@ -26,7 +26,8 @@ class Metrics:
         )
         self.stage_latency = Histogram(
             "citeqa_stage_duration_seconds",
-            "Stage latency: queue (waiting for a worker), retrieve, read, total, index_update",
+            "Stage latency: queue (waiting for a worker), retrieve, read, total, cache (an answer-cache hit),"
+            " index_update",
             ["stage"],
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,

@@ -1,7 +1,7 @@
 """Pydantic models for every request and response body of the HTTP API.
 
-The answer and passage fields are a superset of `service.serialize.ask_json`: the evaluation harness
-reads /v1/ask over HTTP and relies on those names.
+Results reach these models through one mapping, service/api/views.py; the evaluation harness reads
+/v1/ask over HTTP and the in-process pipeline in this same shape.
 """
 
 from __future__ import annotations

@@ -25,8 +25,4 @@ async def search(
     q: Annotated[str, Query(min_length=1, max_length=MAX_TEXT_FIELD, description="the query")],
     top_k: Annotated[int | None, Query(ge=1, le=MAX_TOP_K, description="passages returned")] = None,
 ) -> SearchResponse:
-    result, queued_ms = await state.infer_queued(lambda: pipeline.search(q, top_k=top_k))
-    stages = {"queue": queued_ms, **result.timings_ms}
-    request.state.timings_ms = stages
-    state.metrics.observe_stages(stages)
-    return search_response(result)
+    return search_response(await state.query(request, lambda: pipeline.search(q, top_k=top_k)))

@@ -8,13 +8,21 @@ from typing import TypeVar
 
 import anyio
 import anyio.to_thread
+from fastapi import Request
 
+from indexing.errors import CiteqaError
 from service.api.feedback_store import FeedbackStore
 from service.api.metrics import Metrics
 from service.pipeline import QAPipeline
 from service.settings import Settings
+from service.types import AskResult, SearchResult
 
 T = TypeVar("T")
+QueryResult = TypeVar("QueryResult", AskResult, SearchResult)
+
+
+class StillLoadingError(CiteqaError):
+    """Queries came before the models finished loading, or after they failed to load."""
 
 
 class ServiceState:
@@ -42,17 +50,31 @@ class ServiceState:
         """Run model work on the inference pool, off the event loop."""
         return await anyio.to_thread.run_sync(fn, limiter=self._inference)
 
-    async def infer_queued(self, fn: Callable[[], T]) -> tuple[T, float]:
-        """`infer`, also returning the milliseconds the call waited for a free worker."""
+    def loaded_pipeline(self) -> QAPipeline:
+        """The pipeline, once its models are loaded; StillLoadingError (with the reason) before."""
+        if not self.models_loaded:
+            raise StillLoadingError(
+                self.load_error or "the service is still loading its models; retry shortly"
+            )
+        return self.pipeline
+
+    async def query(self, request: Request, fn: Callable[[], QueryResult]) -> QueryResult:
+        """Run an ask or a search on the inference pool; its stage timings, with the time it waited for
+        a free worker as `queue`, go to the request's access-log line and to /metrics."""
         submitted = time.perf_counter()
         started: list[float] = []
 
-        def run() -> T:
+        def run() -> QueryResult:
             started.append(time.perf_counter())
             return fn()
 
         result = await self.infer(run)
-        return result, round((started[0] - submitted) * 1000, 2)
+        stages = {"queue": round((started[0] - submitted) * 1000, 2), **result.timings_ms}
+        request.state.timings_ms = stages
+        self.metrics.observe_stages(stages)
+        if isinstance(result, AskResult):
+            self.metrics.answers.labels(outcome="no_answer" if result.no_answer else "answered").inc()
+        return result
 
     async def io(self, fn: Callable[[], T]) -> T:
         """Blocking I/O that is not model work (SQLite writes)."""

@@ -1,14 +1,23 @@
-"""Results as response models: the `service.serialize` JSON plus links to the cited spans."""
+"""Results as the HTTP API's response models, mapped once here from `service.types`: the API, the MCP
+tools, the CLI's --json and the evaluation harness (through `service.serialize`) all send this shape."""
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
 from urllib.parse import quote
 
 from indexing.types import DocumentInfo
-from service.api.schemas import AskResponse, DocumentSummary, SearchResponse
-from service.serialize import ask_json, search_json
-from service.types import AskResult, SearchResult
+from service.api.schemas import (
+    AnswerOut,
+    AskResponse,
+    AskTimings,
+    CitationOut,
+    DocumentSummary,
+    PassageOut,
+    SearchResponse,
+    SearchTimings,
+)
+from service.types import Answer, AskResult, Passage, SearchResult
 
 
 def document_url(doc_id: str, start: int | None = None, end: int | None = None, base: str = "") -> str:
@@ -18,22 +27,57 @@ def document_url(doc_id: str, start: int | None = None, end: int | None = None, 
     return url
 
 
-def _with_passage_urls(passages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**p, "url": document_url(p["doc_id"], p["start"], p["end"])} for p in passages]
+def passage_out(passage: Passage) -> PassageOut:
+    chunk = passage.chunk
+    return PassageOut(
+        rank=passage.rank,
+        score=passage.score,
+        dense_score=passage.dense_score,
+        bm25_score=passage.bm25_score,
+        doc_id=chunk.doc_id,
+        title=passage.title,
+        chunk_id=chunk.id,
+        start=chunk.start,
+        end=chunk.end,
+        text=chunk.text,
+        url=document_url(chunk.doc_id, chunk.start, chunk.end),
+    )
+
+
+def answer_out(answer: Answer) -> AnswerOut:
+    citation = answer.citation
+    return AnswerOut(
+        text=answer.text,
+        score=answer.score,
+        reader_margin=answer.reader_margin,
+        doc_id=citation.doc_id,
+        start=citation.start,
+        end=citation.end,
+        citation=CitationOut(
+            **dataclasses.asdict(citation), url=document_url(citation.doc_id, citation.start, citation.end)
+        ),
+    )
 
 
 def ask_response(result: AskResult) -> AskResponse:
-    data = ask_json(result)
-    for answer in data["answers"]:
-        answer["citation"]["url"] = document_url(answer["doc_id"], answer["start"], answer["end"])
-    data["passages"] = _with_passage_urls(data["passages"])
-    return AskResponse.model_validate(data)
+    return AskResponse(
+        question=result.question,
+        no_answer=result.no_answer,
+        message=result.message,
+        answers=[answer_out(a) for a in result.answers],
+        passages=[passage_out(p) for p in result.passages],
+        timings_ms=AskTimings.model_validate(result.timings_ms),
+        index_version=result.index_version,
+    )
 
 
 def search_response(result: SearchResult) -> SearchResponse:
-    data = search_json(result)
-    data["passages"] = _with_passage_urls(data["passages"])
-    return SearchResponse.model_validate(data)
+    return SearchResponse(
+        query=result.query,
+        passages=[passage_out(p) for p in result.passages],
+        timings_ms=SearchTimings.model_validate(result.timings_ms),
+        index_version=result.index_version,
+    )
 
 
 def document_summary(info: DocumentInfo) -> DocumentSummary:

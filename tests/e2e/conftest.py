@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from bench.live_server import serve_app
 from service.api import create_app
 from service.pipeline import QAPipeline
-from tests.service.api.conftest import serve
 
 API_KEY = "e2e-secret-key"
 
@@ -23,5 +23,5 @@ class LiveServer:
 @pytest.fixture(scope="session")
 def live_server(make_pipeline: Callable[..., QAPipeline]) -> Iterator[LiveServer]:
     pipeline = make_pipeline(api_key=API_KEY)
-    with serve(create_app(pipeline=pipeline), ready_timeout=30) as url:
+    with serve_app(create_app(pipeline=pipeline), ready_timeout=30) as url:
         yield LiveServer(url=url, pipeline=pipeline)

@@ -26,7 +26,7 @@ import pytest
 
 from indexing.embedding import Embedder
 from indexing.store import CRASH_AT_ENV, pgserver
-from service.api.liveness import free_port, wait_until_ready
+from bench.live_server import free_port, wait_until_ready
 from service.pipeline import QAPipeline
 from service.reading import Reader
 from service.settings import REPO_ROOT, Settings

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from eval.calibrate import CalibrationSet, choose_threshold, fit, run_calibrate
+from eval.cli import build_parser
 from eval.commands import Models
 from indexing.embedding import Embedder
 from service.answering import AnswerAggregator, AnsweringConfig
-from service.cli import build_parser
 from service.confidence import FEATURES, Calibrator
 from service.pipeline import QAPipeline
 from service.reading import Reader

@@ -8,10 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from eval.datasets import DatasetError, answer_sentence, load_dataset, load_jsonl, load_squad
+from eval.datasets import (
+    SEED_SET,
+    DatasetError,
+    answer_sentence,
+    load_dataset,
+    load_jsonl,
+    load_squad,
+)
 from service.settings import REPO_ROOT
 
-SEED_SET = REPO_ROOT / "eval" / "data" / "seed_qa.jsonl"
 SEEDS = REPO_ROOT / "seeds"
 
 

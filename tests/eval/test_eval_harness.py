@@ -10,18 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from eval.cli import build_parser
 from eval.commands import Models, run_eval
-from eval.datasets import EvalItem, EvalSet, load_jsonl
+from eval.datasets import SEED_SET, EvalItem, EvalSet, load_jsonl
 from eval.harness import Evaluator, HttpBackend, PipelineBackend
 from eval.report import write_report
 from indexing.embedding import Embedder
-from service.cli import build_parser
 from service.pipeline import QAPipeline
 from service.reading import Reader
 from service.serialize import ask_json
-from service.settings import REPO_ROOT, Settings
+from service.settings import Settings
 
-SEED_SET = REPO_ROOT / "eval" / "data" / "seed_qa.jsonl"
 # Two answerable and one unanswerable question keep the run short.
 SAMPLE_IDS = ("seed-001", "seed-028", "seed-005")
 

@@ -29,8 +29,8 @@ def test_auto_picks_flat_below_the_threshold_and_ivf_from_it() -> None:
 
 def test_auto_build_by_size() -> None:
     vectors = clustered_unit_vectors(3000)
-    small, small_kind = build_faiss_index(vectors[:500], "auto", hnsw_threshold=2000)
-    large, large_kind = build_faiss_index(vectors, "auto", hnsw_threshold=2000)
+    small, small_kind = build_faiss_index(vectors[:500], "auto", ann_threshold=2000)
+    large, large_kind = build_faiss_index(vectors, "auto", ann_threshold=2000)
     assert (small_kind, large_kind) == ("flat", "ivf_sq8")
     assert isinstance(small, faiss.IndexFlatIP)
     ivf = faiss.extract_index_ivf(large)
@@ -51,7 +51,7 @@ def test_ivf_sq8_recall_and_memory_against_exact() -> None:
         np.float32
     )
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    index, kind = build_faiss_index(vectors, "ivf_sq8", hnsw_threshold=1)
+    index, kind = build_faiss_index(vectors, "ivf_sq8", ann_threshold=1)
     assert kind == "ivf_sq8"
     exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
     recalls = []
@@ -76,5 +76,5 @@ def test_exact_rerank_returns_exact_inner_products_best_first() -> None:
 
 
 def test_empty_ivf_build_falls_back_to_flat() -> None:
-    index, kind = build_faiss_index(np.zeros((0, 16), dtype=np.float32), "ivf_sq8", hnsw_threshold=1)
+    index, kind = build_faiss_index(np.zeros((0, 16), dtype=np.float32), "ivf_sq8", ann_threshold=1)
     assert kind == "flat" and index.ntotal == 0

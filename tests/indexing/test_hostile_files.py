@@ -13,7 +13,8 @@ from pypdf import PdfWriter
 from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject, StreamObject
 
 from indexing.errors import DocumentLoadError
-from indexing.loaders import MAX_FILE_BYTES, MAX_PDF_PAGES, load_bytes, load_corpus, load_file
+from indexing.loaders import MAX_FILE_BYTES, load_bytes, load_corpus, load_file
+from indexing.loaders.pdf import MAX_PDF_PAGES
 from service.cli import main as cli_main
 from service.pipeline import QAPipeline
 
@@ -167,6 +168,7 @@ def test_corpus_with_hostile_files_indexes_the_good_ones(
     assert result.answers and "45 days" in result.answers[0].text
 
 
+@pytest.mark.slow  # the CLI loads the models itself
 def test_cli_index_reports_each_skipped_file(
     hostile_corpus: Path,
     tmp_path: Path,

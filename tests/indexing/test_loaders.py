@@ -8,7 +8,7 @@ from pypdf import PdfWriter
 from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
 from indexing.errors import DocumentLoadError
-from indexing.loaders import find_date, load_bytes, load_corpus
+from indexing.loaders import FORMATS, PARSERS, SUPPORTED_SUFFIXES, find_date, load_bytes, load_corpus
 
 
 def _pdf_with_pages(texts: list[str], title: str | None = None) -> bytes:
@@ -107,3 +107,9 @@ def test_corpus_skips_unknown_and_reports_broken_files(tmp_path: Path) -> None:
 )
 def test_find_date(text: str, expected: str | None) -> None:
     assert find_date(text) == expected
+
+
+def test_each_suffix_belongs_to_one_format() -> None:
+    suffixes = [suffix for module in FORMATS for suffix in module.SUFFIXES]
+    assert len(suffixes) == len(set(suffixes)) == len(PARSERS)
+    assert all(s.startswith(".") and s == s.lower() for s in SUPPORTED_SUFFIXES)

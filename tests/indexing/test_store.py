@@ -106,7 +106,7 @@ def test_corrupt_vectors_detected(builder: IndexBuilder) -> None:
 def test_auto_index_type_switches_to_compressed_ivf_by_size() -> None:
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(50, 8)).astype(np.float32)
-    assert build_faiss_index(vectors, "auto", hnsw_threshold=100)[1] == "flat"
-    index, kind = build_faiss_index(vectors, "auto", hnsw_threshold=10)
+    assert build_faiss_index(vectors, "auto", ann_threshold=100)[1] == "flat"
+    index, kind = build_faiss_index(vectors, "auto", ann_threshold=10)
     assert kind == "ivf_sq8" and index.ntotal == 50
-    assert build_faiss_index(vectors, "hnsw", hnsw_threshold=10)[1] == "hnsw"
+    assert build_faiss_index(vectors, "hnsw", ann_threshold=10)[1] == "hnsw"

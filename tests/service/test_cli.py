@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from service.cli import main
+from service.settings import Settings
 from tests.conftest import SEEDS
 
 
@@ -26,6 +27,7 @@ def _one_error_line(err: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow  # the CLI loads the models itself
 def test_index_then_ask_prints_cited_answer(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     corpus = env / "corpus"
     shutil.copytree(SEEDS, corpus)
@@ -83,6 +85,7 @@ def test_bad_setting(env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.
     assert "top_k" in _one_error_line(capsys.readouterr().err)
 
 
+@pytest.mark.slow  # the CLI loads the models itself
 def test_index_from_another_embedder(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     corpus = env / "corpus"
     shutil.copytree(SEEDS, corpus)
@@ -96,3 +99,11 @@ def test_index_from_another_embedder(env: Path, capsys: pytest.CaptureFixture[st
     manifest_path.write_text(json.dumps(manifest))
     assert main(["ask", "Which city?"]) == 1
     assert "re-index" in _one_error_line(capsys.readouterr().err)
+
+
+def test_ann_threshold_reads_its_variable_and_the_old_hnsw_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CITEQA_HNSW_THRESHOLD", "7")
+    assert Settings().ann_threshold == 7
+    monkeypatch.setenv("CITEQA_ANN_THRESHOLD", "9")
+    assert Settings().ann_threshold == 9
+    assert Settings(ann_threshold=4).model_copy(update={"ann_threshold": 5}).ann_threshold == 5

@@ -24,10 +24,12 @@ def test_decode_picks_best_valid_pair_and_null_score() -> None:
 
 
 def test_decode_respects_max_answer_length_and_order() -> None:
-    window = _window(start=[0.0, 5.0, 0.0, 0.0], end=[0.0, 0.0, 0.0, 5.0], mask=[False, True, True, True])
+    # Tokens 1-3 span chars (0,4), (5,9), (10,14). The best pair overall, tokens 1..3 (score 10), is
+    # three tokens long: over the limit of 2, so it must be missing; the rest come best first.
+    window = _window(start=[0.0, 5.0, 1.0, 0.0], end=[0.0, 0.0, 2.0, 5.0], mask=[False, True, True, True])
     spans = decode_window(window, n_best=10, max_answer_tokens=2)
-    assert all(s.end - s.start <= 2 * 5 for s in spans)
-    assert all(s.start < s.end for s in spans)
+    assert [(s.start, s.end) for s in spans] == [(0, 9), (5, 14), (0, 4), (10, 14), (5, 9)]
+    assert [s.score for s in spans] == [7.0, 6.0, 5.0, 5.0, 3.0]
 
 
 def test_reader_finds_the_span_in_one_batch(reader: Reader) -> None:

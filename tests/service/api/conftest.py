@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from service.api import create_app
-from service.api.liveness import wait_until_ready
 from service.pipeline import QAPipeline
 
 API_KEY = "test-key-0123456789"
@@ -52,22 +46,3 @@ def writable_client(make_pipeline: Callable[..., QAPipeline]) -> Iterator[Client
     yield factory
     for test_client in stack:
         test_client.__exit__(None, None, None)
-
-
-@contextlib.contextmanager
-def serve(app: FastAPI, ready_timeout: float = 60.0) -> Iterator[str]:
-    """Run `app` under a real uvicorn server on a free loopback port; yields its base URL once ready."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))  # bound before the server starts: no race for the port
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        wait_until_ready(url, ready_timeout, poll_s=0.05)
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 
@@ -47,13 +48,15 @@ def test_not_ready_without_an_index_until_a_document_is_uploaded(writable_client
 
 
 def test_metrics_count_requests_and_stage_latency(client: TestClient) -> None:
-    client.post("/v1/ask", json={"question": "Which city was the first pilot demonstration city?"})
+    for _ in range(2):  # the second is an answer-cache hit
+        client.post("/v1/ask", json={"question": "Which city was the first pilot demonstration city?"})
     client.post("/v1/ask", json={"question": ""})
     text = client.get("/metrics").text
     assert 'citeqa_http_requests_total{method="POST",route="/v1/ask",status="200"}' in text
     assert 'citeqa_http_requests_total{method="POST",route="/v1/ask",status="422"}' in text
     assert 'citeqa_stage_duration_seconds_bucket{le="0.005",stage="read"}' in text
     assert 'citeqa_stage_duration_seconds_count{stage="queue"}' in text
+    assert re.search(r'citeqa_stage_duration_seconds_count\{stage="cache"\} [1-9]', text)
     assert 'citeqa_http_request_duration_seconds_count{method="POST",route="/v1/ask"}' in text
     assert "citeqa_ready 1.0" in text
 

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from bench.live_server import serve_app
 from indexing.store import IndexSnapshot
 from service.api import create_app
 from service.pipeline import QAPipeline
-from tests.service.api.conftest import API_KEY, serve
+from tests.service.api.conftest import API_KEY
 
 SEED_DOC_ID = "000_d31740c80f9a4c4e.txt"
 SEED_QUESTION = "Which city was the first Made in China 2025 pilot demonstration city?"
@@ -121,7 +122,7 @@ def test_updates_under_query_load_lose_nothing(make_pipeline: Callable[..., QAPi
     pipeline = make_pipeline(api_key=API_KEY)
     log = Log()
     stop = threading.Event()
-    with serve(create_app(pipeline=pipeline)) as url:
+    with serve_app(create_app(pipeline=pipeline)) as url:
         readers = [threading.Thread(target=reader, args=(url, n, log, stop)) for n in range(READERS)]
         writers = [threading.Thread(target=writer, args=(url, n, log)) for n in range(WRITERS)]
         for thread in readers + writers:

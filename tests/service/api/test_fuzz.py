@@ -24,9 +24,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from bench.live_server import serve_app
 from service.api import create_app
 from service.pipeline import QAPipeline
-from tests.service.api.conftest import serve
 
 API_KEY = "fuzz-key-0123456789"
 CHECKS = [
@@ -65,7 +65,7 @@ class Target:
 @pytest.fixture(scope="module")
 def target(make_pipeline: Callable[..., QAPipeline]) -> Iterator[Target]:
     """The app under a real uvicorn server; the schema is the one it serves."""
-    with serve(create_app(pipeline=make_pipeline(api_key=API_KEY))) as url:
+    with serve_app(create_app(pipeline=make_pipeline(api_key=API_KEY))) as url:
         yield Target(url, schemathesis.openapi.from_url(f"{url}/openapi.json"))
 
 

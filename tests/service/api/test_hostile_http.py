@@ -24,9 +24,10 @@ from fastapi.testclient import TestClient
 from pypdf import PdfWriter
 from pypdf.generic import NameObject, StreamObject
 
+from bench.live_server import serve_app
 from service.api import create_app
 from service.pipeline import QAPipeline
-from tests.service.api.conftest import API_KEY, ClientFactory, serve
+from tests.service.api.conftest import API_KEY, ClientFactory
 
 SEED_ID = "000_d31740c80f9a4c4e.txt"
 QUESTION = "Which city was the first Made in China 2025 pilot demonstration city?"
@@ -275,7 +276,7 @@ def test_api_key_is_never_logged_or_echoed(
 def guarded(make_pipeline: Callable[..., QAPipeline]) -> Any:
     """A real server with the rate limit on and a short body deadline."""
     pipeline = make_pipeline(rate_limit_per_minute=60, rate_limit_burst=20, read_timeout_s=1.0)
-    with serve(create_app(pipeline=pipeline)) as url:
+    with serve_app(create_app(pipeline=pipeline)) as url:
         yield url
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import faiss
 import numpy as np
 
-from eval.bench_corpus import make_corpus, variant_vectors
-from eval.bench_measure import Stopwatch, load_average, peak_memory, summarize_ms
+from bench.corpus import make_corpus, variant_vectors
+from bench.measure import Stopwatch, load_average, peak_memory, summarize_ms
 from indexing.embedding import Embedder
 from indexing.store import BM25_DIR, IndexSnapshot, IndexSpec, IndexWriter
 from service.pipeline import QAPipeline
@@ -115,7 +115,7 @@ def run_size(
         vectors,
         spec,
         index_type=settings.index_type,
-        hnsw_threshold=settings.hnsw_threshold,
+        ann_threshold=settings.ann_threshold,
     )
     row["write_s"] = round(time.perf_counter() - faiss_started, 2)
     row["index_type"] = manifest.index_type

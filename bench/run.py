@@ -16,11 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eval.bench_corpus import make_corpus, make_templates, seed_sentences, write_documents
-from eval.bench_measure import Stopwatch, load_average, machine_info, peak_memory, summarize_ms
-from eval.bench_quality import load_questions, score
-from eval.bench_report import markdown, write_report
-from eval.bench_scale import run_size
+import httpx
+
+from bench.corpus import make_corpus, make_templates, seed_sentences, write_documents
+from bench.measure import Stopwatch, load_average, machine_info, peak_memory, summarize_ms
+from bench.over_http import run_http
+from bench.quality import load_questions, score
+from bench.report import markdown, write_report
+from bench.scale import run_size
 from eval.datasets import EvalItem
 from indexing.embedding import resolve_device
 from service.answer_cache import AnswerCache
@@ -147,23 +150,16 @@ def run_benchmark(config: BenchConfig, settings: Settings, log: Log = _stderr) -
         report["seed"]["load_average"] = load_average()
 
         if config.http:
-            import httpx
-
-            from eval.bench_http import bench_http_available, run_http
-
-            if bench_http_available():
-                log("bench: over HTTP against the real server")
-                try:
-                    report["http"] = run_http(
-                        settings, seed_pipeline.settings, [i.question for i in items], config.passes
-                    )
-                    report["http"]["load_average"] = load_average()
-                except (RuntimeError, OSError, httpx.HTTPError) as exc:
-                    # A broken server is a finding to report, not a reason to lose the other numbers.
-                    log(f"bench: the HTTP measurement failed: {exc}")
-                    report["http"] = {"error": str(exc)}
-            else:
-                report["http"] = None
+            log("bench: over HTTP against the real server")
+            try:
+                report["http"] = run_http(
+                    settings, seed_pipeline.settings, [i.question for i in items], config.passes
+                )
+                report["http"]["load_average"] = load_average()
+            except (RuntimeError, OSError, httpx.HTTPError) as exc:
+                # A broken server is a finding to report, not a reason to lose the other numbers.
+                log(f"bench: the HTTP measurement failed: {exc}")
+                report["http"] = {"error": str(exc)}
 
         template_vectors = base.embedder.embed(templates)
         rows = []
@@ -204,7 +200,9 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction, handlers: dict[str, Any]) -> None:
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], handlers: dict[str, Any]
+) -> None:
     p = subparsers.add_parser("bench", help="measure indexing, ask/search latency and search at scale")
     p.add_argument(
         "--quick", action="store_true", help="small sizes (up to 20k chunks), for CI: under 2 minutes"

@@ -1,26 +1,25 @@
-"""Turn files into Documents: plain text, Markdown, HTML (visible text) and PDF (text per page)."""
+"""Turn files into Documents: one module per format (plain.py: plain text and Markdown, html.py: visible
+text, pdf.py: text per page), each with its SUFFIXES and a `parse`, registered once in FORMATS below."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from indexing.errors import DocumentLoadError
-from indexing.types import Document, PageSpan
+from indexing.loaders import html, pdf, plain
+from indexing.loaders.common import Parser
+from indexing.types import Document
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
-MAX_PDF_PAGES = 5000
 # Bounds for hostile or broken files: a small compressed PDF can expand into gigabytes of text,
 # which would then be chunked and embedded. Policy documents are far below these.
 MAX_TEXT_CHARS = 10_000_000
 MAX_FILE_BYTES = 256 * 1024 * 1024
-MAX_PDF_SECONDS = 120.0
 
 _ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
 _SLASH_DATE = re.compile(r"\b(\d{4})/(\d{1,2})/(\d{1,2})\b")
@@ -59,22 +58,6 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
-
-
-def decode_text(data: bytes, name: str) -> str:
-    if b"\x00" in data[:8192]:
-        raise DocumentLoadError(f"{name}: looks like binary data, not text")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DocumentLoadError(f"{name}: not valid UTF-8 text (byte {exc.start})") from exc
-    head = text[:8192]
-    if head and len(_CONTROL.findall(head)) > len(head) // 10:
-        raise DocumentLoadError(f"{name}: looks like binary data, not text")
-    return text
-
-
 def find_date(text: str) -> str | None:
     """The first date the opening of the text gives, as YYYY-MM-DD."""
     head = text[:2000]
@@ -105,93 +88,14 @@ def first_line_title(text: str, fallback: str) -> str:
     return fallback
 
 
-def _tidy_lines(text: str) -> str:
-    """Strip each line and keep at most one blank line in a row (for extracted text only)."""
-    lines = [line.strip() for line in text.splitlines()]
-    tidy: list[str] = []
-    for line in lines:
-        if line or (tidy and tidy[-1]):
-            tidy.append(line)
-    return "\n".join(tidy).strip()
-
-
-def _too_long(doc_id: str, max_chars: int) -> DocumentLoadError:
-    return DocumentLoadError(f"{doc_id}: more than {max_chars:,} characters of text (the limit)")
-
-
-def _load_plain(data: bytes, doc_id: str, max_chars: int) -> tuple[str, str | None, tuple[PageSpan, ...]]:
-    text = decode_text(data, doc_id)
-    if len(text) > max_chars:
-        raise _too_long(doc_id, max_chars)
-    return text, None, ()
-
-
-def _load_html(data: bytes, doc_id: str, max_chars: int) -> tuple[str, str | None, tuple[PageSpan, ...]]:
-    from bs4 import BeautifulSoup
-
-    markup = decode_text(data, doc_id)
-    try:
-        soup = BeautifulSoup(markup, "html.parser")
-        title = soup.title.get_text(strip=True) if soup.title else None
-        for hidden in soup(["script", "style", "noscript", "template", "head", "svg"]):
-            hidden.decompose()
-        text = _tidy_lines(soup.get_text("\n"))
-    except Exception as exc:  # a parser bug on hostile markup must not escape as a crash
-        raise DocumentLoadError(f"{doc_id}: cannot parse HTML ({type(exc).__name__})") from exc
-    if len(text) > max_chars:
-        raise _too_long(doc_id, max_chars)
-    return text, title or None, ()
-
-
-def _load_pdf(data: bytes, doc_id: str, max_chars: int) -> tuple[str, str | None, tuple[PageSpan, ...]]:
-    import io
-    import time
-
-    from pypdf import PdfReader
-
-    started = time.monotonic()
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if len(reader.pages) > MAX_PDF_PAGES:
-            raise DocumentLoadError(f"{doc_id}: PDF has {len(reader.pages)} pages (limit {MAX_PDF_PAGES})")
-        parts: list[str] = []
-        pages: list[PageSpan] = []
-        offset = 0
-        for number, page in enumerate(reader.pages, start=1):
-            page_text = _tidy_lines(page.extract_text() or "")
-            if parts:
-                offset += 2  # the "\n\n" that joins pages
-            pages.append(PageSpan(number=number, start=offset, end=offset + len(page_text)))
-            parts.append(page_text)
-            offset += len(page_text)
-            if offset > max_chars:
-                raise _too_long(doc_id, max_chars)
-            if time.monotonic() - started > MAX_PDF_SECONDS:
-                raise DocumentLoadError(f"{doc_id}: PDF text extraction took over {MAX_PDF_SECONDS:.0f}s")
-        meta_title = reader.metadata.title if reader.metadata else None
-    except DocumentLoadError:
-        raise
-    except Exception as exc:
-        # pypdf signals bad input with many exception types (PdfReadError, LimitReachedError on
-        # decompression bombs, KeyError, struct.error, RecursionError...): all mean "unreadable".
-        detail = str(exc).splitlines()[0][:160] if str(exc) else ""
-        raise DocumentLoadError(f"{doc_id}: cannot parse PDF ({type(exc).__name__}: {detail})") from exc
-    return "\n\n".join(parts), (str(meta_title).strip() or None) if meta_title else None, tuple(pages)
-
-
-_Parser = Callable[[bytes, str, int], tuple[str, str | None, tuple[PageSpan, ...]]]
-_PARSERS: dict[str, _Parser] = {
-    ".txt": _load_plain,
-    ".md": _load_plain,
-    ".markdown": _load_plain,
-    ".html": _load_html,
-    ".htm": _load_html,
-    ".pdf": _load_pdf,
-}
+# A new format: a module with SUFFIXES and `parse` (see common.Parser), added here.
+FORMATS = (plain, html, pdf)
+PARSERS: dict[str, Parser] = {suffix: module.parse for module in FORMATS for suffix in module.SUFFIXES}
+SUPPORTED_SUFFIXES = tuple(PARSERS)
 
 
 def is_supported(name: str) -> bool:
-    return Path(name).suffix.lower() in _PARSERS
+    return Path(name).suffix.lower() in PARSERS
 
 
 def load_bytes(
@@ -202,7 +106,7 @@ def load_bytes(
     Every problem with the content, however hostile, is a DocumentLoadError naming `doc_id`.
     """
     suffix = Path(doc_id).suffix.lower()
-    parser = _PARSERS.get(suffix)
+    parser = PARSERS.get(suffix)
     if parser is None:
         raise DocumentLoadError(f"{doc_id}: unsupported file type {suffix or '(none)'!r}")
     text, title, pages = parser(data, doc_id, max_chars)

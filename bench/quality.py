@@ -5,16 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from eval.datasets import EvalItem, load_jsonl
+from eval.datasets import SEED_SET, EvalItem, load_jsonl
 from eval.metrics import exact_match, f1_score
-from service.settings import REPO_ROOT
 from service.types import AskResult
 
-SEED_QA = REPO_ROOT / "eval" / "data" / "seed_qa.jsonl"
 
-
-def load_questions(path: Path = SEED_QA) -> list[EvalItem]:
+def load_questions(path: Path = SEED_SET) -> list[EvalItem]:
     return load_jsonl(path).items
+
+
+def seed_questions() -> list[str]:
+    return [item.question for item in load_questions()]
 
 
 def score(items: list[EvalItem], results: list[AskResult]) -> dict[str, Any]:

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from eval.bench import bench_indexing, bench_seed
-from eval.bench_corpus import make_corpus, make_templates, seed_sentences, variant_vectors
-from eval.bench_measure import summarize_ms
-from eval.bench_quality import load_questions, score
-from eval.bench_report import write_report
-from eval.bench_scale import exact_top_k, run_size
+from bench.cli import main
+from bench.corpus import make_corpus, make_templates, seed_sentences, variant_vectors
+from bench.measure import MemorySampler, percentile, summarize_ms
+from bench.quality import load_questions, score
+from bench.report import write_report
+from bench.run import bench_indexing, bench_seed
+from bench.scale import exact_top_k, run_size
 from eval.metrics import f1_score
 from indexing.embedding import Embedder
-from service.cli import main
 from service.reading import Reader
 from service.settings import REPO_ROOT, Settings
 
@@ -165,3 +166,11 @@ def test_quality_score_counts_abstentions() -> None:
 def test_cli_rejects_tiny_sizes(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--sizes", "5"]) == 2
     assert "--sizes" in capsys.readouterr().err
+
+
+def test_percentile_is_nearest_rank_and_the_sampler_sees_memory_grow() -> None:
+    assert [percentile([4.0, 1.0, 3.0, 2.0], q) for q in (0.25, 0.5, 0.95)] == [1.0, 2.0, 4.0]
+    with MemorySampler(interval=0.01) as memory:
+        block = b"x" * (64 * 2**20)
+        time.sleep(0.05)
+    assert len(block) and memory.peak - memory.samples[0][1] >= 32 * 2**20

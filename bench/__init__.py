@@ -1,0 +1,1 @@
+"""Benchmarks and load tools, the top layer: `citeqa bench`, the soak and load scripts, live servers."""
