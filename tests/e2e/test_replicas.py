@@ -24,9 +24,9 @@ import httpx
 import psycopg
 import pytest
 
+from bench.live_server import free_port, wait_until_ready
 from indexing.embedding import Embedder
 from indexing.store import CRASH_AT_ENV, pgserver
-from bench.live_server import free_port, wait_until_ready
 from service.pipeline import QAPipeline
 from service.reading import Reader
 from service.settings import REPO_ROOT, Settings
