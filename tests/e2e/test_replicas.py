@@ -143,6 +143,7 @@ def test_upload_through_a_is_answerable_through_b_and_a_delete_through_b_reaches
     )
     assert _upload(cluster.a, "harbor.txt", text).status_code == 201
     waited = _seconds_until(lambda: "harbor.txt" in _search_doc_ids(cluster.b, "harbor gate visitor logs"))
+    print(f"upload through A found through B after {waited:.2f} s")  # shown by pytest -rP
     assert waited <= PROPAGATION_S
     answer = httpx.post(
         f"{cluster.b.url}/v1/ask", json={"question": "How long must visitor logs at the harbor gate be kept?"}
