@@ -156,6 +156,7 @@ def test_upload_through_a_is_answerable_through_b_and_a_delete_through_b_reaches
     waited = _seconds_until(
         lambda: "harbor.txt" not in _search_doc_ids(cluster.a, "harbor gate visitor logs")
     )
+    print(f"delete through B gone from A after {waited:.2f} s")
     assert waited <= PROPAGATION_S
     assert httpx.get(f"{cluster.a.url}/v1/documents/harbor.txt").status_code == 404
 
