@@ -131,7 +131,13 @@ class PostgresStore:
         with self._pool_lock:
             if self._pool is None:
                 with self._connect() as conn:
-                    migrate(conn)
+                    try:
+                        migrate(conn)
+                    except psycopg.Error as exc:  # e.g. a role that may not create the vector extension
+                        raise DatabaseError(
+                            f"cannot set up citeqa's tables in {self.describe()} (the role needs to create "
+                            f"tables, and the vector extension must exist or be creatable): {exc}"
+                        ) from exc
                 pool = ConnectionPool(
                     self.url,
                     min_size=1,
