@@ -21,7 +21,7 @@ from indexing.types import Document
 from service.answer_cache import AnswerCache, ask_key
 from service.answering import NO_ANSWER_MESSAGE, AnswerAggregator, AnsweringConfig
 from service.confidence import Calibrator
-from service.reading import Reader
+from service.reading import Reader, TransformersReader
 from service.retrieval import HybridRetriever, SearchIndex
 from service.settings import Settings
 from service.types import Answer, AskResult, Passage, SearchResult
@@ -62,15 +62,7 @@ class QAPipeline:
         self.embedder = embedder or Embedder(
             s.embedder_path, device=s.device, batch_size=s.embed_batch_size, dtype=s.model_dtype
         )
-        self.reader = reader or Reader(
-            s.reader_path,
-            device=s.device,
-            max_length=s.reader_max_length,
-            stride=s.reader_stride,
-            max_question_tokens=s.max_question_tokens,
-            max_answer_tokens=s.max_answer_tokens,
-            dtype=s.model_dtype,
-        )
+        self.reader: Reader = reader or TransformersReader.from_settings(s)
         self.store: Store = make_store(
             s.resolved_index_dir,
             database_url=s.database_url.get_secret_value() if s.database_url else None,

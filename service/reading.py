@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from indexing.embedding import resolve_device, resolve_dtype
 from indexing.tokenizers import PerThreadTokenizer
+
+if TYPE_CHECKING:
+    from service.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -68,8 +71,22 @@ def decode_window(window: WindowLogits, n_best: int = 20, max_answer_tokens: int
     return candidates[:n_best]
 
 
-class Reader:
-    """Cheap to construct; `warm_up()` loads the tokenizer and model once."""
+class Reader(Protocol):
+    """What the pipeline needs of a reader. Implementations are cheap to construct, load their model in
+    `warm_up()`, and are called from many inference threads at once."""
+
+    def warm_up(self) -> None: ...
+
+    def read(self, question: str, passages: Sequence[str]) -> list[SpanCandidate]:
+        """Candidate spans of every passage (offsets into that passage), with their no-answer scores."""
+        ...
+
+
+class TransformersReader:
+    """A Hugging Face question-answering model (start/end logits over question+passage windows).
+
+    Cheap to construct; `warm_up()` loads the tokenizer and model once.
+    """
 
     def __init__(
         self,
@@ -93,6 +110,19 @@ class Reader:
         self.dtype = dtype
         self._tokenizers: PerThreadTokenizer | None = None
         self._model: Any = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TransformersReader:
+        s = settings
+        return cls(
+            s.reader_path,
+            device=s.device,
+            max_length=s.reader_max_length,
+            stride=s.reader_stride,
+            max_question_tokens=s.max_question_tokens,
+            max_answer_tokens=s.max_answer_tokens,
+            dtype=s.model_dtype,
+        )
 
     def warm_up(self) -> None:
         if self._model is not None:

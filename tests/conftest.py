@@ -16,7 +16,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from indexing.embedding import Embedder
 from service.pipeline import QAPipeline
-from service.reading import Reader
+from service.reading import Reader, TransformersReader
 from service.settings import REPO_ROOT, Settings
 
 SEEDS = REPO_ROOT / "seeds"
@@ -46,7 +46,7 @@ def embedder() -> Embedder:
 
 @pytest.fixture(scope="session")
 def reader() -> Reader:
-    model = Reader(Settings().reader_path, device="cpu")
+    model = TransformersReader(Settings().reader_path, device="cpu")
     model.warm_up()
     return model
 
