@@ -177,7 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             print(f"{size:,} chunks: postgres", file=sys.stderr)
             with database(args.database_url) as url:
-                store = PostgresStore(url, bm25_dir=work / f"pg-bm25-{size}")
+                # The HNSW graph of 1M 384-d vectors needs about 3 GB to be built in memory.
+                store = PostgresStore(url, bm25_dir=work / f"pg-bm25-{size}", build_memory="4GB")
                 try:
                     # Identity rows start at 1 in a fresh database: row - 1 is the position in `vectors`.
                     rows.append(measure("postgres", store, spec, updates, questions, query_vectors, exact, 1))

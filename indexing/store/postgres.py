@@ -106,10 +106,12 @@ def describe_url(url: str) -> str:
 
 
 class PostgresStore:
-    def __init__(self, url: str, bm25_dir: Path) -> None:
-        """Cheap: nothing connects before the first use. `bm25_dir` is this replica's BM25 folder."""
+    def __init__(self, url: str, bm25_dir: Path, build_memory: str = "1GB") -> None:
+        """Cheap: nothing connects before the first use. `bm25_dir` is this replica's BM25 folder;
+        `build_memory` is the maintenance_work_mem a full rebuild gives the HNSW build."""
         self.url = url
         self.bm25_dir = bm25_dir
+        self.build_memory = build_memory
         self._pool: ConnectionPool | None = None
         self._pool_lock = threading.Lock()
         self._polled_at = 0.0
@@ -268,7 +270,7 @@ class PostgresStore:
             _insert(conn, updates)
             if replace_all:
                 # The graph of 100k 384-d vectors outgrows the 64 MB default, and building it then crawls.
-                conn.execute("SET LOCAL maintenance_work_mem = '1GB'")
+                conn.execute("SELECT set_config('maintenance_work_mem', %s, true)", [self.build_memory])
                 conn.execute(_HNSW_INDEX)
             version = conn.execute(
                 "INSERT INTO citeqa_versions (full_rebuild, upserted, deleted) "
