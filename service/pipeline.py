@@ -70,6 +70,7 @@ class QAPipeline:
             ann_threshold=s.ann_threshold,
             rerank_factor=s.rerank_factor,
             nprobe=s.ann_nprobe,
+            pg_ef_search=s.pg_ef_search,
         )
         self.retriever = HybridRetriever(self.embedder, candidates_k=s.candidates_k, rrf_k=s.rrf_k)
         self.aggregator = AnswerAggregator(

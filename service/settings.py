@@ -23,6 +23,12 @@ class Settings(BaseSettings):
     )
     reader_path: Path = REPO_ROOT / "models" / "reader-minilm-l6-squad"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    pg_ef_search: int = Field(
+        default=256,
+        ge=10,
+        le=1000,
+        description="Postgres store: HNSW candidates per search",
+    )
     database_url: SecretStr | None = Field(
         default=None,
         description="postgresql://... selects the Postgres store (pgvector) instead of local files",

@@ -72,10 +72,11 @@ def make_store(
     ann_threshold: int = 50_000,
     rerank_factor: int = 4,
     nprobe: int = 0,
+    pg_ef_search: int = 256,
 ) -> Store:
     """Postgres when a database URL is given (its BM25 side then lives in `index_dir`), else local files."""
     if database_url:
         from indexing.store.postgres import PostgresStore  # psycopg loads only for this backend
 
-        return PostgresStore(database_url, bm25_dir=index_dir)
+        return PostgresStore(database_url, bm25_dir=index_dir, ef_search=pg_ef_search)
     return LocalStore(index_dir, index_type, ann_threshold, rerank_factor, nprobe)

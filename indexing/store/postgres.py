@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -85,8 +86,9 @@ _LOCK_KEY = zlib.crc32(b"citeqa writer")  # pg_advisory_lock key shared by every
 _MIGRATION_LOCK_KEY = zlib.crc32(b"citeqa schema")
 # A replica asks the database for its version at most this often (an upload elsewhere shows within it).
 VERSION_POLL_S = 0.25
-# HNSW candidates kept per search (pgvector's default: 40). Benchmark, 100k chunks, recall@10 against exact
-# / dense p50 on 2 busy cores: 100: 0.916 / 5.1 ms, 200: 0.956 / 8.8 ms, 400: 0.988 / 14.3 ms.
+# HNSW candidates kept per search (pgvector's default: 40; CITEQA_PG_EF_SEARCH). Benchmark, 100k chunks,
+# recall@10 against exact / dense p50 on 2 busy cores: 100: 0.916 / 5.1 ms, 200: 0.956 / 8.8 ms,
+# 400: 0.988 / 14.3 ms. At 1M chunks 256 gave only 0.758: large corpora need more (or a larger m).
 EF_SEARCH = 256
 BM25_STATE = "state.json"
 _CHUNK_COLUMNS = 'row, id, doc_id, seq, start, "end", text'
@@ -106,12 +108,16 @@ def describe_url(url: str) -> str:
 
 
 class PostgresStore:
-    def __init__(self, url: str, bm25_dir: Path, build_memory: str = "1GB") -> None:
+    def __init__(
+        self, url: str, bm25_dir: Path, build_memory: str = "1GB", ef_search: int = EF_SEARCH
+    ) -> None:
         """Cheap: nothing connects before the first use. `bm25_dir` is this replica's BM25 folder;
-        `build_memory` is the maintenance_work_mem a full rebuild gives the HNSW build."""
+        `build_memory` is the maintenance_work_mem a full rebuild gives the HNSW build; `ef_search` the
+        HNSW candidates a search keeps (recall against latency)."""
         self.url = url
         self.bm25_dir = bm25_dir
         self.build_memory = build_memory
+        self.ef_search = ef_search
         self._pool: ConnectionPool | None = None
         self._pool_lock = threading.Lock()
         self._polled_at = 0.0
@@ -145,7 +151,7 @@ class PostgresStore:
                     min_size=1,
                     max_size=8,
                     kwargs={"autocommit": True},
-                    configure=_configure,
+                    configure=functools.partial(_configure, ef_search=self.ef_search),
                     check=ConnectionPool.check_connection,
                     open=False,
                 )
@@ -368,10 +374,10 @@ def migrate(conn: psycopg.Connection[Any]) -> None:
             )
 
 
-def _configure(conn: psycopg.Connection[Any]) -> None:
+def _configure(conn: psycopg.Connection[Any], ef_search: int) -> None:
     """Each pooled connection: numpy vectors in and out, and the search settings for its whole session."""
     register_vector(conn)
-    conn.execute(f"SET hnsw.ef_search = {EF_SEARCH}")
+    conn.execute(f"SET hnsw.ef_search = {int(ef_search)}")
     # A filtered search keeps walking the graph until enough rows pass the filter (pgvector >= 0.8).
     conn.execute("SET hnsw.iterative_scan = relaxed_order")
 
@@ -478,7 +484,7 @@ class PostgresSnapshot:
     def dense(self, query_vector: np.ndarray, k: int, document_ids: Sequence[str] | None = None) -> Hits:
         if k <= 0 or (document_ids is not None and not document_ids):
             return []
-        k = min(k, EF_SEARCH)  # HNSW returns at most ef_search rows; the retriever asks for 30
+        k = min(k, self.store.ef_search)  # HNSW returns at most ef_search rows; the retriever asks for 30
         vector = np.asarray(query_vector, dtype=np.float32)
         where = "WHERE doc_id = ANY(%s::text[])" if document_ids is not None else ""
         params: list[Any] = (
