@@ -19,6 +19,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from service.api.server import uvicorn_config
 from service.settings import REPO_ROOT
 
 
@@ -99,7 +100,8 @@ def serve_app(app: FastAPI, ready_timeout: float = 60.0) -> Iterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))  # bound before the server starts: no race for the port
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    # The configuration `citeqa serve` ships (connection cap, header deadline), so tests exercise it.
+    server = uvicorn.Server(uvicorn_config(app, app.state.citeqa.settings, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:

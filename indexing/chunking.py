@@ -40,19 +40,45 @@ def _trimmed(text: str, start: int, end: int) -> list[tuple[int, int]]:
     return [(start, end)] if start < end else []
 
 
+# How far a cited sentence may run past the passage it was found in: a long sentence cut between two
+# chunks is quoted whole, a run-on "sentence" of a whole document is not.
+SENTENCE_REACH_CHARS = 300
+
+
 def sentence_around(text: str, start: int, end: int, within: tuple[int, int]) -> tuple[int, int]:
-    """The span of the sentence(s) of text[within] that contain text[start:end]."""
-    spans = sentence_spans(text, *within)
+    """The span of the sentence(s) around text[start:end] in the passage text[within], completed past
+    the passage's edges by up to SENTENCE_REACH_CHARS."""
+    lo = _sentence_start_before(text, within[0])
+    hi = min(len(text), within[1] + SENTENCE_REACH_CHARS)
+    spans = sentence_spans(text, lo, hi)
     covering = [s for s in spans if s[0] < end and s[1] > start]
     if not covering:
         return within
     return covering[0][0], max(covering[-1][1], end)
 
 
+# Characters a chunk may hold per token of its budget. The embedder's tokenizer makes any word over 100
+# characters one [UNK] token, so a token budget alone let a 9.5-million-character "word" become one chunk
+# (and one 85 MB answer). Real text averages 4-6 characters a token; this only cuts such runs.
+CHARS_PER_TOKEN = 16
+
+
+def _sentence_start_before(text: str, position: int) -> int:
+    """Where the sentence holding `position` starts, looking back at most SENTENCE_REACH_CHARS."""
+    floor = max(0, position - SENTENCE_REACH_CHARS)
+    starts = [m.end() for m in _SENTENCE_BREAK.finditer(text, floor, position)]
+    return starts[-1] if starts else floor
+
+
 @dataclass(frozen=True)
 class ChunkingConfig:
     max_tokens: int = 64
     overlap_tokens: int = 16
+    max_chars: int = 0  # 0: max_tokens * CHARS_PER_TOKEN
+
+    @property
+    def char_budget(self) -> int:
+        return self.max_chars or self.max_tokens * CHARS_PER_TOKEN
 
 
 def token_spans(tokenizer: Tokenizer, text: str) -> list[tuple[int, int]]:
@@ -117,7 +143,29 @@ class Chunker:
                 piece_end = end if piece_hi == hi else tokens[piece_hi][0]
                 units.extend((s, e, piece_hi - piece_lo) for s, e in _trimmed(text, piece_start, piece_end))
                 piece_lo = piece_hi
-        return units
+        return [piece for unit in units for piece in self._cut_long(text, unit, token_starts)]
+
+    def _cut_long(
+        self, text: str, unit: tuple[int, int, int], token_starts: Sequence[int]
+    ) -> list[tuple[int, int, int]]:
+        """A unit over the character budget cut into pieces within it, at whitespace where there is some."""
+        start, end, _ = unit
+        limit = self.config.char_budget
+        if end - start <= limit:
+            return [unit]
+        pieces: list[tuple[int, int, int]] = []
+        while start < end:
+            cut = min(start + limit, end)
+            if cut < end:
+                space = max(
+                    text.rfind(" ", start + limit // 2, cut), text.rfind("\n", start + limit // 2, cut)
+                )
+                cut = space if space > start else cut
+            for s, e in _trimmed(text, start, cut):
+                tokens = bisect.bisect_left(token_starts, e) - bisect.bisect_left(token_starts, s)
+                pieces.append((s, e, max(tokens, 1)))
+            start = cut
+        return pieces
 
     @staticmethod
     def _cut_point(text: str, tokens: Sequence[tuple[int, int]], lo: int, limit: int, hi: int) -> int:
@@ -133,11 +181,16 @@ class Chunker:
     def _pack(self, units: Sequence[tuple[int, int, int]]) -> list[tuple[int, int]]:
         """Greedy packing of unit indices into (first, last) ranges with sentence overlap."""
         budget, overlap = self.config.max_tokens, self.config.overlap_tokens
+        char_budget = self.config.char_budget
         ranges: list[tuple[int, int]] = []
         first = 0
         while first < len(units):
             used, last = 0, first
-            while last < len(units) and used + units[last][2] <= budget:
+            while (
+                last < len(units)
+                and used + units[last][2] <= budget
+                and units[last][1] - units[first][0] <= char_budget
+            ):
                 used += units[last][2]
                 last += 1
             last = max(last, first + 1) - 1
@@ -146,7 +199,11 @@ class Chunker:
                 break
             # Step back over trailing sentences worth at most `overlap` tokens, always moving forward.
             next_first, carried = last + 1, 0
-            while next_first - 1 > first and carried + units[next_first - 1][2] <= overlap:
+            while (
+                next_first - 1 > first
+                and carried + units[next_first - 1][2] <= overlap
+                and units[last][1] - units[next_first - 1][0] <= char_budget // 2
+            ):
                 next_first -= 1
                 carried += units[next_first][2]
             first = next_first

@@ -18,6 +18,7 @@ from indexing.loaders import LoadedCorpus, load_corpus
 
 UPLOADS = "uploads"
 DELETED = "deleted.json"
+CORPUS_RECORD = "corpus.json"  # the folder the last build indexed
 
 
 class DocumentSources:
@@ -25,6 +26,7 @@ class DocumentSources:
         self.corpus_dir = corpus_dir
         self.uploads_dir = data_dir / UPLOADS
         self.deleted_file = data_dir / DELETED
+        self.corpus_record = data_dir / CORPUS_RECORD
 
     def load(self) -> LoadedCorpus:
         """The corpus folder's documents less the deleted ones, with uploads added or replacing."""
@@ -37,6 +39,18 @@ class DocumentSources:
             documents.update({d.id: d for d in uploads.documents})
             problems.extend(uploads.problems)
         return LoadedCorpus(sorted(documents.values(), key=lambda d: d.id), problems)
+
+    def recorded_corpus(self) -> Path | None:
+        """The corpus folder the index was last built from (None: not recorded)."""
+        try:
+            return Path(json.loads(self.corpus_record.read_text(encoding="utf-8"))["folder"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def record_corpus(self) -> None:
+        if self.recorded_corpus() != self.corpus_dir.resolve():
+            folder = {"folder": str(self.corpus_dir.resolve())}
+            _write_atomically(self.corpus_record, json.dumps(folder).encode("utf-8"))
 
     def upload_path(self, doc_id: str) -> Path:
         """The file an upload is kept in; ids are plain file names, never paths."""
@@ -74,6 +88,9 @@ class DocumentSources:
         if (self.corpus_dir / doc_id).is_file():
             self._set_deleted(doc_id, True)
 
+    def mark_deleted(self, doc_id: str) -> None:
+        self._set_deleted(doc_id, True)
+
     def _set_deleted(self, doc_id: str, deleted: bool) -> None:
         current = self.deleted()
         updated = current | {doc_id} if deleted else current - {doc_id}
@@ -84,5 +101,8 @@ class DocumentSources:
 def _write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_bytes(data)
+    with tmp.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())  # on disk before the index that names it goes live
     os.replace(tmp, path)

@@ -13,6 +13,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
@@ -50,6 +51,18 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
 
     pipeline = QAPipeline(settings)
     corpus = Path(args.path) if args.path else settings.corpus_dir
+    previous = pipeline.sources(corpus).recorded_corpus()
+    if (
+        previous is not None
+        and previous != corpus.resolve()
+        and not args.replace
+        and pipeline.store.live_version() is not None
+    ):
+        raise CiteqaError(
+            f"the index at {pipeline.index_dir} holds the folder {previous}; indexing {corpus} instead "
+            "would replace its documents (a running service too): pass --replace to do that, "
+            "or use another CITEQA_DATA_DIR"
+        )
     report = pipeline.index_folder(corpus, rebuild=args.rebuild, show_progress=sys.stderr.isatty())
     for problem in report.problems:
         print(f"skipped {problem.path}: {problem.reason}", file=sys.stderr)
@@ -70,32 +83,72 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     # Cheap checks first, so that bad input fails before the models load.
     pipeline.validate_question(args.question)
     pipeline.require_index()
-    pipeline.warm_up()
-    result = pipeline.ask(args.question, top_k=args.top_k, max_answers=args.max_answers)
+    # A service on this machine serving this same index answers at once; loading the models takes ~12 s.
+    result = None if args.no_service else _ask_service(args, settings)
+    if result is None:
+        pipeline.warm_up()
+        result = ask_json(pipeline.ask(args.question, top_k=args.top_k, max_answers=args.max_answers))
     if args.json:
-        print(json.dumps(ask_json(result), indent=2, ensure_ascii=False))
+        print(json.dumps(result, indent=2, ensure_ascii=False))
         return 0
-    tty = sys.stdout.isatty()
-    if result.no_answer:
-        print(result.message)
-        if result.passages:
-            best = result.passages[0]
-            where = f"{best.chunk.doc_id}, chars {best.chunk.start}-{best.chunk.end}"
-            print(f"\nClosest passage ({best.title}, {where}):")
-            print(textwrap.indent(textwrap.fill(best.chunk.text[:400], 100), "  "))
-        return 0
-    for number, answer in enumerate(result.answers, start=1):
-        c = answer.citation
-        label = "Answer" if number == 1 else f"Alternative {number - 1}"
-        print(f"{label}: {answer.text}   (score {answer.score:.2f})")
-        page = f", page {c.page}" if c.page else ""
-        print(f"  Source: {c.title} [{c.doc_id}{page}, chars {c.start}-{c.end}]")
-        context = _highlight(c.context.text, c.start - c.context.start, c.end - c.context.start, tty)
-        print(textwrap.indent("..." + " ".join(context.split()) + "...", "  "))
-        if number == 1 and len(result.answers) > 1:
-            print()
-    print(f"\n({result.timings_ms['total']:.0f} ms)")
+    _print_answers(result, sys.stdout.isatty())
     return 0
+
+
+def _ask_service(args: argparse.Namespace, settings: Settings) -> dict[str, Any] | None:
+    """The answer of a running local service whose index is the one this command would load, or None."""
+    import httpx
+
+    from indexing.store import make_store
+
+    url = settings.database_url.get_secret_value() if settings.database_url else None
+    live_version = make_store(settings.resolved_index_dir, database_url=url).live_version()
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    base = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}"
+    body = {"question": args.question, "top_k": args.top_k, "max_answers": args.max_answers}
+    try:
+        ready = httpx.get(f"{base}/readyz", timeout=0.5)
+        if (
+            live_version is None
+            or ready.status_code != 200
+            or ready.json().get("index_version") != live_version
+        ):
+            return None
+        response = httpx.post(
+            f"{base}/v1/ask", json={k: v for k, v in body.items() if v is not None}, timeout=120
+        )
+        data = response.json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    if 400 <= response.status_code < 500 and isinstance(data.get("error"), dict):
+        raise CiteqaError(str(data["error"].get("message")))
+    if response.status_code != 200:
+        return None
+    print(f"citeqa: answered by the service at {base} (--no-service loads the models here)", file=sys.stderr)
+    return dict(data)
+
+
+def _print_answers(result: dict[str, Any], tty: bool) -> None:
+    if result["no_answer"]:
+        print(result["message"])
+        if result["passages"]:
+            best = result["passages"][0]
+            where = f"{best['doc_id']}, chars {best['start']}-{best['end']}"
+            print(f"\nClosest passage ({best['title']}, {where}):")
+            print(textwrap.indent(textwrap.fill(best["text"][:400], 100), "  "))
+        return
+    for number, answer in enumerate(result["answers"], start=1):
+        c = answer["citation"]
+        label = "Answer" if number == 1 else f"Alternative {number - 1}"
+        print(f"{label}: {answer['text']}   (score {answer['score']:.2f})")
+        page = f", page {c['page']}" if c["page"] else ""
+        print(f"  Source: {c['title']} [{c['doc_id']}{page}, chars {c['start']}-{c['end']}]")
+        context = c["context"]
+        marked = _highlight(context["text"], c["start"] - context["start"], c["end"] - context["start"], tty)
+        print(textwrap.indent("..." + " ".join(marked.split()) + "...", "  "))
+        if number == 1 and len(result["answers"]) > 1:
+            print()
+    print(f"\n({result['timings_ms']['total']:.0f} ms)")
 
 
 def quiet_libraries() -> None:
@@ -142,6 +195,9 @@ def build_parser(*more: Register) -> tuple[argparse.ArgumentParser, dict[str, Ha
     p = sub.add_parser("index", help="index a folder of documents (default: seeds/)")
     p.add_argument("path", nargs="?", help="corpus folder (CITEQA_CORPUS_DIR)")
     p.add_argument("--rebuild", action="store_true", help="re-embed everything instead of only changes")
+    p.add_argument(
+        "--replace", action="store_true", help="index PATH even though the index holds another folder"
+    )
     handlers["index"] = cmd_index
 
     p = sub.add_parser("ask", help="answer a question with cited verbatim spans")
@@ -149,6 +205,9 @@ def build_parser(*more: Register) -> tuple[argparse.ArgumentParser, dict[str, Ha
     p.add_argument("--top-k", type=int, help="passages to retrieve and read")
     p.add_argument("--max-answers", type=int, help="answers to show (best first)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.add_argument(
+        "--no-service", action="store_true", help="load the models here even when a local service runs"
+    )
     handlers["ask"] = cmd_ask
 
     p = sub.add_parser("postgres", help="start or stop a local PostgreSQL with pgvector (the shared store)")
@@ -158,6 +217,15 @@ def build_parser(*more: Register) -> tuple[argparse.ArgumentParser, dict[str, Ha
 
     for register in (api_commands.register, *more):
         register(sub, handlers)
+    # The global flags are accepted after the command too (`citeqa index PATH --index-dir X`);
+    # SUPPRESS keeps a value given before the command when none is given after it.
+    for command in sub.choices.values():
+        command.add_argument(
+            "--index-dir", default=argparse.SUPPRESS, help="index directory (CITEQA_INDEX_DIR)"
+        )
+        command.add_argument(
+            "--device", choices=["auto", "cpu", "cuda"], default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
     return parser, handlers
 
 

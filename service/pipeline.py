@@ -14,6 +14,7 @@ from indexing.build import BuildReport, IndexBuilder
 from indexing.chunking import ChunkingConfig
 from indexing.embedding import Embedder
 from indexing.errors import CiteqaError, IndexNotFoundError
+from indexing.journal import UpdateJournal
 from indexing.loaders import load_bytes
 from indexing.sources import DocumentSources
 from indexing.store import Store, make_store, set_faiss_threads
@@ -33,6 +34,10 @@ _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 class QuestionError(CiteqaError):
     """The question itself is unusable (empty, too long)."""
+
+
+class TopKError(QuestionError):
+    """top_k outside the configured range."""
 
 
 class DocumentNotFoundError(CiteqaError):
@@ -98,6 +103,7 @@ class QAPipeline:
     def warm_up(self, require_index: bool = True) -> None:
         self.embedder.warm_up()
         self.reader.warm_up()
+        self.recover_interrupted_update()
         if require_index or self.store.live_version() is not None:
             self.reload()
 
@@ -115,7 +121,10 @@ class QAPipeline:
 
     def require_index(self) -> None:
         if self.store.live_version() is None:
-            raise IndexNotFoundError(f"no index at {self.store.describe()}; build one with `citeqa index`")
+            where = f" --index-dir {self.index_dir}" if self.settings.index_dir is not None else ""
+            raise IndexNotFoundError(
+                f"no index at {self.store.describe()}; build one with `citeqa index{where}`"
+            )
 
     @property
     def index(self) -> SearchIndex:
@@ -168,7 +177,7 @@ class QAPipeline:
         if top_k is None:
             return self.settings.top_k
         if not 1 <= top_k <= self.settings.max_top_k:
-            raise QuestionError(f"top_k must be between 1 and {self.settings.max_top_k} (got {top_k})")
+            raise TopKError(f"top_k must be between 1 and {self.settings.max_top_k} (got {top_k})")
         return top_k
 
     def search(
@@ -247,9 +256,12 @@ class QAPipeline:
         builder = self.builder()
         builder.show_progress = show_progress
         with self._update_lock:
+            self.recover_interrupted_update()
+            sources = self.sources(corpus)
             # A shared store also holds what was uploaded through other replicas: index_folder keeps it.
             shared = self.settings.database_url is not None
-            report = builder.build_from_sources(self.sources(corpus), rebuild=rebuild, keep_uploads=shared)
+            report = builder.build_from_sources(sources, rebuild=rebuild, keep_uploads=shared)
+            sources.record_corpus()
             self.reload()
         return report
 
@@ -261,25 +273,36 @@ class QAPipeline:
         return report
 
     def upload_document(self, doc_id: str, data: bytes) -> tuple[Document, BuildReport]:
-        """Index an uploaded file and keep it in the data directory, so that re-indexing keeps it."""
+        """Index an uploaded file and keep it in the data directory, so that re-indexing keeps it.
+
+        Journaled: after a crash at any point the upload is either fully in or fully out."""
         document = load_bytes(data, doc_id)
-        sources = self.sources()
-        with self._update_lock:
-            previous = sources.save_upload(doc_id, data)
-            try:
-                report = self.add_documents([document])
-            except BaseException:
-                sources.restore_upload(doc_id, previous)
-                raise
+        with self._update_lock, self.journal().upload(doc_id, data, self._indexed_hash):
+            report = self.add_documents([document])
         return document, report
 
     def delete_document(self, doc_id: str) -> BuildReport:
         with self._update_lock:
             if self.store.live_version() is None or self.index.snapshot.document(doc_id) is None:
                 raise DocumentNotFoundError(f"no document with id {doc_id!r}")
-            report = self.builder().update([], [doc_id])
-            self.reload()
-            self.sources().forget(doc_id)
+            with self.journal().delete(doc_id, self._indexed_hash):
+                report = self.builder().update([], [doc_id])
+                self.reload()
             if not report.removed:  # another writer (a replica) deleted it first
                 raise DocumentNotFoundError(f"no document with id {doc_id!r}")
         return report
+
+    def journal(self) -> UpdateJournal:
+        return UpdateJournal(self.settings.data_dir, self.sources())
+
+    def recover_interrupted_update(self) -> str | None:
+        """Finish or undo an upload or delete that a crash interrupted (see indexing/journal.py)."""
+        with self._update_lock:
+            outcome = self.journal().recover(self._indexed_hash)
+        if outcome:
+            log.warning("%s", outcome)
+        return outcome
+
+    def _indexed_hash(self, doc_id: str) -> str | None:
+        """The content hash the live version holds for `doc_id` (None: not in it)."""
+        return self.store.indexed_hash(doc_id)

@@ -9,6 +9,7 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class Settings(BaseSettings):
@@ -73,12 +74,20 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     api_key: SecretStr | None = None
+    allowed_hosts: str = Field(
+        default="",
+        description="comma-separated host names the service answers to besides the loopback names "
+        "(DNS-rebinding guard); '*' = any. Empty and bound beyond loopback: any",
+    )
 
     # HTTP API: request limits, the inference worker pool, feedback and chat.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="JSON request bodies")
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="document uploads")
     inference_workers: int = Field(default=4, ge=1, le=64, description="threads running the models")
     feedback_db: Path | None = Field(default=None, description="defaults to <data_dir>/feedback.sqlite3")
+    max_feedback_bytes: int = Field(
+        default=20 * 1024 * 1024, ge=0, description="feedback store size at which posts get 507; 0 = no cap"
+    )
     chat_model_name: str = "citeqa"
     public_url: str | None = Field(default=None, description="base URL for links in chat replies")
 
@@ -87,6 +96,12 @@ class Settings(BaseSettings):
     read_timeout_s: float = Field(default=30.0, gt=0, description="time a client has to send its body")
     rate_limit_per_minute: int = Field(default=0, ge=0, description="requests per client address; 0 = off")
     rate_limit_burst: int = Field(default=20, ge=1, description="requests a client may send at once")
+    max_connections: int = Field(
+        default=500, ge=16, description="open connections; at the cap a new one evicts the longest idle"
+    )
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="time a connection has to send its request headers"
+    )
 
     # Performance (bench).
     rerank_factor: int = Field(
@@ -100,6 +115,14 @@ class Settings(BaseSettings):
     )
     faiss_threads: int = Field(default=1, ge=0, description="OpenMP threads for FAISS; 0 = library default")
     answer_cache_size: int = Field(default=256, ge=0, description="ask results kept (LRU); 0 = no cache")
+
+    @property
+    def host_allow_list(self) -> frozenset[str] | None:
+        """Lower-case host names (no port) a request's Host header may name; None: any."""
+        extra = {h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip()}
+        if "*" in extra or (not extra and self.host not in LOOPBACK_HOSTS):
+            return None
+        return frozenset({"localhost", "127.0.0.1", "[::1]", "::1"} | extra)
 
     @property
     def resolved_index_dir(self) -> Path:

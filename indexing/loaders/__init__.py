@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,8 +85,17 @@ def first_line_title(text: str, fallback: str) -> str:
     for line in text.splitlines():
         stripped = line.strip().lstrip("#").strip()
         if stripped:
-            return stripped[:200]
+            return _shortened(stripped, 200)
     return fallback
+
+
+def _shortened(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters at a word boundary, marked with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    words = cut.rsplit(" ", 1)[0] if " " in cut else cut
+    return words.rstrip(" ,;:-") + "…"
 
 
 # A new format: a module with SUFFIXES and `parse` (see common.Parser), added here.
@@ -135,13 +145,42 @@ def load_file(path: Path, root: Path) -> Document:
     return load_bytes(data, doc_id, source=str(path))
 
 
+_LINKED_FOLDER_INSIDE = "link to a folder inside the corpus"
+
+
+def _outside_reason(path: Path, real_root: Path) -> str | None:
+    """Why `path` may not be indexed as part of the folder `real_root`, or None if it may."""
+    try:
+        real = path.resolve(strict=True)
+        mode = real.stat().st_mode
+    except (OSError, RuntimeError):  # a dangling or looping link
+        return "broken symbolic link"
+    if not real.is_relative_to(real_root):
+        return f"symbolic link to {real}, outside the corpus folder"
+    if stat.S_ISDIR(mode):
+        return _LINKED_FOLDER_INSIDE
+    if not stat.S_ISREG(mode):
+        return "not a regular file"
+    return None
+
+
 def load_corpus(root: Path) -> LoadedCorpus:
     """Load every supported file under `root`; skipped and broken files are reported, not fatal."""
     documents: list[Document] = []
     problems: list[LoadProblem] = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    real_root = root.resolve()
+    # Links to folders are listed too (rglob does not enter them), so that one out of the folder is reported.
+    for path in sorted(p for p in root.rglob("*") if p.is_symlink() or not p.is_dir()):
         rel = path.relative_to(root).as_posix()
         if any(part.startswith(".") for part in path.relative_to(root).parts):
+            continue
+        # A link out of the folder (`ln -s /etc/passwd corpus/x.txt`) must not publish what it points at.
+        outside = _outside_reason(path, real_root)
+        if outside == _LINKED_FOLDER_INSIDE:
+            continue  # its files are listed under their real path
+        if outside:
+            log.warning("skipping %s: %s", rel, outside)
+            problems.append(LoadProblem(rel, outside))
             continue
         if not is_supported(path.name):
             log.warning("skipping %s: unsupported file type", rel)

@@ -101,6 +101,10 @@ class Store(Protocol):
 
     def open(self, expected: IndexSpec | None = None, verify: bool = True) -> StoreSnapshot: ...
 
+    def indexed_hash(self, doc_id: str) -> str | None:
+        """The content hash the live version holds for `doc_id` (None: not in it), without loading it."""
+        ...
+
     def write_lock(self) -> AbstractContextManager[None]: ...
 
     def previous(self, spec: IndexSpec) -> StoreSnapshot | None:

@@ -22,6 +22,7 @@ import sqlite3
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -363,6 +364,10 @@ class IndexSnapshot:
         self._conn = sqlite3.connect(
             f"file:{directory / SQLITE_FILE}?mode=ro", uri=True, check_same_thread=False
         )
+        # Closed as soon as the last query lets go of this snapshot: a connection is in a reference
+        # cycle with its own statement cache, so left alone it (and its deleted file) lived until the
+        # next garbage collection (88 deleted store.sqlite files, 82 MB, after 60 HTTP updates).
+        weakref.finalize(self, self._conn.close)
         self._lock = threading.Lock()
 
     @classmethod
@@ -619,6 +624,18 @@ class LocalStore:
 
     def write_lock(self) -> contextlib.AbstractContextManager[None]:
         return write_lock(self.root)
+
+    def indexed_hash(self, doc_id: str) -> str | None:
+        """Read from the live manifest alone (crash recovery runs before any index is loaded)."""
+        directory = current_version_dir(self.root)
+        if directory is None:
+            return None
+        try:
+            hashes = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))["documents"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise _damaged(self.root, f"{MANIFEST} unreadable") from exc
+        value = hashes.get(doc_id) if isinstance(hashes, dict) else None
+        return str(value) if value is not None else None
 
     def previous(self, spec: IndexSpec) -> IndexSnapshot | None:
         try:

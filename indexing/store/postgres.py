@@ -188,6 +188,11 @@ class PostgresStore:
             self._polled_at = now
         return self._polled
 
+    def indexed_hash(self, doc_id: str) -> str | None:
+        with self.connection() as conn:
+            row = conn.execute("SELECT content_hash FROM citeqa_documents WHERE id = %s", [doc_id]).fetchone()
+        return str(row[0]) if row else None
+
     def _stored_spec(self, conn: psycopg.Connection[Any]) -> IndexSpec | None:
         row = conn.execute("SELECT value FROM citeqa_meta WHERE key = 'spec'").fetchone()
         return IndexSpec(**json.loads(row[0])) if row else None

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import anyio
 import anyio.to_thread
+import fastapi_offline
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
@@ -17,7 +18,7 @@ from starlette.routing import Route
 from indexing.errors import CiteqaError
 from service.api import ask, chat, documents, feedback, health, search
 from service.api.errors import install_error_handlers
-from service.api.guard import GuardMiddleware
+from service.api.guard import GuardMiddleware, HostGuardMiddleware
 from service.api.mcp import McpHttpEndpoint, build_mcp_server
 from service.api.middleware import RequestMiddleware
 from service.api.state import ServiceState
@@ -27,6 +28,8 @@ from service.settings import Settings
 log = logging.getLogger("citeqa.api")
 
 WEB_DIR = Path(__file__).parent / "web"
+# Swagger UI and ReDoc bundles as shipped in the fastapi-offline wheel (only its files are used).
+DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
 
 
 def _warm_up(state: ServiceState) -> None:
@@ -40,6 +43,7 @@ def _warm_up(state: ServiceState) -> None:
         log.exception("could not load the models")
         return
     try:
+        pipeline.recover_interrupted_update()  # an upload or delete a crash cut short
         if not pipeline.ready and pipeline.store.live_version() is not None:
             pipeline.reload()
         if pipeline.ready:
@@ -58,7 +62,7 @@ def create_app(settings: Settings | None = None, pipeline: QAPipeline | None = N
     """Pass `pipeline` to serve one that is already built (tests share loaded models this way)."""
     settings = settings or (pipeline.settings if pipeline is not None else Settings())
     state = ServiceState(settings, pipeline or QAPipeline(settings))
-    mcp_server = build_mcp_server(state.loaded_pipeline, state.infer)
+    mcp_server = build_mcp_server(state.loaded_pipeline, state.infer, settings.max_top_k)
     mcp_endpoint = McpHttpEndpoint(mcp_server, settings.host)
 
     @contextlib.asynccontextmanager
@@ -79,16 +83,30 @@ def create_app(settings: Settings | None = None, pipeline: QAPipeline | None = N
         version="0.1.0",
         summary="Verbatim answers with exact citations from your documents, or an honest 'not in them'.",
         lifespan=lifespan,
+        # Served from local files below: the defaults load Swagger UI and ReDoc from a CDN (blank offline).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.citeqa = state
     install_error_handlers(app)
     # Added first, so it runs inside RequestMiddleware: refusals still get a request id, log and metrics.
     app.add_middleware(GuardMiddleware, settings=settings)
+    app.add_middleware(HostGuardMiddleware, settings=settings)
     app.add_middleware(RequestMiddleware, get_state=lambda: state)
     for module in (ask, search, documents, feedback, chat, health):
         app.include_router(module.router)
     app.router.routes.append(Route("/mcp", endpoint=mcp_endpoint))
+    # Before /static, which would otherwise claim /static/docs/... and answer 404.
+    app.mount("/static/docs", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> FileResponse:
+        return FileResponse(WEB_DIR / "docs.html", media_type="text/html")
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> FileResponse:
+        return FileResponse(WEB_DIR / "redoc.html", media_type="text/html")
 
     @app.get("/", include_in_schema=False)
     async def index_page() -> FileResponse:

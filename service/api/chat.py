@@ -24,6 +24,7 @@ from service.api.schemas import (
     ModelList,
 )
 from service.api.views import document_url
+from service.settings import Settings
 from service.types import AskResult
 
 router = APIRouter(tags=["chat"])
@@ -100,8 +101,15 @@ def _question(body: ChatCompletionRequest) -> str:
     raise ApiError(422, "no_user_message", "the messages hold no user message to answer")
 
 
-def _base_url(request: Request, public_url: str | None) -> str:
-    return (public_url or str(request.base_url)).rstrip("/")
+def _base_url(request: Request, settings: Settings) -> str:
+    """CITEQA_PUBLIC_URL, else the request's Host when the allow-list vetted it, else the bound address:
+    never a name an unchecked client made up."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    if settings.host_allow_list is not None:
+        return str(request.base_url).rstrip("/")
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return f"{request.url.scheme}://{host}:{settings.port}"
 
 
 def _stream(completion: ChatCompletionResponse) -> Iterator[str]:
@@ -145,7 +153,7 @@ async def chat_completions(
 ) -> ChatCompletionResponse | StreamingResponse:
     question = _question(body)
     result = await state.query(request, lambda: pipeline.ask(question))
-    base_url = _base_url(request, state.settings.public_url)
+    base_url = _base_url(request, state.settings)
     citations = chat_citations(result, base_url)
     completion = ChatCompletionResponse(
         id=f"chatcmpl-{uuid.uuid4().hex[:24]}",

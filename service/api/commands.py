@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import socket
 import sys
 from pathlib import Path
 from typing import Any
 
+from indexing.errors import CiteqaError
 from service.settings import Settings
 
 
@@ -15,6 +18,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from service.api.app import create_app
+    from service.api.server import uvicorn_config
 
     updates: dict[str, Any] = {}
     if args.host:
@@ -22,20 +26,39 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.port is not None:
         updates["port"] = args.port
     settings = Settings.model_validate({**settings.model_dump(), **updates})
+    # Bound before anything is announced, so that a busy port is the only message.
+    listener = _bind(settings.host, settings.port)
     # One structured access line per request comes from our middleware, so uvicorn's is off.
     logging.getLogger("citeqa").setLevel(logging.INFO)
     if settings.api_key is None:
         print("citeqa: uploads and deletes are disabled (no CITEQA_API_KEY)", file=sys.stderr)
-    print(f"citeqa: serving on http://{settings.host}:{settings.port} (docs at /docs)", file=sys.stderr)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        access_log=False,
-        log_level="info" if args.verbose else "warning",
-        timeout_graceful_shutdown=10,
-    )
+    if settings.host_allow_list is None:
+        print(
+            "citeqa: answering to any Host name; set CITEQA_ALLOWED_HOSTS to the names clients use",
+            file=sys.stderr,
+        )
+    port = listener.getsockname()[1]
+    print(f"citeqa: serving on http://{settings.host}:{port} (docs at /docs)", file=sys.stderr)
+    config = uvicorn_config(create_app(settings), settings, log_level="info" if args.verbose else "warning")
+    uvicorn.Server(config).run(sockets=[listener])
     return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
+        raise CiteqaError(
+            f"{host}:{port} {reason}; stop the other server or pick another port with --port"
+        ) from None
+    listener.listen(2048)
+    listener.set_inheritable(True)
+    return listener
 
 
 def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
@@ -45,7 +68,7 @@ def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
     pipeline = QAPipeline(settings)
     # Load before speaking MCP, so that a missing index is one clear line on stderr and exit 1.
     pipeline.warm_up()
-    build_mcp_server(lambda: pipeline).run("stdio")
+    build_mcp_server(lambda: pipeline, max_top_k=settings.max_top_k).run("stdio")
     return 0
 
 
@@ -53,15 +76,17 @@ def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
     from service.api.feedback_store import FeedbackStore, export_jsonl
 
     store = FeedbackStore(settings.resolved_feedback_db)
+    destination = ""
     if args.output and args.output != "-":
         path = Path(args.output)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", encoding="utf-8") as out:
-            count = export_jsonl(store, out, include_rejected=args.include_rejected)
-        print(f"exported {count} feedback items to {path}", file=sys.stderr)
+            count, left_out = export_jsonl(store, out, include_rejected=args.include_rejected)
+        destination = f" to {path}"
     else:
-        count = export_jsonl(store, sys.stdout, include_rejected=args.include_rejected)
-        print(f"exported {count} feedback items", file=sys.stderr)
+        count, left_out = export_jsonl(store, sys.stdout, include_rejected=args.include_rejected)
+    note = f"; left out {left_out} answers marked wrong (--include-rejected adds them)" if left_out else ""
+    print(f"exported {count} feedback items{destination}{note}", file=sys.stderr)
     return 0
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
-from pathlib import PurePosixPath, PureWindowsPath
+import unicodedata
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -32,17 +34,25 @@ router = APIRouter(tags=["documents"])
 
 MAX_PAGE = 200
 SPAN_CONTEXT_CHARS = 400
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# \w is Unicode-aware: letters and digits of any script stay (`aé.txt` and `añ.txt` are two names).
+_UNSAFE = re.compile(r"[^\w.-]+")
+ORIGINAL_NAMES = "upload-names.json"
+MAX_ID_BYTES = 200  # file systems allow 255 bytes a name; UTF-8 takes up to 4 a character
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, object]]:
     return {code: {"model": ErrorResponse} for code in codes}
 
 
-def sanitize_doc_id(filename: str) -> str:
-    """The uploaded file's own name, made safe: no directories, no hidden files, plain characters."""
+def _base_name(filename: str) -> str:
     # Both separators: a client on Windows may send C:\\path\\name.txt.
-    name = PurePosixPath(PureWindowsPath(filename).name).name
+    return unicodedata.normalize("NFC", PurePosixPath(PureWindowsPath(filename).name).name)
+
+
+def sanitize_doc_id(filename: str) -> str:
+    """The uploaded file's own name, made safe: no directories, no hidden files, no control or path
+    characters; Unicode kept (NFC); a long name is shortened before its type suffix, never through it."""
+    name = _base_name(filename)
     name = _UNSAFE.sub("_", name).strip("._-") if name else ""
     stem, dot, suffix = name.rpartition(".")
     if not dot or not stem.strip("._-"):
@@ -51,9 +61,51 @@ def sanitize_doc_id(filename: str) -> str:
         raise ApiError(
             415,
             "unsupported_document_type",
-            f"{name}: unsupported file type .{suffix}; send one of {', '.join(SUPPORTED_SUFFIXES)}",
+            f"{name[:100]}: unsupported file type .{suffix[:20]}; "
+            f"send one of {', '.join(SUPPORTED_SUFFIXES)}",
         )
-    return name[:200]
+    budget = MAX_ID_BYTES - len(suffix.encode()) - 1
+    stem = stem.encode()[:budget].decode("utf-8", "ignore").rstrip("._-")
+    return f"{stem}.{suffix}"
+
+
+def _names_file(pipeline: QAPipeline) -> Path:
+    """The file names uploads were sent under, by id (beside uploads/, which holds documents only)."""
+    return pipeline.settings.data_dir / ORIGINAL_NAMES
+
+
+def _original_names(pipeline: QAPipeline) -> dict[str, str]:
+    try:
+        names = json.loads(_names_file(pipeline).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return names if isinstance(names, dict) else {}
+
+
+def _remember_name(pipeline: QAPipeline, doc_id: str, original: str) -> None:
+    names = _original_names(pipeline)
+    if names.get(doc_id) != original:
+        names[doc_id] = original
+        _names_file(pipeline).write_text(json.dumps(names, ensure_ascii=False), encoding="utf-8")
+
+
+def _check_name_is_free(pipeline: QAPipeline, doc_id: str, original: str) -> None:
+    """Refuse an upload that would silently replace a document it does not name."""
+    sources = pipeline.sources()
+    if (sources.corpus_dir / doc_id).is_file() and doc_id not in sources.deleted():
+        raise ApiError(
+            409,
+            "document_in_corpus",
+            f"{doc_id} is a document of the corpus folder; delete it first to replace it with an upload",
+        )
+    renamed = doc_id != original and _original_names(pipeline).get(doc_id) != original
+    if renamed and pipeline.ready and pipeline.index.snapshot.document(doc_id) is not None:
+        raise ApiError(
+            409,
+            "name_collision",
+            f"the file name {original!r} becomes the id {doc_id}, which another document has; "
+            "rename the file",
+        )
 
 
 def _document(pipeline: QAPipeline, doc_id: str) -> tuple[Document, str]:
@@ -149,7 +201,7 @@ _UPLOAD_BODY = {
     response_model=UploadResponse,
     status_code=201,
     dependencies=[ApiKeyDep],
-    responses=_errors(400, 401, 403, 413, 415, 422, 503),
+    responses=_errors(400, 401, 403, 409, 413, 415, 422, 503),
     openapi_extra=_UPLOAD_BODY,
 )
 async def upload_document(request: Request, state: StateDep, pipeline: PipelineDep) -> UploadResponse:
@@ -168,14 +220,17 @@ async def upload_document(request: Request, state: StateDep, pipeline: PipelineD
         if not isinstance(upload, UploadFile):
             raise ApiError(422, "missing_file", "the form has no file in its 'file' field")
         doc_id = sanitize_doc_id(upload.filename or "")
+        original = _base_name(upload.filename or "")
         data = await upload.read()
     if not data:
         raise ApiError(422, "empty_file", f"{doc_id} is empty")
 
     def add() -> UploadResponse:
+        _check_name_is_free(pipeline, doc_id, original)
         replaced = pipeline.index.snapshot.document(doc_id) is not None if pipeline.ready else False
         started = time.perf_counter()
         document, _ = pipeline.upload_document(doc_id, data)
+        _remember_name(pipeline, doc_id, original)
         state.metrics.stage_latency.labels(stage="index_update").observe(time.perf_counter() - started)
         snapshot = pipeline.index.snapshot
         summary = DocumentSummary(

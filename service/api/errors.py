@@ -19,7 +19,7 @@ from indexing.errors import (
     StoreUnavailableError,
 )
 from service.api.schemas import error_json
-from service.pipeline import DocumentNotFoundError, QuestionError
+from service.pipeline import DocumentNotFoundError, QuestionError, TopKError
 
 log = logging.getLogger("citeqa.api")
 
@@ -37,6 +37,7 @@ class ApiError(Exception):
 
 # Most specific first: the first class the error is an instance of decides.
 _CITEQA_ERRORS: tuple[tuple[type[CiteqaError], int, str], ...] = (
+    (TopKError, 422, "invalid_top_k"),
     (QuestionError, 422, "invalid_question"),
     (DocumentNotFoundError, 404, "document_not_found"),
     (IndexNotFoundError, 503, "index_not_found"),

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from service.api.deps import StateDep, require_json
 from service.api.errors import ApiError
-from service.api.feedback_store import FeedbackEntry
+from service.api.feedback_store import FeedbackEntry, FeedbackFullError
 from service.api.schemas import ErrorResponse, FeedbackRequest, FeedbackResponse
 
 router = APIRouter(tags=["feedback"])
@@ -17,7 +17,7 @@ router = APIRouter(tags=["feedback"])
     response_model=FeedbackResponse,
     status_code=201,
     dependencies=[require_json],
-    responses={code: {"model": ErrorResponse} for code in (400, 413, 415, 422)},
+    responses={code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 507)},
 )
 async def feedback(body: FeedbackRequest, state: StateDep) -> FeedbackResponse:
     if not body.question.strip():
@@ -35,5 +35,8 @@ async def feedback(body: FeedbackRequest, state: StateDep) -> FeedbackResponse:
         start=body.start,
         end=body.end,
     )
-    feedback_id = await state.io(lambda: state.feedback.add(entry))
+    try:
+        feedback_id = await state.io(lambda: state.feedback.add(entry))
+    except FeedbackFullError as exc:
+        raise ApiError(507, "feedback_full", f"{exc}; export and clear it to accept more") from None
     return FeedbackResponse(id=feedback_id)

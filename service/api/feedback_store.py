@@ -37,11 +37,19 @@ class FeedbackEntry:
     end: int | None = None
 
 
-class FeedbackStore:
-    """One short connection per call, so that any worker thread may use it."""
+class FeedbackFullError(Exception):
+    """The store has reached its size cap."""
 
-    def __init__(self, path: Path) -> None:
+
+class FeedbackStore:
+    """One short connection per call, so that any worker thread may use it.
+
+    `max_bytes` caps the database: feedback is unauthenticated, and without a cap 1,500 posts of 30 KB
+    stored 46 MB in 17 s."""
+
+    def __init__(self, path: Path, max_bytes: int = 0) -> None:
         self.path = path
+        self.max_bytes = max_bytes
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,6 +59,10 @@ class FeedbackStore:
 
     def add(self, entry: FeedbackEntry) -> int:
         with closing(self._connect()) as conn, conn:
+            if self.max_bytes:
+                pages = conn.execute("PRAGMA page_count").fetchone()[0]
+                if pages * conn.execute("PRAGMA page_size").fetchone()[0] >= self.max_bytes:
+                    raise FeedbackFullError(f"the feedback store is full ({self.max_bytes:,} bytes)")
             cursor = conn.execute(
                 'INSERT INTO feedback (created_at, question, answer, correct, comment, doc_id, start, "end") '
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -101,11 +113,13 @@ def eval_item(row: dict[str, Any]) -> dict[str, Any]:
     return item
 
 
-def export_jsonl(store: FeedbackStore, out: Any, include_rejected: bool = False) -> int:
-    count = 0
+def export_jsonl(store: FeedbackStore, out: Any, include_rejected: bool = False) -> tuple[int, int]:
+    """Write the items; returns (written, rejected answers left out)."""
+    count = left_out = 0
     for row in store.rows():
         if not row["correct"] and not include_rejected:
+            left_out += 1
             continue
         out.write(json.dumps(eval_item(row), ensure_ascii=False) + "\n")
         count += 1
-    return count
+    return count, left_out

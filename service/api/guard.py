@@ -121,6 +121,67 @@ class GuardMiddleware:
                 await _reply(send, 408, "request_timeout", exc.detail, {"connection": "close"})
 
 
+def host_name(host_header: str) -> str:
+    """The host part of a Host header, lower-case: `[::1]:8000` -> `[::1]`, `A.org:80` -> `a.org`."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+# The page's own files only: no inline script, no framing (clickjacking), no plugins. The API docs
+# (Swagger UI, ReDoc) need inline styles and ReDoc a blob: worker.
+PAGE_CSP = (
+    "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+DOCS_CSP = PAGE_CSP + "; style-src 'self' 'unsafe-inline'; worker-src 'self' blob:"
+DOCS_PATHS = frozenset({"/docs", "/redoc"})
+
+
+class HostGuardMiddleware:
+    """Answer only to allowed Host names (DNS rebinding), and send security headers with every reply.
+
+    A web page on another site cannot read a service on the user's machine through its own name once
+    that name resolves to 127.0.0.1: its requests carry its own Host, which is refused with 421.
+    """
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.allowed = settings.host_allow_list
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        csp = DOCS_CSP if scope["path"] in DOCS_PATHS else PAGE_CSP
+        security = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"x-frame-options", b"DENY"),
+            (b"content-security-policy", csp.encode()),
+            (b"referrer-policy", b"no-referrer"),
+        ]
+
+        async def send_secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *security]}
+            await send(message)
+
+        if self.allowed is not None:
+            host = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"host"), None)
+            if not host:
+                await _reply(send_secured, 400, "missing_host", "the request has no Host header", {})
+                return
+            if host_name(host) not in self.allowed:
+                message = (
+                    f"this service does not answer to the host name {host_name(host)!r}; "
+                    "add it to CITEQA_ALLOWED_HOSTS if it is yours"
+                )
+                await _reply(send_secured, 421, "host_not_allowed", message, {})
+                return
+        await self.app(scope, receive, send_secured)
+
+
 async def _reply(send: Send, status: int, code: str, message: str, headers: dict[str, str]) -> None:
     body = json.dumps(error_json(code, message)).encode()
     raw_headers = [

@@ -34,7 +34,9 @@ async def _in_thread(fn: Callable[[], Any]) -> Any:
     return await anyio.to_thread.run_sync(fn)
 
 
-def build_mcp_server(get_pipeline: Callable[[], QAPipeline], run: Runner[Any] = _in_thread) -> MCPServer:
+def build_mcp_server(
+    get_pipeline: Callable[[], QAPipeline], run: Runner[Any] = _in_thread, max_top_k: int = MAX_TOP_K
+) -> MCPServer:
     """`get_pipeline` raises (or returns a loaded pipeline); `run` executes model work off the event loop."""
     server = MCPServer("citeqa", instructions=INSTRUCTIONS, log_level="WARNING")
 
@@ -46,10 +48,6 @@ def build_mcp_server(get_pipeline: Callable[[], QAPipeline], run: Runner[Any] = 
         except CiteqaError as exc:
             raise ToolError(str(exc)) from exc
 
-    @server.tool(
-        description="Answer a question from the indexed documents with verbatim, cited answers "
-        "(document id, character span, sentence, passage), or say that the documents do not answer it."
-    )
     async def ask(
         question: Annotated[str, Field(min_length=1, description="a natural-language question")],
         top_k: Annotated[int | None, Field(ge=1, le=MAX_TOP_K, description="passages to read")] = None,
@@ -59,14 +57,23 @@ def build_mcp_server(get_pipeline: Callable[[], QAPipeline], run: Runner[Any] = 
     ) -> AskResponse:
         return await call(lambda p: ask_response(p.ask(question, top_k=top_k, max_answers=max_answers)))
 
-    @server.tool(
-        description="Find the passages of the indexed documents that best match a query, with citations."
-    )
     async def search(
         query: Annotated[str, Field(min_length=1, description="what to look for")],
         top_k: Annotated[int | None, Field(ge=1, le=MAX_TOP_K, description="passages to return")] = None,
     ) -> SearchResponse:
         return await call(lambda p: search_response(p.search(query, top_k=top_k)))
+
+    # The configured limit, not the hard cap, so that the tools advertise what the pipeline accepts.
+    # Set as objects: string annotations could not name this function's local `max_top_k`.
+    for tool, what in ((ask, "passages to read"), (search, "passages to return")):
+        tool.__annotations__["top_k"] = Annotated[int | None, Field(ge=1, le=max_top_k, description=what)]
+    server.tool(
+        description="Answer a question from the indexed documents with verbatim, cited answers "
+        "(document id, character span, sentence, passage), or say that the documents do not answer it."
+    )(ask)
+    server.tool(
+        description="Find the passages of the indexed documents that best match a query, with citations."
+    )(search)
 
     return server
 
@@ -89,7 +96,7 @@ class McpHttpEndpoint:
             # Refuse browsers on other sites (DNS rebinding) when only this machine is served.
             return TransportSecuritySettings(
                 enable_dns_rebinding_protection=True,
-                allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", "testserver"],
+                allowed_hosts=["127.0.0.1", "localhost", "[::1]", "127.0.0.1:*", "localhost:*", "[::1]:*"],
                 allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
             )
         return TransportSecuritySettings(enable_dns_rebinding_protection=False)

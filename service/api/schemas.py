@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 MAX_TOP_K = 50
 MAX_ANSWERS = 20
 MAX_TEXT_FIELD = 10_000
+MAX_FEEDBACK_FIELD = 2_000  # unauthenticated and stored: a question, an answer, a short comment
 # Character offsets and paging stay within what SQLite stores as an integer.
 MAX_OFFSET = 2**31 - 1
 
@@ -181,10 +182,12 @@ class DeleteResponse(BaseModel):
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    question: str = Field(min_length=1, max_length=MAX_TEXT_FIELD)
-    answer: str = Field(max_length=MAX_TEXT_FIELD, description="the answer judged; empty for an abstention")
+    question: str = Field(min_length=1, max_length=MAX_FEEDBACK_FIELD)
+    answer: str = Field(
+        max_length=MAX_FEEDBACK_FIELD, description="the answer judged; empty for an abstention"
+    )
     correct: bool
-    comment: str | None = Field(default=None, max_length=MAX_TEXT_FIELD)
+    comment: str | None = Field(default=None, max_length=MAX_FEEDBACK_FIELD)
     doc_id: str | None = Field(default=None, max_length=1000)
     start: int | None = Field(default=None, ge=0, le=MAX_OFFSET)
     end: int | None = Field(default=None, ge=0, le=MAX_OFFSET)

@@ -30,7 +30,7 @@ class ServiceState:
         self.settings = settings
         self.pipeline = pipeline
         self.metrics = Metrics()
-        self.feedback = FeedbackStore(settings.resolved_feedback_db)
+        self.feedback = FeedbackStore(settings.resolved_feedback_db, settings.max_feedback_bytes)
         self.models_loaded = False
         self.load_error: str | None = None
         # Created inside the running event loop (in the lifespan).

@@ -66,3 +66,29 @@ def test_page_says_clearly_when_the_service_abstains(live_server: LiveServer) ->
     dom = rendered(f"{live_server.url}/?q={quote('What is the boiling point of mercury on Mars?')}")
     assert "The documents do not answer this question." in dom
     assert 'class="answer' not in dom
+
+
+ABSTAINED = "What is the boiling point of mercury on Mars?"
+
+
+def test_abstention_asks_for_feedback_without_a_stray_separator(live_server: LiveServer) -> None:
+    dom = rendered(f"{live_server.url}/?q={quote(ABSTAINED)}")
+    assert "Was this right?" in dom
+    assert "· was this right?" not in dom
+
+
+def test_document_panel_closes_when_the_next_result_does_not_cite_it(live_server: LiveServer) -> None:
+    """The panel of an earlier citation stayed open under the next result, even an abstention."""
+    answer = httpx.post(f"{live_server.url}/v1/ask", json={"question": QUESTION}).json()["answers"][0]
+    link = f"#doc={quote(answer['doc_id'])}&start={answer['start']}&end={answer['end']}"
+    dom = rendered(f"{live_server.url}/?q={quote(ABSTAINED)}{link}")
+    assert "The documents do not answer this question." in dom
+    viewer = dom[dom.index('id="document"') :]
+    assert "hidden" in viewer[: viewer.index(">")]
+
+
+def test_answers_scored_zero_are_not_listed(live_server: LiveServer) -> None:
+    dom = rendered(f"{live_server.url}/?q={quote('What did Ningbo become?')}&n=5")
+    results = dom[dom.index('id="results"') : dom.index('id="document"')]
+    assert '<article class="answer best"' in results
+    assert "score 0.00" not in results

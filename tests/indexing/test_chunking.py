@@ -6,7 +6,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from indexing.chunking import Chunker, ChunkingConfig, sentence_spans, token_spans
+from indexing.chunking import (
+    SENTENCE_REACH_CHARS,
+    Chunker,
+    ChunkingConfig,
+    sentence_around,
+    sentence_spans,
+    token_spans,
+)
 from indexing.embedding import Embedder
 from indexing.loaders import load_bytes
 from indexing.types import Document
@@ -84,3 +91,39 @@ def test_chunk_ids_are_stable(tokenizer: object, seed_text: str) -> None:
     second = Chunker(tokenizer).chunk(doc)  # type: ignore[arg-type]
     assert first == second
     assert [c.id for c in first][:2] == ["seed.txt#0", "seed.txt#1"]
+
+
+def test_one_huge_word_is_cut_to_the_character_budget(tokenizer: object) -> None:
+    """M3: the tokenizer makes a word over 100 characters one token; chunks still stay small."""
+    word = "x" * 200_000
+    text = f"Intro sentence. {word} tail words here."
+    config = ChunkingConfig(max_tokens=64, overlap_tokens=16)
+    chunks = Chunker(tokenizer, config).chunk(_doc(text))  # type: ignore[arg-type]
+    assert max(len(c.text) for c in chunks) <= config.char_budget == 64 * 16
+    for chunk in chunks:
+        assert text[chunk.start : chunk.end] == chunk.text
+    covered = "".join(text[c.start : c.end] for c in chunks if "x" in c.text)
+    assert covered.count("x") >= len(word)  # every character of the word is in some chunk
+
+
+def test_character_budget_leaves_ordinary_text_alone(tokenizer: object, seed_text: str) -> None:
+    uncapped = ChunkingConfig(max_tokens=64, overlap_tokens=16, max_chars=10**9)
+    capped = Chunker(tokenizer, ChunkingConfig(max_tokens=64, overlap_tokens=16)).chunk(_doc(seed_text))  # type: ignore[arg-type]
+    assert capped == Chunker(tokenizer, uncapped).chunk(_doc(seed_text))  # type: ignore[arg-type]
+
+
+def test_cited_sentence_runs_past_the_chunk_edge(tokenizer: object) -> None:
+    """A sentence cut between two chunks is quoted whole, not stopped at the chunk's edge."""
+    long_sentence = "The board " + " ".join(f"reviewed item {i}" for i in range(15)) + " and approved Ningbo."
+    text = f"First sentence here. {long_sentence} Last sentence here."
+    chunks = Chunker(tokenizer, ChunkingConfig(max_tokens=32, overlap_tokens=0)).chunk(_doc(text))  # type: ignore[arg-type]
+    answer_start = text.index("Ningbo")
+    chunk = next(c for c in chunks if c.start <= answer_start < c.end)
+    assert chunk.start > text.index("The board")  # the sentence began in an earlier chunk
+    start, end = sentence_around(text, answer_start, answer_start + 6, within=(chunk.start, chunk.end))
+    assert text[start:end] == long_sentence
+    # Bounded: a sentence longer than the reach is quoted from at most that far back.
+    huge = "a " * 5000 + "Ningbo."
+    at = huge.index("Ningbo")
+    start, _ = sentence_around(huge, at, at + 6, within=(at - 10, len(huge)))
+    assert at - 10 - start <= SENTENCE_REACH_CHARS

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,36 @@ def test_corpus_skips_unknown_and_reports_broken_files(tmp_path: Path) -> None:
 )
 def test_find_date(text: str, expected: str | None) -> None:
     assert find_date(text) == expected
+
+
+def test_corpus_skips_links_out_of_the_folder_and_special_files(tmp_path: Path) -> None:
+    """M4: `ln -s /etc/passwd corpus/passwd.txt` must not index /etc/passwd; each skip says why."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("Secret text that lives outside the corpus.", encoding="utf-8")
+    corpus = tmp_path / "corpus"
+    (corpus / "sub").mkdir(parents=True)
+    (corpus / "good.txt").write_text("Good document.\nIt has text.", encoding="utf-8")
+    (corpus / "passwd.txt").symlink_to("/etc/passwd")
+    (corpus / "secret.txt").symlink_to(outside / "secret.txt")
+    (corpus / "linked_folder").symlink_to(outside, target_is_directory=True)
+    (corpus / "dangling.txt").symlink_to(tmp_path / "missing.txt")
+    (corpus / "sub" / "alias.txt").symlink_to(corpus / "good.txt")  # inside the folder: allowed
+    os.mkfifo(corpus / "pipe.txt")  # reading it would block forever
+    loaded = load_corpus(corpus)
+    assert [d.id for d in loaded.documents] == ["good.txt", "sub/alias.txt"]
+    reasons = {p.path: p.reason for p in loaded.problems}
+    assert set(reasons) == {"passwd.txt", "secret.txt", "linked_folder", "dangling.txt", "pipe.txt"}
+    assert "outside the corpus folder" in reasons["passwd.txt"]
+    assert "outside the corpus folder" in reasons["linked_folder"]
+    assert reasons["pipe.txt"] == "not a regular file"
+    assert reasons["dangling.txt"] == "broken symbolic link"
+
+
+def test_long_first_line_title_is_cut_between_words() -> None:
+    line = "Rules for " + " ".join(["harbor"] * 60)
+    title = load_bytes(f"{line}\n\nBody.".encode(), "t.txt").title
+    assert len(title) <= 200 and title.endswith("harbor…")
 
 
 def test_each_suffix_belongs_to_one_format() -> None:

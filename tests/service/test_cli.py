@@ -101,6 +101,32 @@ def test_index_from_another_embedder(env: Path, capsys: pytest.CaptureFixture[st
     assert "re-index" in _one_error_line(capsys.readouterr().err)
 
 
+def test_index_dir_after_the_command_and_its_hint(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`citeqa index PATH --index-dir X` was refused, and the "build one" hint built elsewhere."""
+    corpus = env / "corpus"
+    shutil.copytree(SEEDS, corpus)
+    assert main(["index", str(corpus), "--index-dir", str(env / "x")]) == 0
+    assert (env / "x" / "CURRENT").is_file()
+    capsys.readouterr()
+    assert main(["ask", "Anything?", "--index-dir", str(env / "y")]) == 1
+    assert f"`citeqa index --index-dir {env / 'y'}`" in _one_error_line(capsys.readouterr().err)
+
+
+def test_indexing_another_folder_needs_replace(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    first, other = env / "first", env / "other"
+    shutil.copytree(SEEDS, first)
+    other.mkdir()
+    (other / "harbor.txt").write_text("Harbor logs are kept for 45 days.\n", encoding="utf-8")
+    assert main(["index", str(first)]) == 0
+    assert main(["index", str(first)]) == 0  # the same folder again: fine
+    capsys.readouterr()
+    assert main(["index", str(other)]) == 1
+    line = _one_error_line(capsys.readouterr().err)
+    assert str(first) in line and "--replace" in line
+    assert main(["index", str(other), "--replace"]) == 0
+    assert "indexed 1 documents" in capsys.readouterr().out
+
+
 def test_ann_threshold_reads_its_variable_and_the_old_hnsw_name(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CITEQA_HNSW_THRESHOLD", "7")
     assert Settings().ann_threshold == 7

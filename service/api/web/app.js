@@ -43,7 +43,7 @@ function citationLink(citation, label) {
   return link;
 }
 
-function feedbackButtons(question, answer) {
+function feedbackButtons(question, answer, prompt) {
   const box = el("span", { className: "feedback" });
   const send = async (correct) => {
     try {
@@ -63,7 +63,7 @@ function feedbackButtons(question, answer) {
   const no = el("button", { type: "button", textContent: "wrong", title: "this is wrong" });
   yes.addEventListener("click", () => send(true));
   no.addEventListener("click", () => send(false));
-  box.append(" · was this right? ", yes, no);
+  box.append(prompt, yes, no);
   return box;
 }
 
@@ -80,7 +80,8 @@ function renderAnswer(answer, index, question) {
   const page = c.page ? `, page ${c.page}` : "";
   const cite = el("p", { className: "cite" });
   cite.append(`${c.title}${c.date ? ` (${c.date})` : ""}${page}, characters ${c.start}–${c.end} · `,
-              citationLink(c, "open the document at this span"), feedbackButtons(question, answer));
+              citationLink(c, "open the document at this span"),
+              feedbackButtons(question, answer, " · was this right? "));
   card.append(cite);
   return card;
 }
@@ -98,13 +99,25 @@ function renderAbstention(result) {
       box.append(item);
     }
   }
-  box.append(el("p", {}, feedbackButtons(result.question, null)));
+  box.append(el("p", {}, feedbackButtons(result.question, null, "Was this right? ")));
   return box;
 }
+
+function closeDocument() {
+  $("document").hidden = true;
+}
+
+function citesSpan(result, docId, start, end) {
+  return result.answers.some((a) => a.doc_id === docId && a.start === start && a.end === end);
+}
+
+// Alternatives that round to a score of 0.00 say nothing a reader can use; the best answer always shows.
+const MIN_SHOWN_SCORE = 0.005;
 
 async function ask(question, maxAnswers) {
   const results = $("results");
   results.replaceChildren();
+  closeDocument();  // a new question: the panel of the previous one goes
   setStatus("Looking it up…");
   $("ask-button").disabled = true;
   try {
@@ -113,14 +126,17 @@ async function ask(question, maxAnswers) {
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ question, max_answers: maxAnswers }),
     });
+    const shown = result.answers.filter((a, i) => i === 0 || a.score >= MIN_SHOWN_SCORE);
     if (result.no_answer) {
       results.append(renderAbstention(result));
     } else {
-      result.answers.forEach((answer, i) => results.append(renderAnswer(answer, i, result.question)));
+      shown.forEach((answer, i) => results.append(renderAnswer(answer, i, result.question)));
     }
-    setStatus(`${result.no_answer ? "No answer" : `${result.answers.length} answer(s)`} in ${Math.round(result.timings_ms.total)} ms`);
+    setStatus(`${result.no_answer ? "No answer" : `${shown.length} answer(s)`} in ${Math.round(result.timings_ms.total)} ms`);
+    return result;
   } catch (error) {
     setStatus(error.message, true);
+    return null;
   } finally {
     $("ask-button").disabled = false;
   }
@@ -151,10 +167,22 @@ $("ask-form").addEventListener("submit", (event) => {
   ask(question, Number($("max-answers").value));
 });
 
-$("document-close").addEventListener("click", () => { $("document").hidden = true; });
+$("document-close").addEventListener("click", closeDocument);
 
-// Deep links: #doc=<id>&start=<n>&end=<n> opens that span; ?q=<question> asks at once.
+// Deep links: #doc=<id>&start=<n>&end=<n> opens that span; ?q=<question> asks at once (?n= answers).
+// With both, the span opens once the answers are in, and only if one of them cites it.
 const hash = new URLSearchParams(location.hash.slice(1));
-if (hash.get("doc")) openDocument(hash.get("doc"), Number(hash.get("start")), Number(hash.get("end")));
-const query = new URLSearchParams(location.search).get("q");
-if (query) { $("question").value = query; ask(query, Number($("max-answers").value)); }
+const linked = hash.get("doc") ? [hash.get("doc"), Number(hash.get("start")), Number(hash.get("end"))] : null;
+const params = new URLSearchParams(location.search);
+const query = params.get("q");
+if ([...$("max-answers").options].some((option) => option.value === params.get("n"))) {
+  $("max-answers").value = params.get("n");
+}
+if (query) {
+  $("question").value = query;
+  ask(query, Number($("max-answers").value)).then((result) => {
+    if (linked && result && citesSpan(result, ...linked)) openDocument(...linked);
+  });
+} else if (linked) {
+  openDocument(...linked);
+}

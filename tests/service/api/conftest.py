@@ -12,6 +12,8 @@ from service.api import create_app
 from service.pipeline import QAPipeline
 
 API_KEY = "test-key-0123456789"
+# A loopback name: the service refuses other Host headers (DNS-rebinding guard), "testserver" included.
+LOOPBACK_URL = "http://127.0.0.1"
 ClientFactory = Callable[..., TestClient]
 
 
@@ -26,7 +28,7 @@ def wait_ready(client: TestClient, timeout: float = 60.0) -> None:
 @pytest.fixture(scope="module")
 def client(seed_pipeline: QAPipeline) -> Iterator[TestClient]:
     """Read-only: over the shared seed pipeline, with no API key configured (writes disabled)."""
-    with TestClient(create_app(pipeline=seed_pipeline)) as test_client:
+    with TestClient(create_app(pipeline=seed_pipeline), base_url=LOOPBACK_URL) as test_client:
         yield test_client
 
 
@@ -38,7 +40,7 @@ def writable_client(make_pipeline: Callable[..., QAPipeline]) -> Iterator[Client
     def factory(index: bool = True, **overrides: object) -> TestClient:
         overrides.setdefault("api_key", API_KEY)
         pipeline = make_pipeline(index=index, **overrides)
-        test_client = TestClient(create_app(pipeline=pipeline))
+        test_client = TestClient(create_app(pipeline=pipeline), base_url=LOOPBACK_URL)
         test_client.__enter__()
         stack.append(test_client)
         return test_client

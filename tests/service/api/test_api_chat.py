@@ -30,7 +30,7 @@ def test_chat_reply_is_cited_markdown(client: TestClient, seed_text: str) -> Non
     citation = body["citations"][0]
     assert citation["quote"] == "Ningbo" == seed_text[citation["start"] : citation["end"]]
     assert citation["url"] in content
-    assert citation["url"].startswith("http://testserver/v1/documents/")
+    assert citation["url"].startswith("http://127.0.0.1/v1/documents/")
     assert body["no_answer"] is False
 
 

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from indexing.store import current_version_dir
 from service.api import create_app
 from service.pipeline import QAPipeline
-from tests.service.api.conftest import API_KEY, ClientFactory, wait_ready
+from tests.service.api.conftest import API_KEY, LOOPBACK_URL, ClientFactory, wait_ready
 
 
 def test_healthz_and_readyz(client: TestClient) -> None:
@@ -88,7 +88,7 @@ def test_damaged_index_leaves_the_service_unready_with_the_reason(
     assert version_dir is not None
     (version_dir / "embeddings.npy").write_bytes(b"not an array")
     fresh = QAPipeline(built.settings, embedder=built.embedder, reader=built.reader)
-    with TestClient(create_app(pipeline=fresh)) as client:
+    with TestClient(create_app(pipeline=fresh), base_url=LOOPBACK_URL) as client:
         for _ in range(600):
             if client.app.state.citeqa.models_loaded:  # type: ignore[attr-defined]
                 break

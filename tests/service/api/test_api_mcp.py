@@ -44,3 +44,15 @@ def test_mcp_is_mounted_on_the_app(client: TestClient) -> None:
     )
     assert response.status_code == 200
     assert {t["name"] for t in response.json()["result"]["tools"]} == {"ask", "search"}
+
+
+def test_mcp_tools_advertise_the_configured_top_k_limit(client: TestClient) -> None:
+    """They advertised 50 (the hard cap) and then refused anything over the setting's 20."""
+    response = client.post(
+        "/mcp",
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        headers={"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-06-18"},
+    )
+    limit = client.app.state.citeqa.settings.max_top_k  # type: ignore[attr-defined]
+    for tool in response.json()["result"]["tools"]:
+        assert tool["inputSchema"]["properties"]["top_k"]["anyOf"][0]["maximum"] == limit

@@ -94,7 +94,7 @@ BAD_REQUESTS: dict[str, tuple[str, str, dict[str, Any], int, str]] = {
         "/v1/ask",
         {"json": {"question": QUESTION, "top_k": 21}},
         422,
-        "invalid_question",
+        "invalid_top_k",
     ),
     "top_k over cap": ("GET", "/v1/search", {"params": {"q": QUESTION, "top_k": 10**30}}, 422, None),
     "unknown field": ("POST", "/v1/ask", {"json": {"question": QUESTION, "admin": True}}, 422, None),
@@ -305,7 +305,7 @@ def raw_exchange(url: str, payload: bytes, wait: float = 10.0) -> bytes:
 
 def test_body_that_never_arrives_times_out(guarded: str) -> None:
     head = (
-        b"POST /v1/ask HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"POST /v1/ask HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         b'Content-Length: 1000\r\n\r\n{"question": '
     )
     reply = raw_exchange(guarded, head)
@@ -318,7 +318,7 @@ def test_body_that_never_arrives_times_out(guarded: str) -> None:
     "junk",
     [
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(200),
-        b"POST /v1/ask HTTP/1.1\r\nHost: x\r\nContent-Length: lots\r\n\r\n",
+        b"POST /v1/ask HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: lots\r\n\r\n",
         b"\xff" * 5000 + b"\r\n\r\n",
     ],
     ids=["tls-hello", "bad-length", "binary"],
@@ -335,7 +335,7 @@ def test_burst_of_identical_questions_is_rate_limited(guarded: str) -> None:
     host, port = guarded.removeprefix("http://").split(":")
     body = json.dumps({"question": QUESTION}).encode()
     request = (
-        b"POST /v1/ask HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"POST /v1/ask HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
     )
 
