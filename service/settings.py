@@ -24,6 +24,16 @@ class Settings(BaseSettings):
     )
     reader_path: Path = REPO_ROOT / "models" / "reader-minilm-l6-squad"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    pg_ef_search: int = Field(
+        default=256,
+        ge=10,
+        le=1000,
+        description="Postgres store: HNSW candidates per search",
+    )
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="postgresql://... selects the Postgres store (pgvector) instead of local files",
+    )
 
     # Indexing.
     # 128/32 and top_k 4 were chosen on held-out SQuAD dev (calibrate part, open corpus): the reader's
@@ -106,9 +116,6 @@ class Settings(BaseSettings):
         "else fp32",
     )
     faiss_threads: int = Field(default=1, ge=0, description="OpenMP threads for FAISS; 0 = library default")
-    bm25_max_postings: int = Field(
-        default=500_000, ge=0, description="postings above which BM25 scores rare terms first; 0 = exact"
-    )
     answer_cache_size: int = Field(default=256, ge=0, description="ask results kept (LRU); 0 = no cache")
 
     @property
