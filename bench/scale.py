@@ -15,10 +15,9 @@ import numpy as np
 from bench.corpus import make_corpus, variant_vectors
 from bench.measure import Stopwatch, load_average, peak_memory, summarize_ms
 from indexing.embedding import Embedder
-from indexing.store import IndexSpec, IndexWriter
+from indexing.store import BM25_DIR, IndexSnapshot, IndexSpec, IndexWriter
 from service.pipeline import QAPipeline
 from service.reading import Reader
-from service.retrieval import BM25Index
 from service.settings import Settings
 
 RECALL_K = 10
@@ -44,18 +43,15 @@ def nprobe_sweep(
     pipeline: QAPipeline, query_vectors: np.ndarray, exact: np.ndarray, nlist: int
 ) -> list[dict[str, Any]]:
     """Dense recall@10 and latency at other nprobe values, to show the trade-off behind the default."""
-    from service.retrieval import HybridRetriever
-
     out = []
+    snapshot = pipeline.index.snapshot
+    assert isinstance(snapshot, IndexSnapshot)
+    chosen = snapshot.nprobe
+    retriever = pipeline.retriever
     for nprobe in (4, 8, 16, 32, 64, 128):
         if nprobe > nlist:
             break
-        retriever = HybridRetriever(
-            pipeline.embedder,
-            candidates_k=pipeline.retriever.candidates_k,
-            rerank_factor=pipeline.retriever.rerank_factor,
-            nprobe=nprobe,
-        )
+        snapshot.nprobe = nprobe  # the benchmark alone queries this snapshot
         times, recalls = [], []
         for vector, truth in zip(query_vectors, exact, strict=True):
             watch = Stopwatch()
@@ -69,21 +65,12 @@ def nprobe_sweep(
                 "dense_ms": summarize_ms(times),
             }
         )
+    snapshot.nprobe = chosen
     return out
 
 
-def bm25_score_ratio(bm25: BM25Index, query: str, hits: Sequence[tuple[int, float]], k: int) -> float:
-    """Exact BM25 mass of the rows returned over that of the exact top k: 1.0 when the (possibly
-    pruned) search found rows as good as the exact one. Robust to ties, unlike overlap."""
-    exact = bm25.scores(query)
-    best = float(np.sort(exact)[-k:].sum())
-    if best <= 0:
-        return 1.0
-    return float(exact[[row for row, _ in hits]].sum()) / best
-
-
-def bm25_bytes(matrix: Any) -> int:
-    return int(matrix.data.nbytes + matrix.indices.nbytes + matrix.indptr.nbytes)
+def directory_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def run_size(
@@ -141,11 +128,12 @@ def run_size(
         pipeline.reload()
         row["load_s"] = round(watch.ms() / 1000, 2)
     index = pipeline.index
+    assert isinstance(index.snapshot, IndexSnapshot)
     faiss_index = index.snapshot.index
     faiss_bytes = len(faiss.serialize_index(faiss_index))
     row["index_bytes_per_chunk"] = round(faiss_bytes / size, 1)
     row["index_mib"] = round(faiss_bytes / 1024**2, 1)
-    row["bm25_mib"] = round(bm25_bytes(index.bm25.matrix) / 1024**2, 1)
+    row["bm25_mib"] = round(directory_bytes(index.snapshot.directory / BM25_DIR) / 1024**2, 1)
     row["load_rss_delta_mib"] = load_memory.as_dict()["rss_peak_delta_mib"]
     if hasattr(faiss_index, "nlist"):
         row["nlist"] = int(faiss.extract_index_ivf(faiss_index).nlist)
@@ -160,7 +148,6 @@ def run_size(
     for warm in questions[:3]:  # first touches of the memory map and BM25 columns
         pipeline.search(warm, top_k=RECALL_K)
     dense_ms, bm25_ms, embed_ms, search_ms, recalls = [], [], [], [], []
-    bm25_ratios: list[float] = []
     for number, question in enumerate(questions):
         watch = Stopwatch()
         retriever.embedder.embed_query(question)
@@ -170,13 +157,11 @@ def run_size(
         dense_ms.append(watch.ms())
         recalls.append(len({i for i, _ in hits} & set(exact[number].tolist())) / RECALL_K)
         watch = Stopwatch()
-        sparse_hits = index.bm25.search(question, retriever.candidates_k, None, retriever.bm25_max_postings)
+        index.snapshot.sparse(question, retriever.candidates_k)
         bm25_ms.append(watch.ms())
-        bm25_ratios.append(bm25_score_ratio(index.bm25, question, sparse_hits, retriever.candidates_k))
         search_ms.append(pipeline.search(question, top_k=RECALL_K).timings_ms["total"])
     row["recall_at_10"] = round(float(np.mean(recalls)), 4)
     row["load_average"] = load_average()
-    row["bm25_score_ratio"] = round(float(np.mean(bm25_ratios)), 4)
     if "nlist" in row:
         row["nprobe_sweep"] = nprobe_sweep(pipeline, query_vectors, exact, row["nlist"])
     row["embed_query_ms"] = summarize_ms(embed_ms)

@@ -1,4 +1,4 @@
-"""Build or update the index: chunk and embed only what changed, then write a new version."""
+"""Build or update the index: chunk and embed only what changed, then write a new version to the store."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import numpy as np
 
 from indexing.chunking import Chunker, ChunkingConfig
 from indexing.embedding import Embedder
-from indexing.errors import CiteqaError, EmptyCorpusError, IndexMismatchError
+from indexing.errors import CiteqaError, EmptyCorpusError
 from indexing.loaders import LoadProblem
 from indexing.sources import DocumentSources
-from indexing.store import IndexSnapshot, IndexSpec, IndexWriter, Manifest, current_version_dir, write_lock
+from indexing.store import DocumentUpdate, IndexSpec, LocalStore, Manifest, Store, StoreSnapshot
 from indexing.types import Chunk, Document
 
 log = logging.getLogger(__name__)
@@ -38,23 +38,29 @@ class BuildReport:
 
 
 class IndexBuilder:
-    """Turns a set of documents into the live index, reusing embeddings of unchanged documents."""
+    """Turns documents into a new live version of a store, embedding only what changed."""
 
     def __init__(
         self,
-        root: Path,
+        store: Store | Path,
         embedder: Embedder,
         chunking: ChunkingConfig,
         index_type: str = "auto",
         ann_threshold: int = 50_000,
         show_progress: bool = False,
     ) -> None:
-        self.root = root
+        """A path stands for the local store at that index root."""
+        if isinstance(store, Path):
+            store = LocalStore(store, index_type, ann_threshold)
+        self.store: Store = store
         self.embedder = embedder
         self.chunking = chunking
-        self.index_type = index_type
-        self.ann_threshold = ann_threshold
         self.show_progress = show_progress
+
+    @property
+    def root(self) -> Path:
+        assert isinstance(self.store, LocalStore), "only the local store has an index root"
+        return self.store.root
 
     def spec(self) -> IndexSpec:
         return IndexSpec(
@@ -70,7 +76,9 @@ class IndexBuilder:
                 f"({self.embedder.max_tokens}); lower CITEQA_CHUNK_TOKENS"
             )
 
-    def build_from_sources(self, sources: DocumentSources, rebuild: bool = False) -> BuildReport:
+    def build_from_sources(
+        self, sources: DocumentSources, rebuild: bool = False, keep_uploads: bool = False
+    ) -> BuildReport:
         corpus = sources.corpus_dir
         if not corpus.is_dir():
             raise EmptyCorpusError(f"corpus folder {corpus} does not exist")
@@ -78,87 +86,123 @@ class IndexBuilder:
         if not loaded.documents:
             detail = f" ({len(loaded.problems)} files skipped)" if loaded.problems else ""
             raise EmptyCorpusError(f"no loadable documents in {corpus}{detail}")
-        report = self.build(loaded.documents, rebuild=rebuild)
+        report = self.build(loaded.documents, rebuild=rebuild, keep_uploads=keep_uploads)
         report.problems = loaded.problems
         return report
 
-    def build(self, documents: Sequence[Document], rebuild: bool = False) -> BuildReport:
-        """Make the index hold exactly `documents`."""
-        started = time.perf_counter()
-        self.check_chunk_budget()
+    def build(
+        self, documents: Sequence[Document], rebuild: bool = False, keep_uploads: bool = False
+    ) -> BuildReport:
+        """Make the index hold exactly `documents`; with `keep_uploads`, also the documents uploaded through
+        the service (no source file), which a shared store holds for every replica."""
         ids = [d.id for d in documents]
         if len(set(ids)) != len(ids):
             raise CiteqaError("duplicate document ids in the corpus")
-        with write_lock(self.root):
-            previous = None if rebuild else self._open_previous()
+        return self._write(documents, [], exact=True, rebuild=rebuild, keep_uploads=keep_uploads)
+
+    def update(self, upserts: Sequence[Document], deletes: Sequence[str] = ()) -> BuildReport:
+        """Add or replace `upserts` and drop `deletes`, keeping every other document of the live version."""
+        return self._write(upserts, deletes, exact=False, rebuild=False)
+
+    def _write(
+        self,
+        documents: Sequence[Document],
+        deletes: Sequence[str],
+        exact: bool,
+        rebuild: bool,
+        keep_uploads: bool = False,
+    ) -> BuildReport:
+        started = time.perf_counter()
+        self.check_chunk_budget()
+        spec = self.spec()
+        # The lock covers reading the live version, embedding and writing, so that concurrent writers
+        # (threads, processes or replicas) each build on the other's result and lose nothing.
+        with self.store.write_lock():
+            previous = None if rebuild else self.store.previous(spec)
             try:
-                report = self._build_locked(sorted(documents, key=lambda d: d.id), previous)
+                if previous is None and not exact:
+                    # The live version cannot be built on (other embedder or chunking, damaged):
+                    # re-embed the documents it still lists, with the update applied.
+                    kept = {d.id: d for d in self._readable_documents() if d.id not in set(deletes)}
+                    kept.update({d.id: d for d in documents})
+                    documents, deletes, exact = list(kept.values()), [], True
+                elif exact and keep_uploads:
+                    documents = [*documents, *self._service_uploads({d.id for d in documents})]
+                ordered = sorted(documents, key=lambda d: d.id)
+                report = self._write_locked(ordered, deletes, exact, previous, spec)
             finally:
                 if previous is not None:
                     previous.close()
         report.seconds = time.perf_counter() - started
         return report
 
-    def _open_previous(self) -> IndexSnapshot | None:
+    def _service_uploads(self, excluded: set[str]) -> list[Document]:
+        """Documents uploaded through the service (they have no source file), less `excluded`."""
         try:
-            if current_version_dir(self.root) is None:
-                return None
-            previous = IndexSnapshot.open(self.root, expected=self.spec())
-        except IndexMismatchError as exc:
-            log.warning("rebuilding from scratch: %s", exc)
-            return None
-        except CiteqaError as exc:
-            log.warning("previous index unusable, rebuilding from scratch: %s", exc)
-            return None
-        if previous.manifest.chunking != self.spec().chunking:
-            log.warning("chunking settings changed: re-embedding every document")
-            previous.close()
-            return None
-        return previous
+            if self.store.live_version() is None:
+                return []
+            snapshot = self.store.open(verify=False)
+        except CiteqaError:
+            return []
+        try:
+            ids = [i.id for i in snapshot.document_infos() if i.source is None and i.id not in excluded]
+            return [doc for doc in map(snapshot.document, ids) if doc is not None]
+        finally:
+            snapshot.close()
 
-    def _build_locked(self, documents: list[Document], previous: IndexSnapshot | None) -> BuildReport:
-        old_hashes = previous.manifest.documents if previous else {}
+    def _readable_documents(self) -> list[Document]:
+        try:
+            if self.store.live_version() is None:
+                return []
+            snapshot = self.store.open(verify=False)
+        except CiteqaError:
+            return []
+        try:
+            return snapshot.documents()
+        finally:
+            snapshot.close()
+
+    def _write_locked(
+        self,
+        documents: list[Document],
+        deletes: Sequence[str],
+        exact: bool,
+        previous: StoreSnapshot | None,
+        spec: IndexSpec,
+    ) -> BuildReport:
+        old_hashes = previous.manifest.documents if previous is not None else {}
         chunker = Chunker(self.embedder.tokenizer, self.chunking)
         chunks_by_doc: dict[str, list[Chunk]] = {}
-        reused: dict[str, np.ndarray] = {}
-        to_embed: list[Chunk] = []
         added: list[str] = []
         changed: list[str] = []
         unchanged: list[str] = []
         for doc in documents:
             old_hash = old_hashes.get(doc.id)
             if previous is not None and old_hash == doc.content_hash:
-                rows_and_chunks = previous.chunks_of(doc.id)
-                chunks_by_doc[doc.id] = [c for _, c in rows_and_chunks]
-                reused[doc.id] = np.asarray(previous.embeddings[[r for r, _ in rows_and_chunks]])
                 unchanged.append(doc.id)
                 continue
             (added if old_hash is None else changed).append(doc.id)
             chunks_by_doc[doc.id] = chunker.chunk(doc)
-            to_embed.extend(chunks_by_doc[doc.id])
-        new_vectors = self.embedder.embed([c.text for c in to_embed], show_progress=self.show_progress)
-        fresh: dict[str, list[np.ndarray]] = {}
-        for chunk, vector in zip(to_embed, new_vectors, strict=True):
-            fresh.setdefault(chunk.doc_id, []).append(vector)
-        dimension = self.embedder.dimension
-        blocks = [
-            reused[d.id] if d.id in reused else np.asarray(fresh.get(d.id, []), dtype=np.float32)
-            for d in documents
-        ]
-        embeddings = (
-            np.concatenate([b.reshape(-1, dimension) for b in blocks])
-            if blocks
-            else np.zeros((0, dimension), dtype=np.float32)
-        )
-        manifest = IndexWriter(self.root).write(
-            documents, chunks_by_doc, embeddings, self.spec(), self.index_type, self.ann_threshold
-        )
-        current = {d.id for d in documents}
+        to_embed = [c for doc_chunks in chunks_by_doc.values() for c in doc_chunks]
+        vectors = self.embedder.embed([c.text for c in to_embed], show_progress=self.show_progress)
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, self.embedder.dimension)
+        updates: list[DocumentUpdate] = []
+        offset = 0
+        by_id = {d.id: d for d in documents}
+        for doc_id, doc_chunks in chunks_by_doc.items():
+            block = vectors[offset : offset + len(doc_chunks)]
+            updates.append(DocumentUpdate(by_id[doc_id], doc_chunks, block))
+            offset += len(doc_chunks)
+        if exact:
+            removed = sorted(set(old_hashes) - set(by_id))
+        else:
+            removed = sorted(d for d in set(deletes) if d in old_hashes and d not in by_id)
+        manifest = self.store.write(updates, removed, spec, previous, replace_all=previous is None)
         return BuildReport(
             manifest=manifest,
             added=added,
             changed=changed,
-            removed=sorted(set(old_hashes) - current),
+            removed=removed,
             unchanged=unchanged,
             embedded_chunks=len(to_embed),
         )

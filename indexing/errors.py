@@ -17,6 +17,10 @@ class CorruptIndexError(CiteqaError):
     pass
 
 
+class StoreUnavailableError(CiteqaError):
+    """The shared store (Postgres) cannot be reached or cannot be used."""
+
+
 class EmptyCorpusError(CiteqaError):
     pass
 

@@ -47,7 +47,6 @@ def _highlight(text: str, start: int, end: int, tty: bool) -> str:
 
 
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
-    from indexing.store import current_version_dir
     from service.pipeline import QAPipeline
 
     pipeline = QAPipeline(settings)
@@ -57,7 +56,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
         previous is not None
         and previous != corpus.resolve()
         and not args.replace
-        and current_version_dir(pipeline.index_dir) is not None
+        and pipeline.store.live_version() is not None
     ):
         raise CiteqaError(
             f"the index at {pipeline.index_dir} holds the folder {previous}; indexing {corpus} instead "
@@ -71,7 +70,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
         f"indexed {report.document_count} documents, {report.manifest.chunk_count} chunks "
         f"({len(report.added)} added, {len(report.changed)} changed, {len(report.removed)} removed, "
         f"{len(report.unchanged)} unchanged; {report.embedded_chunks} chunks embedded) "
-        f"in {report.seconds:.1f}s -> {pipeline.index_dir}"
+        f"in {report.seconds:.1f}s -> {pipeline.store.describe()}"
     )
     return 0
 
@@ -100,18 +99,19 @@ def _ask_service(args: argparse.Namespace, settings: Settings) -> dict[str, Any]
     """The answer of a running local service whose index is the one this command would load, or None."""
     import httpx
 
-    from indexing.store import current_version_dir
+    from indexing.store import make_store
 
-    directory = current_version_dir(settings.resolved_index_dir)
+    url = settings.database_url.get_secret_value() if settings.database_url else None
+    live_version = make_store(settings.resolved_index_dir, database_url=url).live_version()
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     base = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}"
     body = {"question": args.question, "top_k": args.top_k, "max_answers": args.max_answers}
     try:
         ready = httpx.get(f"{base}/readyz", timeout=0.5)
         if (
-            directory is None
+            live_version is None
             or ready.status_code != 200
-            or ready.json().get("index_version") != directory.name
+            or ready.json().get("index_version") != live_version
         ):
             return None
         response = httpx.post(
@@ -161,6 +161,26 @@ def quiet_libraries() -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
+def cmd_postgres(args: argparse.Namespace, settings: Settings) -> int:
+    from indexing.store import pgserver
+
+    folder = settings.data_dir / "postgres"
+    if args.action == "start":
+        url = pgserver.start(folder, port=args.port)
+        print(f"PostgreSQL with pgvector running from {folder}; use it with:", file=sys.stderr)
+        print(f"export CITEQA_DATABASE_URL={url}")
+    elif args.action == "stop":
+        stopped = pgserver.stop(folder)
+        print("PostgreSQL stopped" if stopped else f"no PostgreSQL running from {folder}", file=sys.stderr)
+    else:
+        port = pgserver.running_port(folder)
+        if port is None:
+            print(f"no PostgreSQL running from {folder}", file=sys.stderr)
+            return 1
+        print(f"export CITEQA_DATABASE_URL={pgserver.url_for(port)}")
+    return 0
+
+
 def build_parser(*more: Register) -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     """The service's commands, then those that each of `more` registers (the layers above)."""
     parser = argparse.ArgumentParser(
@@ -189,6 +209,11 @@ def build_parser(*more: Register) -> tuple[argparse.ArgumentParser, dict[str, Ha
         "--no-service", action="store_true", help="load the models here even when a local service runs"
     )
     handlers["ask"] = cmd_ask
+
+    p = sub.add_parser("postgres", help="start or stop a local PostgreSQL with pgvector (the shared store)")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
+    handlers["postgres"] = cmd_postgres
 
     for register in (api_commands.register, *more):
         register(sub, handlers)

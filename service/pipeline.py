@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import re
 import threading
@@ -11,16 +10,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import faiss
-
 from indexing.build import BuildReport, IndexBuilder
 from indexing.chunking import ChunkingConfig
 from indexing.embedding import Embedder
-from indexing.errors import CiteqaError, CorruptIndexError, IndexNotFoundError
+from indexing.errors import CiteqaError, IndexNotFoundError
 from indexing.journal import UpdateJournal
 from indexing.loaders import load_bytes
 from indexing.sources import DocumentSources
-from indexing.store import MANIFEST, IndexSnapshot, current_version_dir
+from indexing.store import Store, make_store, set_faiss_threads
 from indexing.types import Document
 from service.answer_cache import AnswerCache, ask_key
 from service.answering import NO_ANSWER_MESSAGE, AnswerAggregator, AnsweringConfig
@@ -71,14 +68,16 @@ class QAPipeline:
             s.embedder_path, device=s.device, batch_size=s.embed_batch_size, dtype=s.model_dtype
         )
         self.reader: Reader = reader or TransformersReader.from_settings(s)
-        self.retriever = HybridRetriever(
-            self.embedder,
-            candidates_k=s.candidates_k,
-            rrf_k=s.rrf_k,
+        self.store: Store = make_store(
+            s.resolved_index_dir,
+            database_url=s.database_url.get_secret_value() if s.database_url else None,
+            index_type=s.index_type,
+            ann_threshold=s.ann_threshold,
             rerank_factor=s.rerank_factor,
             nprobe=s.ann_nprobe,
-            bm25_max_postings=s.bm25_max_postings,
+            pg_ef_search=s.pg_ef_search,
         )
+        self.retriever = HybridRetriever(self.embedder, candidates_k=s.candidates_k, rrf_k=s.rrf_k)
         self.aggregator = AnswerAggregator(
             AnsweringConfig(
                 max_answers=s.max_answers,
@@ -93,26 +92,23 @@ class QAPipeline:
         self._update_lock = threading.RLock()
         self.answer_cache = AnswerCache(s.answer_cache_size)
         if s.faiss_threads > 0:
-            # Process-wide: one query scans with one thread. A second OpenMP thread made a 20k-chunk
-            # flat search 3x slower on two busy cores (thread wake-ups cost more than the scan).
-            faiss.omp_set_num_threads(s.faiss_threads)
+            set_faiss_threads(s.faiss_threads)
 
     # --- lifecycle -------------------------------------------------------------------------
     @property
     def index_dir(self) -> Path:
+        """The local index (with Postgres: this replica's BM25 index)."""
         return self.settings.resolved_index_dir
 
     def warm_up(self, require_index: bool = True) -> None:
         self.embedder.warm_up()
         self.reader.warm_up()
         self.recover_interrupted_update()
-        if require_index or current_version_dir(self.index_dir) is not None:
+        if require_index or self.store.live_version() is not None:
             self.reload()
 
     def reload(self) -> None:
-        snapshot = IndexSnapshot.open(
-            self.index_dir, expected=self.builder().spec(), verify=self.settings.verify_index
-        )
+        snapshot = self.store.open(expected=self.builder().spec(), verify=self.settings.verify_index)
         self._swap(SearchIndex.load(snapshot))
 
     def _swap(self, index: SearchIndex) -> None:
@@ -124,9 +120,11 @@ class QAPipeline:
         return self._index is not None
 
     def require_index(self) -> None:
-        if current_version_dir(self.index_dir) is None:
+        if self.store.live_version() is None:
             where = f" --index-dir {self.index_dir}" if self.settings.index_dir is not None else ""
-            raise IndexNotFoundError(f"no index at {self.index_dir}; build one with `citeqa index{where}`")
+            raise IndexNotFoundError(
+                f"no index at {self.store.describe()}; build one with `citeqa index{where}`"
+            )
 
     @property
     def index(self) -> SearchIndex:
@@ -150,20 +148,14 @@ class QAPipeline:
         return self._index
 
     def _live_version(self) -> str | None:
-        try:
-            directory = current_version_dir(self.index_dir)
-        except CiteqaError:
-            return None
-        return directory.name if directory is not None else None
+        return self.store.live_version()
 
     def builder(self) -> IndexBuilder:
         s = self.settings
         return IndexBuilder(
-            self.index_dir,
+            self.store,
             self.embedder,
             ChunkingConfig(max_tokens=s.chunk_tokens, overlap_tokens=s.chunk_overlap_tokens),
-            index_type=s.index_type,
-            ann_threshold=s.ann_threshold,
         )
 
     # --- questions -------------------------------------------------------------------------
@@ -266,7 +258,9 @@ class QAPipeline:
         with self._update_lock:
             self.recover_interrupted_update()
             sources = self.sources(corpus)
-            report = builder.build_from_sources(sources, rebuild=rebuild)
+            # A shared store also holds what was uploaded through other replicas: index_folder keeps it.
+            shared = self.settings.database_url is not None
+            report = builder.build_from_sources(sources, rebuild=rebuild, keep_uploads=shared)
             sources.record_corpus()
             self.reload()
         return report
@@ -274,10 +268,7 @@ class QAPipeline:
     def add_documents(self, documents: Sequence[Document]) -> BuildReport:
         """Add or replace documents (by id) in the index, re-embedding only those."""
         with self._update_lock:
-            current = {d.id: d for d in self._current_documents()}
-            for doc in documents:
-                current[doc.id] = doc
-            report = self.builder().build(list(current.values()))
+            report = self.builder().update(documents)
             self.reload()
         return report
 
@@ -292,13 +283,13 @@ class QAPipeline:
 
     def delete_document(self, doc_id: str) -> BuildReport:
         with self._update_lock:
-            current = {d.id: d for d in self._current_documents()}
-            if doc_id not in current:
+            if self.store.live_version() is None or self.index.snapshot.document(doc_id) is None:
                 raise DocumentNotFoundError(f"no document with id {doc_id!r}")
-            del current[doc_id]
             with self.journal().delete(doc_id, self._indexed_hash):
-                report = self.builder().build(list(current.values()))
+                report = self.builder().update([], [doc_id])
                 self.reload()
+            if not report.removed:  # another writer (a replica) deleted it first
+                raise DocumentNotFoundError(f"no document with id {doc_id!r}")
         return report
 
     def journal(self) -> UpdateJournal:
@@ -313,22 +304,5 @@ class QAPipeline:
         return outcome
 
     def _indexed_hash(self, doc_id: str) -> str | None:
-        """The content hash the live index holds for `doc_id`, read from its manifest alone."""
-        directory = current_version_dir(self.index_dir)
-        if directory is None:
-            return None
-        try:
-            manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
-            hashes = manifest["documents"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise CorruptIndexError(
-                f"index at {self.index_dir} is damaged ({MANIFEST} unreadable); "
-                "re-run `citeqa index --rebuild`"
-            ) from exc
-        value = hashes.get(doc_id) if isinstance(hashes, dict) else None
-        return str(value) if value is not None else None
-
-    def _current_documents(self) -> list[Document]:
-        if current_version_dir(self.index_dir) is None:
-            return []
-        return self.index.snapshot.documents()
+        """The content hash the live version holds for `doc_id` (None: not in it)."""
+        return self.store.indexed_hash(doc_id)

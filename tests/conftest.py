@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -75,3 +77,33 @@ def make_pipeline(
 def seed_pipeline(make_pipeline: PipelineFactory) -> QAPipeline:
     """A read-only pipeline over seeds/: tests must not add or delete documents through it."""
     return make_pipeline()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL with pgvector, started as `citeqa postgres start` does; yields its admin URL.
+
+    Its folder lies in a fresh directory others may enter: the server runs as the unprivileged
+    `postgres` user, who cannot reach pytest's private temporary folders.
+    """
+    from indexing.store import pgserver
+
+    base = Path(tempfile.mkdtemp(prefix="citeqa-pg-"))
+    base.chmod(0o755)
+    folder = base / "postgres"
+    url = pgserver.start(folder, durable=False)
+    try:
+        yield url.rsplit("/", 1)[0] + "/postgres"
+    finally:
+        pgserver.stop(folder)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def database_url(postgres_server: str) -> str:
+    """A fresh, empty database on the shared test server."""
+    from indexing.store import pgserver
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    pgserver.create_database(postgres_server, name)
+    return postgres_server.rsplit("/", 1)[0] + f"/{name}"

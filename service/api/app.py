@@ -16,7 +16,6 @@ from fastapi.staticfiles import StaticFiles
 from starlette.routing import Route
 
 from indexing.errors import CiteqaError
-from indexing.store import current_version_dir
 from service.api import ask, chat, documents, feedback, health, search
 from service.api.errors import install_error_handlers
 from service.api.guard import GuardMiddleware, HostGuardMiddleware
@@ -45,7 +44,7 @@ def _warm_up(state: ServiceState) -> None:
         return
     try:
         pipeline.recover_interrupted_update()  # an upload or delete a crash cut short
-        if not pipeline.ready and current_version_dir(pipeline.index_dir) is not None:
+        if not pipeline.ready and pipeline.store.live_version() is not None:
             pipeline.reload()
         if pipeline.ready:
             # One question end to end, so that the first user does not pay for first-call set-up.

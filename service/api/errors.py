@@ -16,6 +16,7 @@ from indexing.errors import (
     EmptyCorpusError,
     IndexMismatchError,
     IndexNotFoundError,
+    StoreUnavailableError,
 )
 from service.api.schemas import error_json
 from service.pipeline import DocumentNotFoundError, QuestionError, TopKError
@@ -42,6 +43,7 @@ _CITEQA_ERRORS: tuple[tuple[type[CiteqaError], int, str], ...] = (
     (IndexNotFoundError, 503, "index_not_found"),
     (IndexMismatchError, 503, "index_mismatch"),
     (CorruptIndexError, 503, "index_corrupt"),
+    (StoreUnavailableError, 503, "store_unavailable"),
     (DocumentLoadError, 422, "unreadable_document"),
     (EmptyCorpusError, 409, "empty_corpus"),
 )

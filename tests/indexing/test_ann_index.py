@@ -6,8 +6,7 @@ import faiss
 import numpy as np
 import pytest
 
-from indexing.store import build_faiss_index, choose_index_type, ivf_list_count
-from service.retrieval import exact_rerank
+from indexing.store.local import build_faiss_index, choose_index_type, exact_rerank, ivf_list_count
 
 
 def clustered_unit_vectors(count: int, dimension: int = 64, seed: int = 0) -> np.ndarray:

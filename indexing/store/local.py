@@ -1,8 +1,8 @@
-"""The on-disk index: versioned directories with FAISS vectors, a SQLite store and a manifest.
+"""The local store: versioned directories with FAISS vectors, a SQLite store, BM25 and a manifest.
 
 Layout of the index root:
     CURRENT            name of the live version directory (replaced atomically)
-    v-<stamp>/         manifest.json, store.sqlite, embeddings.npy, vectors.faiss
+    v-<stamp>/         manifest.json, store.sqlite, embeddings.npy, vectors.faiss, bm25/ (tantivy)
 A build writes a new version directory and only then points CURRENT at it, so a crash at any
 point leaves the previous version live and loadable.
 """
@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -23,18 +24,28 @@ import time
 import uuid
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
-from pydantic import TypeAdapter
 
-from indexing.errors import CorruptIndexError, IndexMismatchError, IndexNotFoundError
+from indexing.errors import CiteqaError, CorruptIndexError, IndexMismatchError, IndexNotFoundError
+from indexing.store.base import (
+    FORMAT_VERSION,
+    MANIFEST_ADAPTER,
+    DocumentUpdate,
+    Hits,
+    IndexSpec,
+    Manifest,
+    StoreSnapshot,
+    check_compatible,
+)
+from indexing.store.bm25 import BM25Index
 from indexing.types import Chunk, Document, DocumentInfo, PageSpan
 
-FORMAT_VERSION = 1
+log = logging.getLogger(__name__)
 _VERSION_NAME = re.compile(r"v-[0-9A-Za-z-]{1,64}")
 CURRENT_FILE = "CURRENT"
 LOCK_FILE = ".lock"
@@ -42,6 +53,7 @@ MANIFEST = "manifest.json"
 SQLITE_FILE = "store.sqlite"
 EMBEDDINGS_FILE = "embeddings.npy"
 FAISS_FILE = "vectors.faiss"
+BM25_DIR = "bm25"
 DATA_FILES = (SQLITE_FILE, EMBEDDINGS_FILE, FAISS_FILE)
 # Test hook (tests/indexing/test_crash_safety.py): naming a stage here makes the writer SIGKILL itself
 # there, so tests can stop a build at exact points; unset, it costs one dict lookup per stage.
@@ -60,39 +72,18 @@ CREATE INDEX chunks_doc ON chunks(doc_id, seq);
 """
 
 
-@dataclass(frozen=True)
-class Manifest:
-    format_version: int
-    embedder: str
-    dimension: int
-    chunking: dict[str, int]
-    index_type: str
-    documents: dict[str, str]  # id -> content hash
-    files: dict[str, str]  # file name -> sha256
-    chunk_count: int
-    created_at: float
-    version: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-_MANIFEST_ADAPTER = TypeAdapter(Manifest)
-
-
-@dataclass(frozen=True)
-class IndexSpec:
-    """What a reader of the index expects; a mismatch means the index must be rebuilt."""
-
-    embedder: str
-    dimension: int
-    chunking: dict[str, int]
-
-
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def set_faiss_threads(threads: int) -> None:
+    """Process-wide: one query scans with one thread. A second OpenMP thread made a 20k-chunk flat
+    search 3x slower on two busy cores (thread wake-ups cost more than the scan)."""
+    faiss.omp_set_num_threads(threads)
 
 
 def _crash_point(stage: str) -> None:
@@ -244,7 +235,9 @@ class IndexWriter:
             index, kind = build_faiss_index(vectors, index_type, ann_threshold)
             faiss.write_index(index, str(staging / FAISS_FILE))
             _crash_point("after_faiss")
-            for name in DATA_FILES:
+            BM25Index.create(staging / BM25_DIR, _bm25_entries(documents, chunks_by_doc))
+            files = [*DATA_FILES, *_bm25_files(staging)]
+            for name in files:
                 _fsync_file(staging / name)
             manifest = Manifest(
                 format_version=FORMAT_VERSION,
@@ -253,7 +246,7 @@ class IndexWriter:
                 chunking=dict(spec.chunking),
                 index_type=kind,
                 documents={d.id: d.content_hash for d in documents},
-                files={name: file_sha256(staging / name) for name in DATA_FILES},
+                files={name: file_sha256(staging / name) for name in files},
                 chunk_count=chunk_count,
                 created_at=time.time(),
                 version=version,
@@ -326,16 +319,48 @@ class IndexWriter:
                 entry.unlink(missing_ok=True)
 
 
+def _bm25_entries(
+    documents: Sequence[Document], chunks_by_doc: dict[str, list[Chunk]]
+) -> Iterator[tuple[int, str, str]]:
+    """(row, doc_id, text) in the row order the SQLite store gives the chunks."""
+    row = 0
+    for doc in documents:
+        for chunk in chunks_by_doc[doc.id]:
+            yield row, doc.id, chunk.text
+            row += 1
+
+
+def _bm25_files(version_dir: Path) -> list[str]:
+    """The tantivy files, as paths relative to the version directory (its lock files are not data)."""
+    return sorted(
+        str(p.relative_to(version_dir))
+        for p in (version_dir / BM25_DIR).iterdir()
+        if p.is_file() and not p.name.startswith(".")
+    )
+
+
 class IndexSnapshot:
-    """One immutable, loaded version of the index. Safe to share between threads."""
+    """One immutable, loaded version of the local index. Safe to share between threads."""
 
     def __init__(
-        self, directory: Path, manifest: Manifest, index: faiss.Index, embeddings: np.ndarray
+        self,
+        directory: Path,
+        manifest: Manifest,
+        index: faiss.Index,
+        embeddings: np.ndarray,
+        bm25: BM25Index | None = None,
+        rerank_factor: int = 4,
+        nprobe: int = 0,
     ) -> None:
+        """`rerank_factor`: a compressed index returns k * factor rows, re-scored exactly, best k kept.
+        `nprobe`: inverted lists an IVF index scans per query; 0 keeps the value chosen at build time."""
         self.directory = directory
         self.manifest = manifest
         self.index = index
         self.embeddings = embeddings
+        self.bm25 = bm25 if bm25 is not None else BM25Index.open(directory / BM25_DIR)
+        self.rerank_factor = rerank_factor
+        self.nprobe = nprobe
         self._conn = sqlite3.connect(
             f"file:{directory / SQLITE_FILE}?mode=ro", uri=True, check_same_thread=False
         )
@@ -346,7 +371,14 @@ class IndexSnapshot:
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, root: Path, expected: IndexSpec | None = None, verify: bool = True) -> IndexSnapshot:
+    def open(
+        cls,
+        root: Path,
+        expected: IndexSpec | None = None,
+        verify: bool = True,
+        rerank_factor: int = 4,
+        nprobe: int = 0,
+    ) -> IndexSnapshot:
         """Load the live version; any damaged or missing part raises CorruptIndexError.
 
         With `verify` every data file must match its manifest checksum. Without it, the sizes and
@@ -366,7 +398,10 @@ class IndexSnapshot:
             )
         if expected is not None:
             check_compatible(manifest, expected, root)
-        for name in DATA_FILES:
+        bm25_files = [name for name in manifest.files if name.startswith(f"{BM25_DIR}/")]
+        if not bm25_files:
+            raise _damaged(root, f"{BM25_DIR} is missing from {MANIFEST}")
+        for name in [*DATA_FILES, *bm25_files]:
             path = directory / name
             if not path.is_file():
                 raise _damaged(root, f"{name} is missing")
@@ -374,7 +409,11 @@ class IndexSnapshot:
                 raise _damaged(root, f"{name} fails its checksum")
         index, embeddings = _load_vectors(directory, manifest, root)
         try:
-            snapshot = cls(directory, manifest, index, embeddings)
+            bm25 = BM25Index.open(directory / BM25_DIR)
+        except Exception as exc:  # tantivy reports a bad index as ValueError or its own errors
+            raise _damaged(root, f"{BM25_DIR} cannot be read") from exc
+        try:
+            snapshot = cls(directory, manifest, index, embeddings, bm25, rerank_factor, nprobe)
         except sqlite3.Error as exc:
             raise _damaged(root, f"{SQLITE_FILE} cannot be opened: {exc}") from exc
         try:
@@ -399,6 +438,35 @@ class IndexSnapshot:
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._conn.execute(sql, tuple(params)).fetchall()
+
+    def dense(
+        self, query_vector: np.ndarray, k: int, document_ids: Sequence[str] | None = None
+    ) -> list[tuple[int, float]]:
+        if self.index.ntotal == 0:
+            return []
+        if document_ids is not None:
+            # A restricted search is exact over just those rows.
+            allowed = np.asarray(sorted(self.rows_of_documents(list(document_ids))), dtype=np.int64)
+            if len(allowed) == 0:
+                return []
+            scores = np.asarray(self.embeddings[allowed]) @ query_vector
+            order = np.argsort(-scores, kind="stable")[:k]
+            return [(int(allowed[i]), float(scores[i])) for i in order]
+        query = np.ascontiguousarray(query_vector, dtype=np.float32).reshape(1, -1)
+        if self.manifest.index_type not in COMPRESSED_INDEX_TYPES:
+            scores_2d, ids_2d = self.index.search(query, min(k, self.index.ntotal))
+            return [(int(i), float(s)) for i, s in zip(ids_2d[0], scores_2d[0], strict=True) if i >= 0]
+        shortlist_k = min(k * max(self.rerank_factor, 1), self.index.ntotal)
+        # Search parameters travel with the call, so the shared index object is never mutated.
+        params = None
+        if self.nprobe > 0:
+            params = faiss.SearchParametersIVF()
+            params.nprobe = self.nprobe
+        _, ids_2d = self.index.search(query, shortlist_k, params=params)
+        return exact_rerank(self.embeddings, ids_2d[0], query[0], k)
+
+    def sparse(self, query: str, k: int, document_ids: Sequence[str] | None = None) -> Hits:
+        return self.bm25.search(query, k, document_ids)
 
     def chunks_by_rows(self, rows: Sequence[int]) -> dict[int, Chunk]:
         if not rows:
@@ -481,7 +549,7 @@ def _read_manifest(directory: Path, root: Path) -> Manifest:
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         known = {k: v for k, v in data.items() if k in Manifest.__dataclass_fields__}
-        return _MANIFEST_ADAPTER.validate_python(known)
+        return MANIFEST_ADAPTER.validate_python(known)
     except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         raise _damaged(root, f"unreadable {MANIFEST}") from exc
 
@@ -512,13 +580,110 @@ def _load_vectors(directory: Path, manifest: Manifest, root: Path) -> tuple[fais
     return index, embeddings
 
 
-def check_compatible(manifest: Manifest, expected: IndexSpec, root: Path) -> None:
-    problems = []
-    if manifest.embedder != expected.embedder:
-        problems.append(f"embedder {manifest.embedder!r} (expected {expected.embedder!r})")
-    if manifest.dimension != expected.dimension:
-        problems.append(f"dimension {manifest.dimension} (expected {expected.dimension})")
-    if problems:
-        raise IndexMismatchError(
-            f"index at {root} was built with {', '.join(problems)}; re-index with `citeqa index --rebuild`"
+def exact_rerank(
+    embeddings: np.ndarray, rows: np.ndarray, query: np.ndarray, k: int
+) -> list[tuple[int, float]]:
+    """The best `k` of `rows` by exact inner product with the full-precision (memory-mapped) vectors."""
+    rows = np.unique(rows[rows >= 0])  # sorted rows read the memory map front to back
+    if len(rows) == 0:
+        return []
+    scores = np.asarray(embeddings[rows], dtype=np.float32) @ query
+    order = np.argsort(-scores, kind="stable")[:k]
+    return [(int(rows[i]), float(scores[i])) for i in order]
+
+
+class LocalStore:
+    """The embedded default: one index root on this machine's disk, versions swapped by renaming."""
+
+    def __init__(
+        self,
+        root: Path,
+        index_type: str = "auto",
+        ann_threshold: int = 50_000,
+        rerank_factor: int = 4,
+        nprobe: int = 0,
+    ) -> None:
+        self.root = root
+        self.index_type = index_type
+        self.ann_threshold = ann_threshold
+        self.rerank_factor = rerank_factor
+        self.nprobe = nprobe
+
+    def describe(self) -> str:
+        return str(self.root)
+
+    def live_version(self) -> str | None:
+        try:
+            directory = current_version_dir(self.root)
+        except CiteqaError:
+            return None
+        return directory.name if directory is not None else None
+
+    def open(self, expected: IndexSpec | None = None, verify: bool = True) -> IndexSnapshot:
+        return IndexSnapshot.open(self.root, expected, verify, self.rerank_factor, self.nprobe)
+
+    def write_lock(self) -> contextlib.AbstractContextManager[None]:
+        return write_lock(self.root)
+
+    def indexed_hash(self, doc_id: str) -> str | None:
+        """Read from the live manifest alone (crash recovery runs before any index is loaded)."""
+        directory = current_version_dir(self.root)
+        if directory is None:
+            return None
+        try:
+            hashes = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))["documents"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise _damaged(self.root, f"{MANIFEST} unreadable") from exc
+        value = hashes.get(doc_id) if isinstance(hashes, dict) else None
+        return str(value) if value is not None else None
+
+    def previous(self, spec: IndexSpec) -> IndexSnapshot | None:
+        try:
+            if current_version_dir(self.root) is None:
+                return None
+            previous = self.open(expected=spec)
+        except IndexMismatchError as exc:
+            log.warning("rebuilding from scratch: %s", exc)
+            return None
+        except CiteqaError as exc:
+            log.warning("previous index unusable, rebuilding from scratch: %s", exc)
+            return None
+        if previous.manifest.chunking != spec.chunking:
+            log.warning("chunking settings changed: re-embedding every document")
+            previous.close()
+            return None
+        return previous
+
+    def write(
+        self,
+        updates: Sequence[DocumentUpdate],
+        deletes: Sequence[str],
+        spec: IndexSpec,
+        previous: StoreSnapshot | None,
+        replace_all: bool = False,
+    ) -> Manifest:
+        """Every version is a complete copy: kept documents' chunks and vectors are copied from `previous`."""
+        if previous is not None and not isinstance(previous, IndexSnapshot):
+            raise TypeError("the local store copies kept documents from a local snapshot")
+        fresh = {u.document.id: u for u in updates}
+        dropped = set(deletes) | set(fresh)
+        kept: list[Document] = []
+        if previous is not None and not replace_all:
+            kept = [d for d in previous.documents() if d.id not in dropped]
+        documents = sorted([*kept, *(u.document for u in updates)], key=lambda d: d.id)
+        chunks_by_doc: dict[str, list[Chunk]] = {}
+        blocks: list[np.ndarray] = []
+        for doc in documents:
+            if doc.id in fresh:
+                chunks_by_doc[doc.id] = fresh[doc.id].chunks
+                vectors = np.asarray(fresh[doc.id].embeddings, dtype=np.float32)
+                blocks.append(vectors.reshape(-1, spec.dimension))
+            else:
+                assert previous is not None
+                rows_and_chunks = previous.chunks_of(doc.id)
+                chunks_by_doc[doc.id] = [c for _, c in rows_and_chunks]
+                blocks.append(np.asarray(previous.embeddings[[r for r, _ in rows_and_chunks]]))
+        embeddings = np.concatenate(blocks) if blocks else np.zeros((0, spec.dimension), dtype=np.float32)
+        return IndexWriter(self.root).write(
+            documents, chunks_by_doc, embeddings, spec, self.index_type, self.ann_threshold
         )

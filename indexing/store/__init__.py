@@ -1,0 +1,82 @@
+"""Where the index lives: the Store seam (base), the local files (local) and Postgres (postgres)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from indexing.store.base import (
+    FORMAT_VERSION,
+    DocumentUpdate,
+    IndexSpec,
+    Manifest,
+    Store,
+    StoreSnapshot,
+    check_compatible,
+)
+from indexing.store.bm25 import BM25Index, bm25_tokens
+from indexing.store.local import (
+    BM25_DIR,
+    COMPRESSED_INDEX_TYPES,
+    CRASH_AT_ENV,
+    CURRENT_FILE,
+    DATA_FILES,
+    EMBEDDINGS_FILE,
+    FAISS_FILE,
+    INDEX_TYPES,
+    MANIFEST,
+    SQLITE_FILE,
+    IndexSnapshot,
+    IndexWriter,
+    LocalStore,
+    build_faiss_index,
+    current_version_dir,
+    set_faiss_threads,
+    write_lock,
+)
+
+__all__ = [
+    "BM25_DIR",
+    "COMPRESSED_INDEX_TYPES",
+    "CRASH_AT_ENV",
+    "CURRENT_FILE",
+    "DATA_FILES",
+    "EMBEDDINGS_FILE",
+    "FAISS_FILE",
+    "FORMAT_VERSION",
+    "INDEX_TYPES",
+    "MANIFEST",
+    "SQLITE_FILE",
+    "BM25Index",
+    "DocumentUpdate",
+    "IndexSnapshot",
+    "IndexSpec",
+    "IndexWriter",
+    "LocalStore",
+    "Manifest",
+    "Store",
+    "StoreSnapshot",
+    "bm25_tokens",
+    "build_faiss_index",
+    "check_compatible",
+    "current_version_dir",
+    "make_store",
+    "set_faiss_threads",
+    "write_lock",
+]
+
+
+def make_store(
+    index_dir: Path,
+    database_url: str | None = None,
+    index_type: str = "auto",
+    ann_threshold: int = 50_000,
+    rerank_factor: int = 4,
+    nprobe: int = 0,
+    pg_ef_search: int = 256,
+) -> Store:
+    """Postgres when a database URL is given (its BM25 side then lives in `index_dir`), else local files."""
+    if database_url:
+        from indexing.store.postgres import PostgresStore  # psycopg loads only for this backend
+
+        return PostgresStore(database_url, bm25_dir=index_dir, ef_search=pg_ef_search)
+    return LocalStore(index_dir, index_type, ann_threshold, rerank_factor, nprobe)

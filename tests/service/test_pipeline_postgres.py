@@ -1,0 +1,62 @@
+"""The pipeline on the Postgres store: what only a shared store must get right."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from indexing.embedding import Embedder
+from service.pipeline import QAPipeline
+from service.reading import Reader
+from service.settings import REPO_ROOT, Settings
+
+pytestmark = pytest.mark.postgres
+
+SEED_DOC_ID = "000_d31740c80f9a4c4e.txt"
+HARBOR = (
+    b"Harbor Authority Records Policy\n\n"
+    b"Visitor logs at the harbor gate must be kept for exactly 45 days before they are destroyed.\n"
+)
+
+
+def test_index_folder_keeps_uploads_made_through_another_replica(
+    database_url: str, tmp_path: Path, embedder: Embedder, reader: Reader
+) -> None:
+    corpus = tmp_path / "corpus"
+    shutil.copytree(REPO_ROOT / "seeds", corpus)
+
+    def replica(name: str) -> QAPipeline:
+        settings = Settings(
+            data_dir=tmp_path / name, corpus_dir=corpus, device="cpu", database_url=database_url
+        )  # type: ignore[arg-type]
+        return QAPipeline(settings, embedder=embedder, reader=reader)
+
+    indexer, other = replica("indexer"), replica("other")
+    indexer.index_folder()
+    other.reload()
+    other.upload_document("harbor.txt", HARBOR)
+    # The upload lives in the database (and in `other`'s data dir only): re-indexing the folder keeps it.
+    report = indexer.index_folder()
+    assert report.removed == [] and report.unchanged == [SEED_DOC_ID, "harbor.txt"]
+    answer = indexer.ask("How long must visitor logs at the harbor gate be kept?").answers[0]
+    assert (answer.text, answer.doc_id) == ("45 days", "harbor.txt")
+    # A file taken out of the folder still leaves the index.
+    (corpus / SEED_DOC_ID).unlink()
+    (corpus / "ferry.txt").write_text("Ferry notice\n\nThe ferry leaves at noon.\n", encoding="utf-8")
+    report = indexer.index_folder()
+    assert report.removed == [SEED_DOC_ID] and report.added == ["ferry.txt"]
+    assert sorted(indexer.index.snapshot.manifest.documents) == ["ferry.txt", "harbor.txt"]
+
+
+def test_an_unreachable_database_is_a_clear_error_without_the_password(tmp_path: Path) -> None:
+    from indexing.errors import StoreUnavailableError
+    from service.api.errors import citeqa_status
+
+    settings = Settings(data_dir=tmp_path, database_url="postgresql://citeqa:s3cret@127.0.0.1:1/citeqa")  # type: ignore[arg-type]
+    pipeline = QAPipeline(settings)  # cheap: models load in warm_up, the database on first use
+    with pytest.raises(StoreUnavailableError, match=r"127\.0\.0\.1:1/citeqa") as caught:
+        pipeline.require_index()
+    assert "s3cret" not in str(caught.value)
+    assert citeqa_status(caught.value) == (503, "store_unavailable")
