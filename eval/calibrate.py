@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,12 +128,10 @@ def rescored(calibration_set: CalibrationSet, aggregator: AnswerAggregator) -> l
     return [(golds, aggregator.score(answers)) for golds, answers in calibration_set.questions]
 
 
-def decide_with(aggregator: AnswerAggregator) -> Any:
-    def decide(candidates: Sequence[Answer], threshold: float) -> str:
-        answers, _ = aggregator.decide(candidates, threshold=threshold)
-        return answers[0].text if answers else ""
+def decide_with(aggregator: AnswerAggregator) -> Callable[[Sequence[Answer], float], str]:
+    from eval.harness import replay_decision  # the harness pulls in the pipeline: not for --help
 
-    return decide
+    return functools.partial(replay_decision, aggregator)
 
 
 def choose_threshold(sets: Sequence[CalibrationSet], calibrator: Calibrator) -> tuple[float, dict[str, Any]]:

@@ -37,6 +37,12 @@ RECALL_KS = (1, 3, 5, 10)
 NDCG_K = 10
 
 
+def replay_decision(aggregator: AnswerAggregator, candidates: Sequence[Answer], threshold: float) -> str:
+    """The answer the pipeline gives at `threshold`: its own `decide`, replayed ("" = abstain)."""
+    answers, _ = aggregator.decide(candidates, threshold=threshold)
+    return answers[0].text if answers else ""
+
+
 class QuestionFailed(CiteqaError):
     """One question failed at the backend; the run goes on and counts it wrong."""
 
@@ -375,10 +381,8 @@ class Evaluator:
         )
 
     def decide(self, candidates: Sequence[Answer], threshold: float) -> str:
-        """The answer the pipeline gives at `threshold`: its own `decide`, replayed ("" = abstain)."""
         assert self.aggregator is not None
-        answers, _ = self.aggregator.decide(candidates, threshold=threshold)
-        return answers[0].text if answers else ""
+        return replay_decision(self.aggregator, candidates, threshold)
 
     def confidence(self, results: Sequence[QuestionResult]) -> dict[str, Any] | None:
         """Calibration (reliability, ECE), risk-coverage and the F1 of every abstention threshold."""

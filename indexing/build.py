@@ -136,13 +136,19 @@ class IndexBuilder:
         report.seconds = time.perf_counter() - started
         return report
 
-    def _service_uploads(self, excluded: set[str]) -> list[Document]:
-        """Documents uploaded through the service (they have no source file), less `excluded`."""
+    def _open_live(self) -> StoreSnapshot | None:
+        """The live version, unverified, or None when there is none or it cannot be read."""
         try:
             if self.store.live_version() is None:
-                return []
-            snapshot = self.store.open(verify=False)
+                return None
+            return self.store.open(verify=False)
         except CiteqaError:
+            return None
+
+    def _service_uploads(self, excluded: set[str]) -> list[Document]:
+        """Documents uploaded through the service (they have no source file), less `excluded`."""
+        snapshot = self._open_live()
+        if snapshot is None:
             return []
         try:
             ids = [i.id for i in snapshot.document_infos() if i.source is None and i.id not in excluded]
@@ -151,11 +157,8 @@ class IndexBuilder:
             snapshot.close()
 
     def _readable_documents(self) -> list[Document]:
-        try:
-            if self.store.live_version() is None:
-                return []
-            snapshot = self.store.open(verify=False)
-        except CiteqaError:
+        snapshot = self._open_live()
+        if snapshot is None:
             return []
         try:
             return snapshot.documents()
