@@ -4,16 +4,18 @@
 
 Both stores get the same synthetic corpus (seed sentences recombined, `bench/corpus.py`) with the same
 precomputed vectors (a template's real embedding plus noise), so ingest times the store alone: local
-(FAISS + SQLite + tantivy files, a new version) and Postgres (COPY into pgvector, HNSW build, versions row).
-Search is what /v1/search does after the query embedding (the same for both stores, so left out): dense
-top 30, BM25 top 30, fusion, then chunks and titles fetched. Recall@10 compares the dense top 10 with exact
-inner-product search over all vectors. Without --database-url a throw-away local PostgreSQL 18 + pgvector
-is started (fsync off: a benchmark server, not a durable one) and stopped at the end.
+(FAISS + SQLite + tantivy files, a new version) and Postgres (COPY into pgvector, HNSW or IVF build, a
+versions row). Search is the service's HybridRetriever after the query embedding (the same for both stores,
+so left out): dense top 30 and BM25 top 30 side by side, fusion, then chunks and titles fetched. Recall@10
+compares the dense top 10 with exact inner-product search over all vectors. Without --database-url a
+throw-away local PostgreSQL 18 + pgvector is started (fsync off: a benchmark server, not a durable one)
+and stopped at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -23,6 +25,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +37,8 @@ from bench.quality import load_questions
 from bench.scale import exact_top_k
 from indexing.embedding import Embedder
 from indexing.store import DocumentUpdate, IndexSpec, LocalStore, Store, StoreSnapshot, pgserver
-from indexing.store.postgres import PostgresStore
-from service.retrieval import reciprocal_rank_fusion
+from indexing.store.postgres import EF_SEARCH, PostgresStore
+from service.retrieval import HybridRetriever, SearchIndex
 from service.settings import Settings
 
 CANDIDATES = 30
@@ -51,48 +54,58 @@ def updates_of(corpus: SyntheticCorpus, vectors: np.ndarray) -> list[DocumentUpd
     return out
 
 
-def hybrid(snapshot: StoreSnapshot, question: str, vector: np.ndarray) -> int:
-    """HybridRetriever.retrieve after the query embedding; returns the passages found."""
-    dense = snapshot.dense(vector, CANDIDATES)
-    sparse = snapshot.sparse(question, CANDIDATES)
-    fused = reciprocal_rank_fusion([[r for r, _ in dense], [r for r, _ in sparse]], 60)[:RECALL_K]
-    chunks = snapshot.chunks_by_rows([r for r, _ in fused])
-    snapshot.titles({c.doc_id for c in chunks.values()})
-    return len(chunks)
+def hybrid(retriever: HybridRetriever, snapshot: StoreSnapshot, question: str, vector: np.ndarray) -> int:
+    """What /v1/search does after the query embedding; returns the passages found."""
+    return len(retriever.retrieve(SearchIndex(snapshot), question, RECALL_K, query_vector=vector))
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The questions searched, their vectors, their exact dense top 10, and the service's retriever."""
+
+    retriever: HybridRetriever
+    questions: Sequence[str]
+    vectors: np.ndarray
+    exact: np.ndarray
 
 
 def measure(
     name: str,
     store: Store,
     spec: IndexSpec,
-    updates: Sequence[DocumentUpdate],
-    questions: Sequence[str],
-    query_vectors: np.ndarray,
-    exact: np.ndarray,
+    updates: Sequence[DocumentUpdate] | None,
+    work: Workload,
     first_row: int,
 ) -> dict[str, Any]:
-    size = sum(len(u.chunks) for u in updates)
-    row: dict[str, Any] = {"store": name, "size": size}
-    started = time.perf_counter()
-    store.write(updates, [], spec, None, replace_all=True)
-    row["ingest_s"] = round(time.perf_counter() - started, 1)
-    row["ingest_chunks_per_s"] = round(size / (time.perf_counter() - started))
+    """One table row: ingest `updates` (None: search what the store already holds), then search."""
+    row: dict[str, Any] = {"store": name}
+    if updates is not None:
+        size = sum(len(u.chunks) for u in updates)
+        started = time.perf_counter()
+        store.write(updates, [], spec, None, replace_all=True)
+        row["ingest_s"] = round(time.perf_counter() - started, 1)
+        row["ingest_chunks_per_s"] = round(size / (time.perf_counter() - started))
     started = time.perf_counter()
     snapshot = store.open(expected=spec, verify=False)
     row["first_open_s"] = round(time.perf_counter() - started, 2)  # Postgres: builds this replica's BM25
     started = time.perf_counter()
     snapshot = store.open(expected=spec, verify=False)
     row["open_s"] = round(time.perf_counter() - started, 2)
-    for question, vector in list(zip(questions, query_vectors, strict=True))[:5]:
-        hybrid(snapshot, question, vector)  # warm caches, as a serving process is
+    started = time.perf_counter()
+    store.open(expected=spec, verify=True).close()  # what `citeqa serve` does (CITEQA_VERIFY_INDEX)
+    row["open_verified_s"] = round(time.perf_counter() - started, 2)
+    row["size"] = snapshot.manifest.chunk_count
+    row["index"] = snapshot.manifest.index_type
+    for question, vector in list(zip(work.questions, work.vectors, strict=True))[:5]:
+        hybrid(work.retriever, snapshot, question, vector)  # warm caches, as a serving process is
     search_ms, dense_ms, bm25_ms, recalls = [], [], [], []
-    for question, vector, truth in zip(questions, query_vectors, exact, strict=True):
+    for question, vector, truth in zip(work.questions, work.vectors, work.exact, strict=True):
         t0 = time.perf_counter()
         hits = snapshot.dense(vector, RECALL_K)
         t1 = time.perf_counter()
         snapshot.sparse(question, CANDIDATES)
         t2 = time.perf_counter()
-        hybrid(snapshot, question, vector)
+        hybrid(work.retriever, snapshot, question, vector)
         t3 = time.perf_counter()
         dense_ms.append((t1 - t0) * 1000)
         bm25_ms.append((t2 - t1) * 1000)
@@ -128,13 +141,15 @@ def database(url: str | None) -> Iterator[str]:
 
 def table(rows: Sequence[dict[str, Any]]) -> str:
     lines = [
-        "| store | chunks | ingest chunks/s | first open s | search p50 / p95 ms | dense p50 ms "
-        "| BM25 p50 ms | dense recall@10 |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| store | dense index | chunks | ingest chunks/s | open s: first / checksummed "
+        "| search p50 / p95 ms | dense p50 ms | BM25 p50 ms | dense recall@10 |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
+        ingest = f"{r['ingest_chunks_per_s']:,}" if "ingest_chunks_per_s" in r else "(same)"
         lines.append(
-            f"| {r['store']} | {r['size']:,} | {r['ingest_chunks_per_s']:,} | {r['first_open_s']:.2f} "
+            f"| {r['store']} | {r['index']} | {r['size']:,} | {ingest} "
+            f"| {r['first_open_s']:.2f} / {r['open_verified_s']:.2f} "
             f"| {r['search_ms']['p50']:.1f} / {r['search_ms']['p95']:.1f} | {r['dense_ms']['p50']:.1f} "
             f"| {r['bm25_ms']['p50']:.1f} | {r['recall_at_10']:.3f} |"
         )
@@ -147,9 +162,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sizes", default="100000", help="comma-separated chunk counts")
     parser.add_argument("--database-url", default=os.environ.get("CITEQA_BENCH_DATABASE_URL"))
     parser.add_argument("--stores", default="local,postgres", help="which stores to measure")
+    parser.add_argument(
+        "--ef-search", default=str(EF_SEARCH), help="Postgres hnsw.ef_search values, all on one build"
+    )
+    parser.add_argument(
+        "--nprobe", default="0", help="Postgres IVF lists scanned (0: automatic), all on one build"
+    )
     parser.add_argument("--report", type=Path, help="write the rows as JSON here")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
+    ef_searches = [int(v) for v in args.ef_search.split(",")]
+    nprobes = [int(v) for v in args.nprobe.split(",")]
     settings = Settings(device="cpu")
     embedder = Embedder(settings.embedder_path, device="cpu")
     embedder.warm_up()
@@ -164,26 +187,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         for size in sizes:
             corpus = make_corpus(templates, size)
             vectors = variant_vectors(template_vectors, corpus.template_of_row)
-            exact = exact_top_k(vectors, query_vectors, RECALL_K)
+            retriever = HybridRetriever(embedder, candidates_k=CANDIDATES)
+            workload = Workload(
+                retriever, questions, query_vectors, exact_top_k(vectors, query_vectors, RECALL_K)
+            )
             updates = updates_of(corpus, vectors)
             if "local" in args.stores:
                 print(f"{size:,} chunks: local", file=sys.stderr)
                 local = LocalStore(work / f"local-{size}")
-                rows.append(
-                    measure("local", local, spec, updates, questions, query_vectors, exact, first_row=0)
-                )
+                rows.append(measure("local", local, spec, updates, workload, first_row=0))
                 shutil.rmtree(work / f"local-{size}", ignore_errors=True)
             if "postgres" not in args.stores:
                 continue
             print(f"{size:,} chunks: postgres", file=sys.stderr)
             with database(args.database_url) as url:
-                # The HNSW graph of 1M 384-d vectors needs about 3 GB to be built in memory.
-                store = PostgresStore(url, bm25_dir=work / f"pg-bm25-{size}", build_memory="4GB")
-                try:
-                    # Identity rows start at 1 in a fresh database: row - 1 is the position in `vectors`.
-                    rows.append(measure("postgres", store, spec, updates, questions, query_vectors, exact, 1))
-                finally:
-                    store.close()
+                for n, (ef_search, nprobe) in enumerate(itertools.product(ef_searches, nprobes)):
+                    # An index over 1M 384-d vectors needs about 3 GB to be built in memory.
+                    bm25_dir = work / f"pg-bm25-{size}"
+                    store = PostgresStore(url, bm25_dir, "4GB", ef_search=ef_search, nprobe=nprobe)
+                    try:
+                        # Identity rows start at 1 in a fresh database: row - 1 is the position in `vectors`.
+                        name = f"postgres (ef_search {ef_search}, nprobe {nprobe or 'auto'})"
+                        built = updates if n == 0 else None  # later settings search the same tables
+                        rows.append(measure(name, store, spec, built, workload, 1))
+                    finally:
+                        store.close()
             print(table(rows), file=sys.stderr)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     ann_threshold: int = Field(
         default=50_000,
         ge=1,
-        description="from this many chunks `auto` builds the compressed ivf_sq8 index",
+        description="from this many chunks `auto` builds the compressed ivf_sq8 index (Postgres: ivfflat)",
         # CITEQA_HNSW_THRESHOLD is the name this setting had before; configurations that use it still work.
         validation_alias=AliasChoices("ann_threshold", "citeqa_ann_threshold", "citeqa_hnsw_threshold"),
     )
@@ -109,7 +109,9 @@ class Settings(BaseSettings):
     rerank_factor: int = Field(
         default=4, ge=1, le=100, description="a compressed index shortlists k * this rows, re-scored exactly"
     )
-    ann_nprobe: int = Field(default=0, ge=0, description="IVF lists scanned per query; 0 = chosen at build")
+    ann_nprobe: int = Field(
+        default=0, ge=0, description="IVF lists scanned per query (local and Postgres); 0 = chosen by size"
+    )
     model_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         default="auto",
         description="reader and embedder weights; auto: fp16 on CUDA, bf16 on CPUs with bf16 units, "

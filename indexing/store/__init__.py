@@ -78,5 +78,7 @@ def make_store(
     if database_url:
         from indexing.store.postgres import PostgresStore  # psycopg loads only for this backend
 
-        return PostgresStore(database_url, bm25_dir=index_dir, ef_search=pg_ef_search)
+        return PostgresStore(
+            database_url, index_dir, ef_search=pg_ef_search, ann_threshold=ann_threshold, nprobe=nprobe
+        )
     return LocalStore(index_dir, index_type, ann_threshold, rerank_factor, nprobe)

@@ -82,7 +82,9 @@ def _schema() -> tantivy.Schema:
     builder = tantivy.SchemaBuilder()
     builder.add_text_field("text", stored=False, tokenizer_name="whitespace", index_option="freq")
     builder.add_text_field("doc_id", stored=False, tokenizer_name="raw", index_option="basic")
-    builder.add_unsigned_field("row", stored=True, indexed=False)
+    # A fast (columnar) field: reading 30 hits' rows from it skips decompressing 30 stored documents.
+    # Stored too, for indexes written before it was fast.
+    builder.add_unsigned_field("row", stored=True, indexed=False, fast=True)
     return builder.build()
 
 
@@ -157,7 +159,15 @@ class BM25Index:
         with self._lock:
             searcher = self._searcher
         hits = searcher.search(text_query, limit=k, count=False).hits
-        return [(int(searcher.doc(address)["row"][0]), float(score)) for score, address in hits]
+        addresses = [address for _, address in hits]
+        try:
+            rows = searcher.fast_field_values("row", addresses)
+        except ValueError:  # an index written before `row` was a fast field
+            rows = [None] * len(addresses)
+        return [
+            (int(row if row is not None else searcher.doc(address)["row"][0]), float(score))
+            for (score, address), row in zip(hits, rows, strict=True)
+        ]
 
     def __len__(self) -> int:
         with self._lock:

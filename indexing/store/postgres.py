@@ -1,10 +1,11 @@
 """The Postgres store: documents, chunks and pgvector embeddings shared by any number of service replicas.
 
 Every update is one transaction that also appends a row to `citeqa_versions`; readers never see half an
-update and a crashed writer leaves nothing behind. Dense search runs in the database (HNSW, inner
-product). BM25 runs in a tantivy index on each replica's disk, brought in step with the database's
-version before a snapshot is served: the versions table lists the documents each version touched, so
-catching up re-indexes only those (a rebuild, or a replica that has none yet, re-indexes everything).
+update and a crashed writer leaves nothing behind. Dense search runs in the database (inner product:
+HNSW, or IVF for a large bulk load, as the local store does). BM25 runs in a tantivy index on each
+replica's disk, brought in step with the database's version before a snapshot is served: the versions
+table lists the documents each version touched, so catching up re-indexes only those (a rebuild, or a
+replica that has none yet, re-indexes everything).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from indexing.store.base import (
     check_compatible,
 )
 from indexing.store.bm25 import BM25Index
-from indexing.store.local import CRASH_AT_ENV
+from indexing.store.local import CRASH_AT_ENV, ivf_list_count
 from indexing.types import Chunk, Document, DocumentInfo, PageSpan
 
 log = logging.getLogger(__name__)
@@ -75,12 +76,20 @@ CREATE TABLE citeqa_chunks (
 );
 CREATE INDEX citeqa_chunks_doc ON citeqa_chunks (doc_id, seq);
 """
-# Built after a bulk load (much faster than growing it row by row), kept up by later inserts. On the
+# The dense index is built after a bulk load (much faster than growing it row by row) and kept up by later
+# inserts. Below `ann_threshold` chunks it is HNSW, which grows well from an empty table: on the
 # benchmark's 100k chunks, ef_construction 128 (pgvector's default: 64) lifted recall@10 at ef_search 100
-# from 0.84 to 0.92, for a build about 1.5x longer.
+# from 0.84 to 0.92, for a build about 1.5x longer. From there it is IVF (ivfflat, exact distances in
+# lists trained on the loaded rows): at 1M chunks HNSW reached only 0.748 / 0.831 / 0.898 recall@10 at
+# ef_search 256 / 512 / 1000 (dense p50 11.8 / 19.8 / 30.4 ms), IVF with 2048 lists 0.963 / 0.988 /
+# 0.999 at probes 8 / 16 / 32 (7.5 / 11.6 / 20.9 ms), for a 3-minute build.
 _HNSW_INDEX = (
-    "CREATE INDEX citeqa_chunks_hnsw ON citeqa_chunks USING hnsw (embedding vector_ip_ops) "
+    "CREATE INDEX citeqa_chunks_ann ON citeqa_chunks USING hnsw (embedding vector_ip_ops) "
     "WITH (m = 16, ef_construction = 128)"
+)
+_IVF_INDEX = (
+    "CREATE INDEX citeqa_chunks_ann ON citeqa_chunks USING ivfflat (embedding vector_ip_ops) "
+    "WITH (lists = {lists})"
 )
 _LOCK_KEY = zlib.crc32(b"citeqa writer")  # pg_advisory_lock key shared by every writer of this database
 _MIGRATION_LOCK_KEY = zlib.crc32(b"citeqa schema")
@@ -88,8 +97,9 @@ _MIGRATION_LOCK_KEY = zlib.crc32(b"citeqa schema")
 VERSION_POLL_S = 0.25
 # HNSW candidates kept per search (pgvector's default: 40; CITEQA_PG_EF_SEARCH). Benchmark, 100k chunks,
 # recall@10 against exact / dense p50 on 2 busy cores: 100: 0.916 / 5.1 ms, 200: 0.956 / 8.8 ms,
-# 400: 0.988 / 14.3 ms. At 1M chunks 256 gave only 0.758: large corpora need more (or a larger m).
+# 400: 0.988 / 14.3 ms. Corpora loaded at 1M chunks get IVF instead (above).
 EF_SEARCH = 256
+ANN_THRESHOLD = 50_000  # the local store's `auto` switches to IVF at the same size
 BM25_STATE = "state.json"
 _CHUNK_COLUMNS = 'row, id, doc_id, seq, start, "end", text'
 
@@ -109,15 +119,24 @@ def describe_url(url: str) -> str:
 
 class PostgresStore:
     def __init__(
-        self, url: str, bm25_dir: Path, build_memory: str = "1GB", ef_search: int = EF_SEARCH
+        self,
+        url: str,
+        bm25_dir: Path,
+        build_memory: str = "1GB",
+        ef_search: int = EF_SEARCH,
+        ann_threshold: int = ANN_THRESHOLD,
+        nprobe: int = 0,
     ) -> None:
         """Cheap: nothing connects before the first use. `bm25_dir` is this replica's BM25 folder;
-        `build_memory` is the maintenance_work_mem a full rebuild gives the HNSW build; `ef_search` the
-        HNSW candidates a search keeps (recall against latency)."""
+        `build_memory` is the maintenance_work_mem a full rebuild gives the index build; `ef_search` the
+        HNSW candidates a search keeps and `nprobe` the IVF lists it scans (0: `default_probes`), both
+        recall against latency; a full rebuild of at least `ann_threshold` chunks builds IVF."""
         self.url = url
         self.bm25_dir = bm25_dir
         self.build_memory = build_memory
         self.ef_search = ef_search
+        self.ann_threshold = ann_threshold
+        self.nprobe = nprobe
         self._pool: ConnectionPool | None = None
         self._pool_lock = threading.Lock()
         self._polled_at = 0.0
@@ -200,12 +219,13 @@ class PostgresStore:
     def _manifest(self, conn: psycopg.Connection[Any], version: int, spec: IndexSpec) -> Manifest:
         documents = dict(conn.execute("SELECT id, content_hash FROM citeqa_documents").fetchall())
         chunk_count = conn.execute("SELECT coalesce(sum(chunk_count), 0) FROM citeqa_documents").fetchone()
+        lists = _ivf_lists(conn)
         return Manifest(
             format_version=FORMAT_VERSION,
             embedder=spec.embedder,
             dimension=spec.dimension,
             chunking=spec.chunking,
-            index_type="pgvector-hnsw",
+            index_type=f"pgvector-ivfflat-{lists}" if lists else "pgvector-hnsw",
             documents=documents,
             files={},
             chunk_count=int(chunk_count[0]) if chunk_count else 0,
@@ -223,10 +243,11 @@ class PostgresStore:
                     f"no index in the database at {self.describe()}; build one with `citeqa index`"
                 )
             manifest = self._manifest(conn, int(latest[0]), spec)
+            lists = _ivf_lists(conn)
         if expected is not None:
             check_compatible(manifest, expected, self.describe())
         bm25 = self.sync_bm25() if with_bm25 else None
-        return PostgresSnapshot(self, manifest, bm25)
+        return PostgresSnapshot(self, manifest, bm25, lists)
 
     def open(self, expected: IndexSpec | None = None, verify: bool = True) -> PostgresSnapshot:
         """`verify` is the local store's checksum pass; the database keeps its own data consistent."""
@@ -282,7 +303,14 @@ class PostgresStore:
             if replace_all:
                 # The graph of 100k 384-d vectors outgrows the 64 MB default, and building it then crawls.
                 conn.execute("SELECT set_config('maintenance_work_mem', %s, true)", [self.build_memory])
-                conn.execute(_HNSW_INDEX)
+                rows = sum(len(u.chunks) for u in updates)
+                lists = ivf_list_count(rows) if rows >= self.ann_threshold else 0
+                conn.execute(_IVF_INDEX.format(lists=lists) if lists else _HNSW_INDEX)
+                conn.execute(
+                    "INSERT INTO citeqa_meta VALUES ('ann', %s) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    [json.dumps({"lists": lists})],
+                )
             version = conn.execute(
                 "INSERT INTO citeqa_versions (full_rebuild, upserted, deleted) "
                 "VALUES (%s, %s, %s) RETURNING id",
@@ -379,12 +407,25 @@ def migrate(conn: psycopg.Connection[Any]) -> None:
             )
 
 
+def _ivf_lists(conn: psycopg.Connection[Any]) -> int:
+    """The IVF index's list count; 0 for HNSW (and for databases from before IVF, which have no row)."""
+    ann = conn.execute("SELECT value FROM citeqa_meta WHERE key = 'ann'").fetchone()
+    return int(json.loads(ann[0]).get("lists", 0)) if ann else 0
+
+
 def _configure(conn: psycopg.Connection[Any], ef_search: int) -> None:
     """Each pooled connection: numpy vectors in and out, and the search settings for its whole session."""
     register_vector(conn)
     conn.execute(f"SET hnsw.ef_search = {int(ef_search)}")
-    # A filtered search keeps walking the graph until enough rows pass the filter (pgvector >= 0.8).
+    # A filtered search keeps walking the graph, or scanning lists, until enough rows pass the filter
+    # (pgvector >= 0.8).
     conn.execute("SET hnsw.iterative_scan = relaxed_order")
+    conn.execute("SET ivfflat.iterative_scan = relaxed_order")
+
+
+def default_probes(lists: int) -> int:
+    """IVF lists a Postgres search scans: 16 of 2048 at 1M chunks (recall@10 0.988, dense p50 11.6 ms)."""
+    return min(lists, max(16, lists // 128))
 
 
 def _crash_point(stage: str, doc_ids: Sequence[str]) -> None:
@@ -473,10 +514,13 @@ class PostgresSnapshot:
     half of one); a row deleted since a search is simply not found.
     """
 
-    def __init__(self, store: PostgresStore, manifest: Manifest, bm25: BM25Index | None) -> None:
+    def __init__(
+        self, store: PostgresStore, manifest: Manifest, bm25: BM25Index | None, ivf_lists: int = 0
+    ) -> None:
         self.store = store
         self.manifest = manifest
         self.bm25 = bm25
+        self.ivf_lists = ivf_lists  # 0: the dense index is HNSW
 
     @property
     def version(self) -> str:
@@ -489,13 +533,18 @@ class PostgresSnapshot:
     def dense(self, query_vector: np.ndarray, k: int, document_ids: Sequence[str] | None = None) -> Hits:
         if k <= 0 or (document_ids is not None and not document_ids):
             return []
-        k = min(k, self.store.ef_search)  # HNSW returns at most ef_search rows; the retriever asks for 30
+        lists = self.ivf_lists
+        if not lists:
+            k = min(k, self.store.ef_search)  # HNSW returns at most ef_search rows; the retriever asks 30
         vector = np.asarray(query_vector, dtype=np.float32)
         where = "WHERE doc_id = ANY(%s::text[])" if document_ids is not None else ""
         params: list[Any] = (
             [vector] + ([list(document_ids)] if document_ids is not None else []) + [vector, k]
         )
-        with self.store.connection() as conn:
+        with self.store.connection() as conn, conn.transaction():
+            if lists:  # the lists scanned depend on this version's index, so they are set per search
+                probes = self.store.nprobe or default_probes(lists)
+                conn.execute(f"SET LOCAL ivfflat.probes = {int(min(probes, lists))}")
             rows = conn.execute(
                 f"SELECT row, -(embedding <#> %s) FROM citeqa_chunks {where} "
                 "ORDER BY embedding <#> %s LIMIT %s",

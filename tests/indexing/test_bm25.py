@@ -44,3 +44,29 @@ def test_document_filter_and_incremental_update_survive_reopening(tmp_path: Path
     reopened = BM25Index.open(tmp_path / "bm25")
     assert [row for row, _ in reopened.search("804.179", k=5)] == [7]
     assert len(reopened) == 3
+
+
+def test_an_index_from_before_the_fast_row_field_still_answers(tmp_path: Path) -> None:
+    """Indexes written when `row` was only stored (not fast) keep working: rows come from the stored docs."""
+    import tantivy
+
+    from indexing.store.bm25 import bm25_tokens
+
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("text", stored=False, tokenizer_name="whitespace", index_option="freq")
+    builder.add_text_field("doc_id", stored=False, tokenizer_name="raw", index_option="basic")
+    builder.add_unsigned_field("row", stored=True, indexed=False)
+    old_schema = builder.build()
+    (tmp_path / "old").mkdir()
+    old = tantivy.Index(old_schema, path=str(tmp_path / "old"))
+    writer = old.writer(heap_size=15_000_000, num_threads=1)
+    for row, doc_id, text in _entries():
+        fields = {"text": " ".join(bm25_tokens(text)), "doc_id": doc_id, "row": row + 100}
+        writer.add_document(tantivy.Document.from_dict(fields, old_schema))
+    writer.commit()
+    writer.wait_merging_threads()
+
+    reopened = BM25Index.open(tmp_path / "old")
+    new = BM25Index.create(tmp_path / "new", [(row + 100, d, t) for row, d, t in _entries()])
+    assert reopened.search("investment billion", k=3) == new.search("investment billion", k=3)
+    assert [row for row, _ in new.search("investment 804.179", k=3)] == [100, 101]

@@ -1,7 +1,14 @@
 from __future__ import annotations
 
+import threading
+from typing import Any, cast
+
+import pytest
+
+from indexing.errors import StoreUnavailableError
+from indexing.store import StoreSnapshot
 from service.pipeline import QAPipeline
-from service.retrieval import bm25_tokens, reciprocal_rank_fusion
+from service.retrieval import SearchIndex, bm25_tokens, reciprocal_rank_fusion
 
 
 def test_bm25_tokens_keep_decimal_numbers_whole() -> None:
@@ -29,3 +36,42 @@ def test_hybrid_search_on_seeds_finds_the_number(seed_pipeline: QAPipeline) -> N
 
 def test_search_restricted_to_documents(seed_pipeline: QAPipeline) -> None:
     assert seed_pipeline.search("Ningbo", document_ids=["missing.txt"]).passages == []
+
+
+class _Instrumented:
+    """The real snapshot, with both searches meeting at a barrier: retrieve() passes only if they overlap."""
+
+    def __init__(self, snapshot: StoreSnapshot, sparse_error: Exception | None = None) -> None:
+        self.snapshot = snapshot
+        self.barrier = threading.Barrier(2, timeout=10)
+        self.sparse_error = sparse_error
+        self.threads: dict[str, int] = {}
+
+    def dense(self, *args: Any, **kwargs: Any) -> Any:
+        self.threads["dense"] = threading.get_ident()
+        self.barrier.wait()
+        return self.snapshot.dense(*args, **kwargs)
+
+    def sparse(self, *args: Any, **kwargs: Any) -> Any:
+        self.threads["sparse"] = threading.get_ident()
+        self.barrier.wait()
+        if self.sparse_error is not None:
+            raise self.sparse_error
+        return self.snapshot.sparse(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.snapshot, name)
+
+
+def test_bm25_runs_beside_the_dense_search(seed_pipeline: QAPipeline) -> None:
+    instrumented = _Instrumented(seed_pipeline.index.snapshot)
+    index = SearchIndex(cast(StoreSnapshot, instrumented))
+    passages = seed_pipeline.retriever.retrieve(index, "804.179 billion", 3)
+    assert "804.179 billion" in passages[0].chunk.text and passages[0].bm25_score is not None
+    assert instrumented.threads["dense"] == threading.get_ident() != instrumented.threads["sparse"]
+
+
+def test_a_failing_bm25_search_fails_the_retrieval(seed_pipeline: QAPipeline) -> None:
+    failing = _Instrumented(seed_pipeline.index.snapshot, StoreUnavailableError("the database went away"))
+    with pytest.raises(StoreUnavailableError, match="went away"):
+        seed_pipeline.retriever.retrieve(SearchIndex(cast(StoreSnapshot, failing)), "Ningbo", 3)
