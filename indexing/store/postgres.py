@@ -541,7 +541,7 @@ class PostgresSnapshot:
         params: list[Any] = (
             [vector] + ([list(document_ids)] if document_ids is not None else []) + [vector, k]
         )
-        with self.store.connection() as conn, conn.transaction():
+        with self.store.connection() as conn, conn.transaction() if lists else contextlib.nullcontext():
             if lists:  # the lists scanned depend on this version's index, so they are set per search
                 probes = self.store.nprobe or default_probes(lists)
                 conn.execute(f"SET LOCAL ivfflat.probes = {int(min(probes, lists))}")
