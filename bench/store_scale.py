@@ -1,6 +1,6 @@
 """The two stores side by side at scale: ingest rate, hybrid search p50/p95 and dense recall@10 against exact.
 
-    python -m bench.store_scale --sizes 100000 [--database-url postgresql://...] [--report out.json]
+    citeqa bench-stores --sizes 100000 [--database-url postgresql://...] [--report out.json]
 
 Both stores get the same synthetic corpus (seed sentences recombined, `bench/corpus.py`) with the same
 precomputed vectors (a template's real embedding plus noise), so ingest times the store alone: local
@@ -37,7 +37,6 @@ from bench.quality import load_questions
 from bench.scale import exact_top_k
 from indexing.embedding import Embedder
 from indexing.store import DocumentUpdate, IndexSpec, LocalStore, Store, StoreSnapshot, pgserver
-from indexing.store.postgres import EF_SEARCH, PostgresStore
 from service.retrieval import HybridRetriever, SearchIndex
 from service.settings import Settings
 
@@ -156,22 +155,40 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    formatter = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", default="100000", help="comma-separated chunk counts")
     parser.add_argument("--database-url", default=os.environ.get("CITEQA_BENCH_DATABASE_URL"))
     parser.add_argument("--stores", default="local,postgres", help="which stores to measure")
     parser.add_argument(
-        "--ef-search", default=str(EF_SEARCH), help="Postgres hnsw.ef_search values, all on one build"
+        "--ef-search", help="Postgres hnsw.ef_search values, all on one build (default: the store's)"
     )
     parser.add_argument(
         "--nprobe", default="0", help="Postgres IVF lists scanned (0: automatic), all on one build"
     )
     parser.add_argument("--report", type=Path, help="write the rows as JSON here")
-    args = parser.parse_args(argv)
+
+
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], handlers: dict[str, Any]
+) -> None:
+    """`citeqa bench-stores`: this benchmark as a project command."""
+    summary = "the local and Postgres stores side by side at 100k-1M chunks (ingest, search, recall)"
+    add_arguments(subparsers.add_parser("bench-stores", help=summary, description=summary))
+    handlers["bench-stores"] = lambda args, _settings: run(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    from indexing.store.postgres import EF_SEARCH, PostgresStore  # psycopg loads only for this command
+
     sizes = [int(s) for s in args.sizes.split(",")]
-    ef_searches = [int(v) for v in args.ef_search.split(",")]
+    ef_searches = [int(v) for v in (args.ef_search or str(EF_SEARCH)).split(",")]
     nprobes = [int(v) for v in args.nprobe.split(",")]
     settings = Settings(device="cpu")
     embedder = Embedder(settings.embedder_path, device="cpu")

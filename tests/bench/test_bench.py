@@ -174,3 +174,20 @@ def test_percentile_is_nearest_rank_and_the_sampler_sees_memory_grow() -> None:
         block = b"x" * (64 * 2**20)
         time.sleep(0.05)
     assert len(block) and memory.peak - memory.samples[0][1] >= 32 * 2**20
+
+
+@pytest.mark.postgres
+def test_store_bench_measures_both_stores_and_sweeps_on_one_build(database_url: str, tmp_path: Path) -> None:
+    report = tmp_path / "stores.json"
+    argv = ["bench-stores", "--sizes", "1500", "--ef-search", "40,200", "--database-url", database_url]
+    assert main([*argv, "--report", str(report)]) == 0
+    rows = json.loads(report.read_text())["rows"]
+    assert [(r["store"], r["index"], r["size"]) for r in rows] == [
+        ("local", "flat", 1500),
+        ("postgres (ef_search 40, nprobe auto)", "pgvector-hnsw", 1500),
+        ("postgres (ef_search 200, nprobe auto)", "pgvector-hnsw", 1500),
+    ]
+    assert rows[0]["recall_at_10"] == 1.0  # exact search
+    assert all(r["recall_at_10"] >= 0.9 for r in rows)
+    assert "ingest_chunks_per_s" in rows[1] and "ingest_chunks_per_s" not in rows[2]  # one build
+    assert all(set(r["search_ms"]) == SUMMARY_KEYS for r in rows)
