@@ -87,7 +87,14 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     result = None if args.no_service else _ask_service(args, settings)
     if result is None:
         pipeline.warm_up()
-        result = ask_json(pipeline.ask(args.question, top_k=args.top_k, max_answers=args.max_answers))
+        result = ask_json(
+            pipeline.ask(
+                args.question,
+                top_k=args.top_k,
+                max_answers=args.max_answers,
+                min_probability=args.min_probability,
+            )
+        )
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False))
         return 0
@@ -105,7 +112,12 @@ def _ask_service(args: argparse.Namespace, settings: Settings) -> dict[str, Any]
     live_version = make_store(settings.resolved_index_dir, database_url=url).live_version()
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     base = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}"
-    body = {"question": args.question, "top_k": args.top_k, "max_answers": args.max_answers}
+    body = {
+        "question": args.question,
+        "top_k": args.top_k,
+        "max_answers": args.max_answers,
+        "min_answer_probability": args.min_probability,
+    }
     try:
         ready = httpx.get(f"{base}/readyz", timeout=0.5)
         if (
@@ -204,6 +216,11 @@ def build_parser(*more: Register) -> tuple[argparse.ArgumentParser, dict[str, Ha
     p.add_argument("question")
     p.add_argument("--top-k", type=int, help="passages to retrieve and read")
     p.add_argument("--max-answers", type=int, help="answers to show (best first)")
+    p.add_argument(
+        "--min-probability",
+        type=float,
+        help="answer only with answers at least this likely to be right (default: the calibrated threshold)",
+    )
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.add_argument(
         "--no-service", action="store_true", help="load the models here even when a local service runs"
@@ -246,6 +263,10 @@ def run(parser: argparse.ArgumentParser, handlers: dict[str, Handler], argv: Seq
         if value is not None and value < 1:
             print(f"citeqa: error: --{value_name.replace('_', '-')} must be at least 1", file=sys.stderr)
             return 2
+    probability = getattr(args, "min_probability", None)
+    if probability is not None and not 0.0 <= probability <= 1.0:
+        print("citeqa: error: --min-probability must be between 0 and 1", file=sys.stderr)
+        return 2
     try:
         settings = _settings_from(args)
         return handlers[args.command](args, settings)

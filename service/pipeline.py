@@ -201,12 +201,17 @@ class QAPipeline:
         top_k: int | None = None,
         max_answers: int | None = None,
         document_ids: Sequence[str] | None = None,
+        min_probability: float | None = None,
     ) -> AskResult:
+        """`min_probability` replaces the calibrated threshold for this question: answers estimated less
+        likely than it to be right are withheld (0 answers whenever the reader found a span)."""
         question = self.validate_question(question)
         index = self.index
         started = time.perf_counter()
         top_k = self._top_k(top_k)
-        key = ask_key(question, index.snapshot.version, top_k, max_answers, document_ids)
+        if min_probability is not None and not 0.0 <= min_probability <= 1.0:
+            raise QuestionError(f"min_probability must be between 0 and 1 (got {min_probability})")
+        key = ask_key(question, index.snapshot.version, top_k, max_answers, document_ids, min_probability)
         cached = self.answer_cache.get(key)
         if cached is not None:
             elapsed = round((time.perf_counter() - started) * 1000, 2)
@@ -214,7 +219,7 @@ class QAPipeline:
             timings = {"cache": elapsed, "retrieve": 0.0, "read": 0.0, "total": elapsed}
             return dataclasses.replace(cached, question=question, timings_ms=timings)
         ranked = self.rank_answers(index, question, top_k, document_ids)
-        answers, no_answer = self.aggregator.decide(ranked.answers, max_answers)
+        answers, no_answer = self.aggregator.decide(ranked.answers, max_answers, min_probability)
         result = AskResult(
             question=question,
             answers=answers,

@@ -20,7 +20,11 @@ async def ask(body: AskRequest, request: Request, state: StateDep, pipeline: Pip
     result = await state.query(
         request,
         lambda: pipeline.ask(
-            body.question, top_k=body.top_k, max_answers=body.max_answers, document_ids=body.document_ids
+            body.question,
+            top_k=body.top_k,
+            max_answers=body.max_answers,
+            document_ids=body.document_ids,
+            min_probability=body.min_answer_probability,
         ),
     )
     return ask_response(result)

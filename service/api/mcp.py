@@ -54,8 +54,16 @@ def build_mcp_server(
         max_answers: Annotated[
             int | None, Field(ge=1, le=MAX_ANSWERS, description="answers, best first")
         ] = None,
+        min_answer_probability: Annotated[
+            float | None,
+            Field(ge=0.0, le=1.0, description="withhold answers less likely than this to be right"),
+        ] = None,
     ) -> AskResponse:
-        return await call(lambda p: ask_response(p.ask(question, top_k=top_k, max_answers=max_answers)))
+        return await call(
+            lambda p: ask_response(
+                p.ask(question, top_k=top_k, max_answers=max_answers, min_probability=min_answer_probability)
+            )
+        )
 
     async def search(
         query: Annotated[str, Field(min_length=1, description="what to look for")],

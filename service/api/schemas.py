@@ -42,6 +42,13 @@ class AskRequest(BaseModel):
     document_ids: list[str] | None = Field(
         default=None, max_length=1000, description="search only these documents"
     )
+    min_answer_probability: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="answer only with answers at least this likely to be right (their `score`); default: "
+        "the threshold calibrated with the reader. 0 always answers when the reader finds a span.",
+    )
 
 
 class Span(BaseModel):

@@ -46,6 +46,24 @@ def test_ask_abstains_when_documents_do_not_answer(client: TestClient) -> None:
     assert body["message"]
 
 
+def test_the_threshold_can_be_set_per_question(client: TestClient) -> None:
+    """0 answers with whatever the reader found, each with its (low) probability; 1 withholds everything."""
+    default = client.post("/v1/ask", json={"question": UNANSWERABLE}).json()
+    anyway = client.post("/v1/ask", json={"question": UNANSWERABLE, "min_answer_probability": 0}).json()
+    assert default["no_answer"] is True and anyway["no_answer"] is False
+    scores = [a["score"] for a in anyway["answers"]]
+    assert scores == sorted(scores, reverse=True) and scores[0] < 0.4  # below the calibrated threshold
+    strict = client.post("/v1/ask", json={"question": QUESTION, "min_answer_probability": 1}).json()
+    assert strict["no_answer"] is True and strict["answers"] == []
+    for bad in (-0.1, 1.5, "high"):
+        error = _error(
+            client.post("/v1/ask", json={"question": QUESTION, "min_answer_probability": bad}),
+            422,
+            "invalid_request",
+        )
+        assert "min_answer_probability" in error["message"]
+
+
 def test_ask_restricted_to_unknown_documents_finds_nothing(client: TestClient) -> None:
     body = client.post("/v1/ask", json={"question": QUESTION, "document_ids": ["nope.txt"]}).json()
     assert body["passages"] == []
