@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from indexing.durable import fsync_dir
 from indexing.loaders import content_hash
 from indexing.sources import DocumentSources
 
@@ -98,12 +99,12 @@ class UpdateJournal:
         if previous is not None:
             _write_synced(self.folder / PREVIOUS_FILE, previous)
         _write_synced(self.folder / INTENT_FILE, json.dumps(intent).encode("utf-8"))
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
 
     def _end(self) -> None:
         (self.folder / INTENT_FILE).unlink(missing_ok=True)
         (self.folder / PREVIOUS_FILE).unlink(missing_ok=True)
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
 
     def _recover(self, indexed_hash: IndexedHash) -> str | None:
         intent_path = self.folder / INTENT_FILE
@@ -146,11 +147,3 @@ def _write_synced(path: Path, data: bytes) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -31,6 +31,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from indexing.durable import fsync_dir, fsync_file
 from indexing.errors import CiteqaError, CorruptIndexError, IndexMismatchError, IndexNotFoundError
 from indexing.store.base import (
     FORMAT_VERSION,
@@ -90,19 +91,6 @@ def _crash_point(stage: str) -> None:
     """Die as abruptly as a power cut when the test hook names `stage` (see CRASH_AT_ENV)."""
     if os.environ.get(CRASH_AT_ENV) == stage:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
-    with path.open("rb+") as handle:
-        os.fsync(handle.fileno())
 
 
 @contextlib.contextmanager
@@ -238,7 +226,7 @@ class IndexWriter:
             BM25Index.create(staging / BM25_DIR, _bm25_entries(documents, chunks_by_doc))
             files = [*DATA_FILES, *_bm25_files(staging)]
             for name in files:
-                _fsync_file(staging / name)
+                fsync_file(staging / name)
             manifest = Manifest(
                 format_version=FORMAT_VERSION,
                 embedder=spec.embedder,
@@ -252,7 +240,7 @@ class IndexWriter:
                 version=version,
             )
             (staging / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8")
-            _fsync_file(staging / MANIFEST)
+            fsync_file(staging / MANIFEST)
             _crash_point("before_rename")
             final = self.root / version
             staging.rename(final)
@@ -299,10 +287,10 @@ class IndexWriter:
     def _point_current_at(self, version: str) -> None:
         tmp = self.root / f".{CURRENT_FILE}.{uuid.uuid4().hex[:8]}"
         tmp.write_text(version + "\n", encoding="utf-8")
-        _fsync_file(tmp)
+        fsync_file(tmp)
         _crash_point("before_swap")
         os.replace(tmp, self.root / CURRENT_FILE)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
 
     def _remove_stale(self, keep: set[str]) -> None:
         """Drop old versions and leftovers of interrupted builds.
