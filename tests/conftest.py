@@ -20,6 +20,23 @@ from service.reading import Reader, TransformersReader
 from service.settings import REPO_ROOT, Settings
 
 SEEDS = REPO_ROOT / "seeds"
+
+
+def child_env(**variables: str) -> dict[str, str]:
+    """The environment of a citeqa child process: none of this shell's CITEQA_ settings, offline, one
+    torch thread (children run beside the tests on a small machine), on the CPU, plus `variables`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CITEQA_")}
+    env.update(
+        PYTHONPATH=str(REPO_ROOT),
+        HF_HUB_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        OMP_NUM_THREADS="1",
+        CITEQA_DEVICE="cpu",
+    )
+    env.update(variables)
+    return env
+
+
 SEED_DOC_ID = "000_d31740c80f9a4c4e.txt"
 MODEL_FIXTURES = frozenset({"embedder", "reader"})
 

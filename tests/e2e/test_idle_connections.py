@@ -9,7 +9,6 @@ and idle ones are closed after the header deadline, so /healthz keeps answering.
 from __future__ import annotations
 
 import contextlib
-import os
 import resource
 import socket
 import subprocess
@@ -23,6 +22,7 @@ import pytest
 
 from bench.live_server import free_port
 from service.settings import REPO_ROOT
+from tests.conftest import child_env
 
 CHILD_FILE_LIMIT = 512
 IDLE_SOCKETS = 600
@@ -41,15 +41,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, IDLE_SOCKETS + 100), hard))
     port = free_port()
     data_dir: Path = tmp_path_factory.mktemp("idle-data")  # no index: /healthz needs none
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CITEQA_")}
-    env.update(
-        PYTHONPATH=str(REPO_ROOT),
-        HF_HUB_OFFLINE="1",
-        OMP_NUM_THREADS="1",
-        CITEQA_DATA_DIR=str(data_dir),
-        CITEQA_DEVICE="cpu",
-        CITEQA_HEADER_TIMEOUT_S=str(HEADER_TIMEOUT_S),
-    )
+    env = child_env(CITEQA_DATA_DIR=str(data_dir), CITEQA_HEADER_TIMEOUT_S=str(HEADER_TIMEOUT_S))
     child = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
         env=env,

@@ -7,7 +7,6 @@ document id, so that uploading that document SIGKILLs A inside its open database
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -30,6 +29,7 @@ from indexing.store import CRASH_AT_ENV, pgserver
 from service.pipeline import QAPipeline
 from service.reading import Reader
 from service.settings import REPO_ROOT, Settings
+from tests.conftest import child_env
 
 pytestmark = pytest.mark.postgres
 
@@ -54,17 +54,7 @@ class Cluster:
 
 def _start_replica(database_url: str, data_dir: Path, crash_doc: str | None) -> Replica:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CITEQA_")}
-    env.update(
-        PYTHONPATH=str(REPO_ROOT),
-        HF_HUB_OFFLINE="1",
-        TOKENIZERS_PARALLELISM="false",
-        OMP_NUM_THREADS="1",
-        CITEQA_DATABASE_URL=database_url,
-        CITEQA_DATA_DIR=str(data_dir),
-        CITEQA_API_KEY=API_KEY,
-        CITEQA_DEVICE="cpu",
-    )
+    env = child_env(CITEQA_DATABASE_URL=database_url, CITEQA_DATA_DIR=str(data_dir), CITEQA_API_KEY=API_KEY)
     if crash_doc:
         env[CRASH_AT_ENV] = f"pg_before_commit:{crash_doc}"
     command = [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]

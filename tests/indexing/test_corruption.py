@@ -9,7 +9,6 @@ structural checks must still catch every truncation.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from indexing.store import (
 )
 from service.pipeline import QAPipeline
 from service.settings import REPO_ROOT
+from tests.conftest import child_env
 
 PipelineFactory = Callable[..., QAPipeline]
 SEED_QUESTION = "Which city was the first Made in China 2025 pilot demonstration city?"
@@ -193,8 +193,7 @@ def test_index_run_repairs_a_damaged_current_pointer(make_pipeline: PipelineFact
 
 def test_cli_ask_on_a_damaged_index_prints_one_line(built_index: Path, tmp_path: Path) -> None:
     root = damaged_copy(built_index, tmp_path, FAISS_FILE, "truncated")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CITEQA_")}
-    env.update(PYTHONPATH=str(REPO_ROOT), HF_HUB_OFFLINE="1", CITEQA_INDEX_DIR=str(root), CITEQA_DEVICE="cpu")
+    env = child_env(CITEQA_INDEX_DIR=str(root))
     done = subprocess.run(
         [sys.executable, "-m", "service.cli", "ask", SEED_QUESTION],
         env=env,

@@ -8,7 +8,6 @@ what loads and answers, and the next index run completes and sweeps away the lef
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -25,6 +24,7 @@ from indexing.store import CRASH_AT_ENV, CURRENT_FILE, IndexSnapshot, current_ve
 from service.pipeline import QAPipeline
 from service.reading import Reader
 from service.settings import REPO_ROOT, Settings
+from tests.conftest import child_env
 
 SEEDS = REPO_ROOT / "seeds"
 SEED_DOC_ID = "000_d31740c80f9a4c4e.txt"
@@ -59,16 +59,8 @@ class Crash:
         return self.data_dir / "index"
 
 
-def child_env(data_dir: Path, crash_at: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CITEQA_")}
-    env.update(
-        PYTHONPATH=str(REPO_ROOT),
-        HF_HUB_OFFLINE="1",
-        TOKENIZERS_PARALLELISM="false",
-        OMP_NUM_THREADS="1",  # the children run side by side on a small machine
-        CITEQA_DATA_DIR=str(data_dir),
-        CITEQA_DEVICE="cpu",
-    )
+def crash_env(data_dir: Path, crash_at: str | None) -> dict[str, str]:
+    env = child_env(CITEQA_DATA_DIR=str(data_dir))
     if crash_at:
         env[CRASH_AT_ENV] = crash_at
     return env
@@ -101,7 +93,7 @@ def crashes(
     children = [
         subprocess.Popen(
             index_command(c.corpus),
-            env=child_env(c.data_dir, c.stage),
+            env=crash_env(c.data_dir, c.stage),
             cwd=REPO_ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -196,7 +188,7 @@ def test_cli_index_completes_after_killed_first_build(crashes: dict[tuple[str, s
     assert leftovers(fresh / "index")
     done = subprocess.run(
         index_command(crash.corpus),
-        env=child_env(fresh, None),
+        env=crash_env(fresh, None),
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -10,7 +10,6 @@ delete killed after the swap did too (its file was still in uploads/).
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from indexing.sources import UPLOADS
 from indexing.store import CRASH_AT_ENV
 from service.pipeline import QAPipeline
 from service.settings import REPO_ROOT, Settings
+from tests.conftest import child_env
 
 DOC_ID = "harbor_retention.txt"
 DOC_TEXT = (
@@ -79,15 +79,8 @@ def crashed(
         source = without if op == "upload" else with_upload
         shutil.copytree(source.settings.data_dir, data_dir)
         scenario = Scenario(op, stage, expect_in, data_dir)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CITEQA_")}
-        env.update(
-            PYTHONPATH=str(REPO_ROOT),
-            HF_HUB_OFFLINE="1",
-            OMP_NUM_THREADS="1",
-            CITEQA_DATA_DIR=str(data_dir),
-            CITEQA_CORPUS_DIR=str(data_dir / "corpus"),
-            CITEQA_DEVICE="cpu",
-            **{CRASH_AT_ENV: stage},
+        env = child_env(
+            CITEQA_DATA_DIR=str(data_dir), CITEQA_CORPUS_DIR=str(data_dir / "corpus"), **{CRASH_AT_ENV: stage}
         )
         command = [sys.executable, "-c", CHILD, op, DOC_ID, str(doc_file)]
         children.append(subprocess.Popen(command, env=env, cwd=REPO_ROOT, stderr=subprocess.PIPE))
