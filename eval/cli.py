@@ -1,19 +1,26 @@
-"""The `citeqa` command line, eval layer: the service's commands plus `eval`, `calibrate`, `train-reader`
-and `reader-eval`."""
+"""The `citeqa` command line, whole: the service's commands plus the eval layer's `eval`, `calibrate`,
+`train-reader`, `reader-eval`, `bench` and `bench-stores`."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
 
-from eval import calibrate, commands, train_commands
-from service import cli as service_cli
+from citeqa.eval import calibrate, commands
+from citeqa.eval.bench import run as bench_run
+from citeqa.eval.bench import store_scale
+from citeqa.eval.training import commands as training_commands
+from citeqa.service import cli as service_cli
 
 
-def build_parser(
-    *more: service_cli.Register,
-) -> tuple[argparse.ArgumentParser, dict[str, service_cli.Handler]]:
-    return service_cli.build_parser(commands.register, calibrate.register, train_commands.register, *more)
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, service_cli.Handler]]:
+    return service_cli.build_parser(
+        commands.register,
+        calibrate.register,
+        training_commands.register,
+        bench_run.register,
+        store_scale.register,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

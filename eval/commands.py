@@ -11,18 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eval.datasets import SEED_SET, EvalSet, load_dataset
-from eval.gate import DEFAULT_BASELINE, DEFAULT_TOLERANCE, compare, load_baseline, write_baseline
-from indexing.errors import CiteqaError
-from service.settings import Settings
+from citeqa.eval.datasets import SEED_SET, EvalSet, load_dataset
+from citeqa.eval.gate import DEFAULT_BASELINE, DEFAULT_TOLERANCE, compare, load_baseline, write_baseline
+from citeqa.indexing.errors import CiteqaError
+from citeqa.service.settings import Settings
 
 if TYPE_CHECKING:
     # The harness pulls in the pipeline (torch, faiss): loaded only when `eval` runs, not for --help.
-    from eval.harness import Backend
-    from indexing.embedding import Embedder
-    from service.answering import AnswerAggregator
-    from service.pipeline import QAPipeline
-    from service.reading import Reader
+    from citeqa.eval.harness import Backend
+    from citeqa.indexing.embedding import Embedder
+    from citeqa.service.qa.answering import AnswerAggregator
+    from citeqa.service.qa.pipeline import QAPipeline
+    from citeqa.service.qa.reader import Reader
 
 
 def register(
@@ -104,7 +104,7 @@ def _backend(
     args: argparse.Namespace, settings: Settings, eval_set: EvalSet, models: Models
 ) -> Iterator[tuple[Backend, AnswerAggregator | None]]:
     """The backend to score, and in process the pipeline's aggregator, whose decisions are replayed."""
-    from eval.harness import HttpBackend, PipelineBackend
+    from citeqa.eval.harness import HttpBackend, PipelineBackend
 
     if args.url:
         if eval_set.documents is not None:
@@ -134,7 +134,7 @@ def pipeline_for(
 ) -> Iterator[QAPipeline]:
     """A warm pipeline over the set's own corpus (SQuAD formats: indexed into `index_dir`, or a
     temporary folder), or over the configured index (the seed set)."""
-    from service.pipeline import QAPipeline
+    from citeqa.service.qa.pipeline import QAPipeline
 
     with ExitStack() as stack:
         if eval_set.documents is not None:
@@ -185,8 +185,8 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_eval(args: argparse.Namespace, settings: Settings, models: Models) -> int:
-    from eval.harness import Evaluator
-    from eval.report import terminal_table, write_report
+    from citeqa.eval.harness import Evaluator
+    from citeqa.eval.report import terminal_table, write_report
 
     if args.limit is not None and args.limit < 1:
         print("citeqa: error: --limit must be at least 1", file=sys.stderr)

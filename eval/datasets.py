@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from indexing.chunking import sentence_spans
-from indexing.errors import CiteqaError
-from indexing.types import Document
+from citeqa.indexing.errors import CiteqaError
+from citeqa.indexing.ingest.chunking import sentence_spans
+from citeqa.indexing.types import Document
 
 DatasetFormat = Literal["jsonl", "squad"]
 # The seed question set: the CI gate scores it, so no threshold or setting may be chosen on it.

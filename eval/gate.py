@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from indexing.errors import CiteqaError
-from service.settings import REPO_ROOT
+from citeqa.indexing.errors import CiteqaError
+from citeqa.service.settings import REPO_ROOT
 
 DEFAULT_BASELINE = REPO_ROOT / "eval" / "baseline.json"
 GATED_METRICS = ("em", "f1", "recall@5")

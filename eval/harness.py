@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from eval.datasets import EvalItem, EvalSet
-from eval.metrics import (
+from citeqa.eval.datasets import EvalItem, EvalSet
+from citeqa.eval.metrics import (
     abstention_scores,
     exact_match,
     f1_score,
@@ -26,12 +26,12 @@ from eval.metrics import (
     risk_coverage,
     sweep_threshold,
 )
-from indexing.errors import CiteqaError
-from indexing.types import Document
-from service.answering import AnswerAggregator
-from service.pipeline import QAPipeline, QuestionError
-from service.serialize import ask_json, passage_json
-from service.types import Answer
+from citeqa.indexing.errors import CiteqaError
+from citeqa.indexing.types import Document
+from citeqa.service.qa.answering import AnswerAggregator
+from citeqa.service.qa.pipeline import QAPipeline, QuestionError
+from citeqa.service.qa.types import Answer
+from citeqa.service.wire import ask_json, passage_json
 
 RECALL_KS = (1, 3, 5, 10)
 NDCG_K = 10
@@ -192,7 +192,7 @@ class HttpBackend:
 
     def document(self, doc_id: str) -> Document | None:
         if doc_id not in self._documents:
-            from indexing.loaders import load_file
+            from citeqa.indexing.ingest.loaders import load_file
 
             path = self._corpus_dir / doc_id
             try:

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from service.answering import normalize_answer
+from citeqa.service.qa.answering import normalize_answer
 
 # --- answers ---------------------------------------------------------------------------------
 

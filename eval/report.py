@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from eval.harness import EvalReport, QuestionResult
-from eval.metrics import is_right, reliability
+from citeqa.eval.harness import EvalReport, QuestionResult
+from citeqa.eval.metrics import is_right, reliability
 
 # (summary key, label, shown as a percentage)
 TABLE_ROWS: tuple[tuple[str, str, bool], ...] = (

@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
-from indexing.tokenizers import PerThreadTokenizer
+from citeqa.indexing.tokenizers import PerThreadTokenizer
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

@@ -14,10 +14,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from indexing.embedding import Embedder
-from service.pipeline import QAPipeline
-from service.reading import Reader, TransformersReader
-from service.settings import REPO_ROOT, Settings
+from citeqa.indexing.embedding import Embedder
+from citeqa.service.qa.pipeline import QAPipeline
+from citeqa.service.qa.reader import Reader, TransformersReader
+from citeqa.service.settings import REPO_ROOT, Settings
 
 SEEDS = REPO_ROOT / "seeds"
 
@@ -27,7 +27,6 @@ def child_env(**variables: str) -> dict[str, str]:
     torch thread (children run beside the tests on a small machine), on the CPU, plus `variables`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CITEQA_")}
     env.update(
-        PYTHONPATH=str(REPO_ROOT),
         HF_HUB_OFFLINE="1",
         TOKENIZERS_PARALLELISM="false",
         OMP_NUM_THREADS="1",
@@ -103,7 +102,7 @@ def postgres_server() -> Iterator[str]:
     Its folder lies in a fresh directory others may enter: the server runs as the unprivileged
     `postgres` user, who cannot reach pytest's private temporary folders.
     """
-    from indexing.store import pgserver
+    from citeqa.indexing.store import pgserver
 
     base = Path(tempfile.mkdtemp(prefix="citeqa-pg-"))
     base.chmod(0o755)
@@ -119,7 +118,7 @@ def postgres_server() -> Iterator[str]:
 @pytest.fixture
 def database_url(postgres_server: str) -> str:
     """A fresh, empty database on the shared test server."""
-    from indexing.store import pgserver
+    from citeqa.indexing.store import pgserver
 
     name = f"t_{uuid.uuid4().hex[:12]}"
     pgserver.create_database(postgres_server, name)

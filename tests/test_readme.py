@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from service.pipeline import QAPipeline
-from service.settings import REPO_ROOT
+from citeqa.service.qa.pipeline import QAPipeline
+from citeqa.service.settings import REPO_ROOT
 
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from indexing.store.base import (
+from citeqa.indexing.store.base import (
     FORMAT_VERSION,
     DocumentUpdate,
     IndexSpec,
@@ -13,8 +13,8 @@ from indexing.store.base import (
     StoreSnapshot,
     check_compatible,
 )
-from indexing.store.bm25 import BM25Index, bm25_tokens
-from indexing.store.local import (
+from citeqa.indexing.store.bm25 import BM25Index, bm25_tokens
+from citeqa.indexing.store.local import (
     BM25_DIR,
     COMPRESSED_INDEX_TYPES,
     CRASH_AT_ENV,
@@ -76,7 +76,7 @@ def make_store(
 ) -> Store:
     """Postgres when a database URL is given (its BM25 side then lives in `index_dir`), else local files."""
     if database_url:
-        from indexing.store.postgres import PostgresStore  # psycopg loads only for this backend
+        from citeqa.indexing.store.postgres import PostgresStore  # psycopg loads only for this backend
 
         return PostgresStore(
             database_url, index_dir, ef_search=pg_ef_search, ann_threshold=ann_threshold, nprobe=nprobe

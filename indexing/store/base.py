@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+from citeqa.indexing.errors import IndexMismatchError
+from citeqa.indexing.types import Chunk, Document, DocumentInfo
 from pydantic import TypeAdapter
-
-from indexing.errors import IndexMismatchError
-from indexing.types import Chunk, Document, DocumentInfo
 
 FORMAT_VERSION = 1
 # (row id, score) pairs, best first.

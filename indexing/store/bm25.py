@@ -13,8 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import tantivy
-
-from indexing.store.base import Hits
+from citeqa.indexing.store.base import Hits
 
 _TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+")
 _STOPWORDS = frozenset(

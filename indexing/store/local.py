@@ -30,10 +30,9 @@ from typing import Any
 
 import faiss
 import numpy as np
-
-from indexing.durable import fsync_dir, fsync_file
-from indexing.errors import CiteqaError, CorruptIndexError, IndexMismatchError, IndexNotFoundError
-from indexing.store.base import (
+from citeqa.indexing.durable import fsync_dir, fsync_file
+from citeqa.indexing.errors import CiteqaError, CorruptIndexError, IndexMismatchError, IndexNotFoundError
+from citeqa.indexing.store.base import (
     FORMAT_VERSION,
     MANIFEST_ADAPTER,
     DocumentUpdate,
@@ -43,8 +42,8 @@ from indexing.store.base import (
     StoreSnapshot,
     check_compatible,
 )
-from indexing.store.bm25 import BM25Index
-from indexing.types import Chunk, Document, DocumentInfo, PageSpan
+from citeqa.indexing.store.bm25 import BM25Index
+from citeqa.indexing.types import Chunk, Document, DocumentInfo, PageSpan
 
 log = logging.getLogger(__name__)
 _VERSION_NAME = re.compile(r"v-[0-9A-Za-z-]{1,64}")

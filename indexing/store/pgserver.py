@@ -16,8 +16,7 @@ import subprocess
 from pathlib import Path
 
 import psycopg
-
-from indexing.errors import CiteqaError
+from citeqa.indexing.errors import CiteqaError
 
 SERVER_USER = "postgres"
 DATABASE = "citeqa"

@@ -29,12 +29,8 @@ from typing import Any
 
 import numpy as np
 import psycopg
-from pgvector.psycopg import register_vector
-from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import ConnectionPool
-
-from indexing.errors import IndexNotFoundError, StoreUnavailableError
-from indexing.store.base import (
+from citeqa.indexing.errors import IndexNotFoundError, StoreUnavailableError
+from citeqa.indexing.store.base import (
     FORMAT_VERSION,
     DocumentUpdate,
     Hits,
@@ -43,9 +39,12 @@ from indexing.store.base import (
     StoreSnapshot,
     check_compatible,
 )
-from indexing.store.bm25 import BM25Index
-from indexing.store.local import CRASH_AT_ENV, ivf_list_count
-from indexing.types import Chunk, Document, DocumentInfo, PageSpan
+from citeqa.indexing.store.bm25 import BM25Index
+from citeqa.indexing.store.local import CRASH_AT_ENV, ivf_list_count
+from citeqa.indexing.types import Chunk, Document, DocumentInfo, PageSpan
+from pgvector.psycopg import register_vector
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The HTTP service: JSON API, OpenAI-compatible chat, MCP tools and a small web page."""
 
-from service.api.app import create_app
+from citeqa.service.api.app import create_app
 
 __all__ = ["create_app"]

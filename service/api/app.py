@@ -10,20 +10,19 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 import fastapi_offline
+from citeqa.indexing.errors import CiteqaError
+from citeqa.service.api.internal.errors import install_error_handlers
+from citeqa.service.api.internal.guard import GuardMiddleware, HostGuardMiddleware
+from citeqa.service.api.internal.middleware import RequestMiddleware
+from citeqa.service.api.internal.state import ServiceState
+from citeqa.service.api.routers import ask, chat, documents, feedback, health, search
+from citeqa.service.api.routers.mcp import McpHttpEndpoint, build_mcp_server
+from citeqa.service.qa.pipeline import QAPipeline
+from citeqa.service.settings import Settings
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.routing import Route
-
-from indexing.errors import CiteqaError
-from service.api import ask, chat, documents, feedback, health, search
-from service.api.errors import install_error_handlers
-from service.api.guard import GuardMiddleware, HostGuardMiddleware
-from service.api.mcp import McpHttpEndpoint, build_mcp_server
-from service.api.middleware import RequestMiddleware
-from service.api.state import ServiceState
-from service.pipeline import QAPipeline
-from service.settings import Settings
 
 log = logging.getLogger("citeqa.api")
 

@@ -6,10 +6,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
-
-from bench.live_server import serve_app
-from service.api import create_app
-from service.pipeline import QAPipeline
+from citeqa.eval.bench.live_server import serve_app
+from citeqa.service.api import create_app
+from citeqa.service.qa.pipeline import QAPipeline
 
 API_KEY = "e2e-secret-key"
 

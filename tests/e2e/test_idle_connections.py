@@ -19,9 +19,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from citeqa.eval.bench.live_server import free_port
+from citeqa.service.settings import REPO_ROOT
 
-from bench.live_server import free_port
-from service.settings import REPO_ROOT
 from tests.conftest import child_env
 
 CHILD_FILE_LIMIT = 512
@@ -43,7 +43,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data_dir: Path = tmp_path_factory.mktemp("idle-data")  # no index: /healthz needs none
     env = child_env(CITEQA_DATA_DIR=str(data_dir), CITEQA_HEADER_TIMEOUT_S=str(HEADER_TIMEOUT_S))
     child = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "citeqa.service.cli", "serve", "--port", str(port)],
         env=env,
         cwd=REPO_ROOT,
         stdout=subprocess.DEVNULL,

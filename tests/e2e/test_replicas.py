@@ -22,13 +22,13 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from citeqa.eval.bench.live_server import free_port, wait_until_ready
+from citeqa.indexing.embedding import Embedder
+from citeqa.indexing.store import CRASH_AT_ENV, pgserver
+from citeqa.service.qa.pipeline import QAPipeline
+from citeqa.service.qa.reader import Reader
+from citeqa.service.settings import REPO_ROOT, Settings
 
-from bench.live_server import free_port, wait_until_ready
-from indexing.embedding import Embedder
-from indexing.store import CRASH_AT_ENV, pgserver
-from service.pipeline import QAPipeline
-from service.reading import Reader
-from service.settings import REPO_ROOT, Settings
 from tests.conftest import child_env
 
 pytestmark = pytest.mark.postgres
@@ -57,7 +57,16 @@ def _start_replica(database_url: str, data_dir: Path, crash_doc: str | None) -> 
     env = child_env(CITEQA_DATABASE_URL=database_url, CITEQA_DATA_DIR=str(data_dir), CITEQA_API_KEY=API_KEY)
     if crash_doc:
         env[CRASH_AT_ENV] = f"pg_before_commit:{crash_doc}"
-    command = [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "citeqa.service.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     process = subprocess.Popen(
         command, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

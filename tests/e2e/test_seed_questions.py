@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from citeqa.service.qa.pipeline import QAPipeline, QuestionError
 
-from service.pipeline import QAPipeline, QuestionError
 from tests.conftest import SEED_DOC_ID
 
 KNOWN = [

@@ -15,7 +15,6 @@ import pytest
 from mcp import Client, StdioServerParameters
 from openai import OpenAI
 
-from service.settings import REPO_ROOT
 from tests.e2e.conftest import API_KEY, LiveServer
 
 QUESTION = "Which city was the first Made in China 2025 pilot demonstration city?"
@@ -72,12 +71,11 @@ def test_mcp_client_over_stdio(live_server: LiveServer) -> None:
     settings = live_server.pipeline.settings
     env = {
         **os.environ,
-        "PYTHONPATH": str(REPO_ROOT),
         "HF_HUB_OFFLINE": "1",
         "CITEQA_DATA_DIR": str(settings.data_dir),
         "CITEQA_DEVICE": "cpu",
     }
-    params = StdioServerParameters(command=sys.executable, args=["-m", "service.cli", "mcp"], env=env)
+    params = StdioServerParameters(command=sys.executable, args=["-m", "citeqa.service.cli", "mcp"], env=env)
 
     async def session() -> None:
         with anyio.fail_after(120):

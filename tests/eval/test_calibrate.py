@@ -7,17 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from eval.calibrate import CalibrationSet, choose_threshold, fit, run_calibrate
-from eval.cli import build_parser
-from eval.commands import Models
-from indexing.embedding import Embedder
-from service.answering import AnswerAggregator, AnsweringConfig
-from service.confidence import FEATURES, Calibrator
-from service.pipeline import QAPipeline
-from service.reading import Reader
-from service.settings import Settings
-from service.types import Answer, Citation, TextSpan
+from citeqa.eval.calibrate import CalibrationSet, choose_threshold, fit, run_calibrate
+from citeqa.eval.cli import build_parser
+from citeqa.eval.commands import Models
+from citeqa.indexing.embedding import Embedder
+from citeqa.service.qa.answering import AnswerAggregator, AnsweringConfig
+from citeqa.service.qa.confidence import FEATURES, Calibrator
+from citeqa.service.qa.pipeline import QAPipeline
+from citeqa.service.qa.reader import Reader
+from citeqa.service.qa.types import Answer, Citation, TextSpan
+from citeqa.service.settings import Settings
 
 
 def _answer(text: str, margin: float) -> Answer:

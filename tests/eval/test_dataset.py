@@ -7,8 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from eval.datasets import (
+from citeqa.eval.datasets import (
     SEED_SET,
     DatasetError,
     answer_sentence,
@@ -16,7 +15,7 @@ from eval.datasets import (
     load_jsonl,
     load_squad,
 )
-from service.settings import REPO_ROOT
+from citeqa.service.settings import REPO_ROOT
 
 SEEDS = REPO_ROOT / "seeds"
 

@@ -9,17 +9,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
-from eval.cli import build_parser
-from eval.commands import Models, run_eval
-from eval.datasets import SEED_SET, EvalItem, EvalSet, load_jsonl
-from eval.harness import Evaluator, HttpBackend, PipelineBackend
-from eval.report import write_report
-from indexing.embedding import Embedder
-from service.pipeline import QAPipeline
-from service.reading import Reader
-from service.serialize import ask_json
-from service.settings import Settings
+from citeqa.eval.cli import build_parser
+from citeqa.eval.commands import Models, run_eval
+from citeqa.eval.datasets import SEED_SET, EvalItem, EvalSet, load_jsonl
+from citeqa.eval.harness import Evaluator, HttpBackend, PipelineBackend
+from citeqa.eval.report import write_report
+from citeqa.indexing.embedding import Embedder
+from citeqa.service.qa.pipeline import QAPipeline
+from citeqa.service.qa.reader import Reader
+from citeqa.service.settings import Settings
+from citeqa.service.wire import ask_json
 
 # Two answerable and one unanswerable question keep the run short.
 SAMPLE_IDS = ("seed-001", "seed-028", "seed-005")

@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from eval.gate import baseline_from, compare
-from eval.metrics import (
+from citeqa.eval.gate import baseline_from, compare
+from citeqa.eval.metrics import (
     abstention_scores,
     exact_match,
     f1_score,
@@ -21,7 +20,7 @@ from eval.metrics import (
     risk_coverage,
     sweep_threshold,
 )
-from indexing.errors import CiteqaError
+from citeqa.indexing.errors import CiteqaError
 
 
 def test_exact_match_uses_squad_normalization() -> None:

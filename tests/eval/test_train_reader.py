@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-
-from eval.cli import main
-from eval.train_reader import load_examples, make_windows
-from service.reading import TransformersReader
-from service.settings import Settings
+from citeqa.eval.cli import main
+from citeqa.eval.training.reader import load_examples, make_windows
+from citeqa.service.qa.reader import TransformersReader
+from citeqa.service.settings import Settings
 
 # Policy-style questions whose answers are long clauses: the SQuAD-trained reader gets them partly wrong,
 # so a few steps have something to learn.

@@ -6,8 +6,7 @@ import math
 from pathlib import Path
 
 import pytest
-
-from indexing.store.bm25 import BM25Index
+from citeqa.indexing.store.bm25 import BM25Index
 
 TEXTS = ["investment 804.179 billion", "investment 260 billion", "unrelated text here"]
 
@@ -49,8 +48,7 @@ def test_document_filter_and_incremental_update_survive_reopening(tmp_path: Path
 def test_an_index_from_before_the_fast_row_field_still_answers(tmp_path: Path) -> None:
     """Indexes written when `row` was only stored (not fast) keep working: rows come from the stored docs."""
     import tantivy
-
-    from indexing.store.bm25 import bm25_tokens
+    from citeqa.indexing.store.bm25 import bm25_tokens
 
     builder = tantivy.SchemaBuilder()
     builder.add_text_field("text", stored=False, tokenizer_name="whitespace", index_option="freq")

@@ -3,10 +3,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from indexing.chunking import (
+from citeqa.indexing.embedding import Embedder
+from citeqa.indexing.ingest.chunking import (
     SENTENCE_REACH_CHARS,
     Chunker,
     ChunkingConfig,
@@ -14,9 +12,10 @@ from indexing.chunking import (
     sentence_spans,
     token_spans,
 )
-from indexing.embedding import Embedder
-from indexing.loaders import load_bytes
-from indexing.types import Document
+from citeqa.indexing.ingest.loaders import load_bytes
+from citeqa.indexing.types import Document
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from indexing.errors import CiteqaError, CorruptIndexError, IndexNotFoundError
-from indexing.store import (
+from citeqa.indexing.errors import CiteqaError, CorruptIndexError, IndexNotFoundError
+from citeqa.indexing.store import (
     CURRENT_FILE,
     EMBEDDINGS_FILE,
     FAISS_FILE,
@@ -27,8 +26,9 @@ from indexing.store import (
     IndexSnapshot,
     current_version_dir,
 )
-from service.pipeline import QAPipeline
-from service.settings import REPO_ROOT
+from citeqa.service.qa.pipeline import QAPipeline
+from citeqa.service.settings import REPO_ROOT
+
 from tests.conftest import child_env
 
 PipelineFactory = Callable[..., QAPipeline]
@@ -195,7 +195,7 @@ def test_cli_ask_on_a_damaged_index_prints_one_line(built_index: Path, tmp_path:
     root = damaged_copy(built_index, tmp_path, FAISS_FILE, "truncated")
     env = child_env(CITEQA_INDEX_DIR=str(root))
     done = subprocess.run(
-        [sys.executable, "-m", "service.cli", "ask", SEED_QUESTION],
+        [sys.executable, "-m", "citeqa.service.cli", "ask", SEED_QUESTION],
         env=env,
         cwd=REPO_ROOT,
         capture_output=True,

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from citeqa.indexing.embedding import Embedder
+from citeqa.indexing.errors import IndexNotFoundError
+from citeqa.indexing.store import CRASH_AT_ENV, CURRENT_FILE, IndexSnapshot, current_version_dir
+from citeqa.service.qa.pipeline import QAPipeline
+from citeqa.service.qa.reader import Reader
+from citeqa.service.settings import REPO_ROOT, Settings
 
-from indexing.embedding import Embedder
-from indexing.errors import IndexNotFoundError
-from indexing.store import CRASH_AT_ENV, CURRENT_FILE, IndexSnapshot, current_version_dir
-from service.pipeline import QAPipeline
-from service.reading import Reader
-from service.settings import REPO_ROOT, Settings
 from tests.conftest import child_env
 
 SEEDS = REPO_ROOT / "seeds"
@@ -67,7 +67,7 @@ def crash_env(data_dir: Path, crash_at: str | None) -> dict[str, str]:
 
 
 def index_command(corpus: Path) -> list[str]:
-    return [sys.executable, "-m", "service.cli", "index", str(corpus)]
+    return [sys.executable, "-m", "citeqa.service.cli", "index", str(corpus)]
 
 
 @pytest.fixture(scope="module")

@@ -9,14 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from citeqa.indexing.errors import DocumentLoadError
+from citeqa.indexing.ingest.loaders import MAX_FILE_BYTES, load_bytes, load_corpus, load_file
+from citeqa.indexing.ingest.loaders.pdf import MAX_PDF_PAGES
+from citeqa.service.cli import main as cli_main
+from citeqa.service.qa.pipeline import QAPipeline
 from pypdf import PdfWriter
 from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject, StreamObject
-
-from indexing.errors import DocumentLoadError
-from indexing.loaders import MAX_FILE_BYTES, load_bytes, load_corpus, load_file
-from indexing.loaders.pdf import MAX_PDF_PAGES
-from service.cli import main as cli_main
-from service.pipeline import QAPipeline
 
 PipelineFactory = Callable[..., QAPipeline]
 

@@ -5,11 +5,17 @@ import os
 from pathlib import Path
 
 import pytest
+from citeqa.indexing.errors import DocumentLoadError
+from citeqa.indexing.ingest.loaders import (
+    FORMATS,
+    PARSERS,
+    SUPPORTED_SUFFIXES,
+    find_date,
+    load_bytes,
+    load_corpus,
+)
 from pypdf import PdfWriter
 from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
-
-from indexing.errors import DocumentLoadError
-from indexing.loaders import FORMATS, PARSERS, SUPPORTED_SUFFIXES, find_date, load_bytes, load_corpus
 
 
 def _pdf_with_pages(texts: list[str], title: str | None = None) -> bytes:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from citeqa.indexing.ingest.loaders import content_hash
+from citeqa.indexing.store import DocumentUpdate, IndexSpec
+from citeqa.indexing.store.local import ivf_list_count
+from citeqa.indexing.store.postgres import PostgresStore, default_probes
+from citeqa.indexing.types import Chunk, Document
 
-from indexing.loaders import content_hash
-from indexing.store import DocumentUpdate, IndexSpec
-from indexing.store.local import ivf_list_count
-from indexing.store.postgres import PostgresStore, default_probes
-from indexing.types import Chunk, Document
 from tests.indexing.test_ann_index import clustered_unit_vectors
 
 pytestmark = pytest.mark.postgres

@@ -3,9 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from indexing.errors import CiteqaError
-from indexing.sources import DocumentSources
+from citeqa.indexing.errors import CiteqaError
+from citeqa.indexing.ingest.sources import DocumentSources
 
 
 @pytest.fixture()

@@ -5,13 +5,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from indexing.build import IndexBuilder
-from indexing.chunking import ChunkingConfig
-from indexing.embedding import Embedder
-from indexing.errors import CorruptIndexError, IndexMismatchError, IndexNotFoundError
-from indexing.loaders import load_bytes
-from indexing.store import CURRENT_FILE, IndexSnapshot, IndexSpec, build_faiss_index
+from citeqa.indexing.embedding import Embedder
+from citeqa.indexing.errors import CorruptIndexError, IndexMismatchError, IndexNotFoundError
+from citeqa.indexing.ingest.build import IndexBuilder
+from citeqa.indexing.ingest.chunking import ChunkingConfig
+from citeqa.indexing.ingest.loaders import load_bytes
+from citeqa.indexing.store import CURRENT_FILE, IndexSnapshot, IndexSpec, build_faiss_index
 
 
 def _doc(doc_id: str, text: str):

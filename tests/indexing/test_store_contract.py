@@ -6,14 +6,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from indexing.build import IndexBuilder
-from indexing.chunking import ChunkingConfig
-from indexing.embedding import Embedder
-from indexing.errors import IndexMismatchError, IndexNotFoundError
-from indexing.loaders import load_bytes
-from indexing.store import IndexSpec, LocalStore, Store
-from indexing.types import Document
+from citeqa.indexing.embedding import Embedder
+from citeqa.indexing.errors import IndexMismatchError, IndexNotFoundError
+from citeqa.indexing.ingest.build import IndexBuilder
+from citeqa.indexing.ingest.chunking import ChunkingConfig
+from citeqa.indexing.ingest.loaders import load_bytes
+from citeqa.indexing.store import IndexSpec, LocalStore, Store
+from citeqa.indexing.types import Document
 
 DOCS = {
     "a.txt": "Alpha policy.\nThe water tariff rises by 3 percent in 2024. Farmers are exempt.",
@@ -27,7 +26,7 @@ def _doc(doc_id: str, text: str | None = None) -> Document:
 
 
 def _postgres_store(request: pytest.FixtureRequest, bm25_dir: Path) -> Store:
-    from indexing.store.postgres import PostgresStore
+    from citeqa.indexing.store.postgres import PostgresStore
 
     store = PostgresStore(request.getfixturevalue("database_url"), bm25_dir=bm25_dir)
     request.addfinalizer(store.close)
@@ -112,7 +111,7 @@ def test_a_second_replica_catches_up_incrementally(
     database_url: str, tmp_path: Path, embedder: Embedder
 ) -> None:
     """Two stores on one database, each with its own BM25 folder: B follows A's writes version by version."""
-    from indexing.store.postgres import PostgresStore
+    from citeqa.indexing.store.postgres import PostgresStore
 
     replica_a = PostgresStore(database_url, bm25_dir=tmp_path / "a")
     replica_b = PostgresStore(database_url, bm25_dir=tmp_path / "b")
@@ -137,7 +136,7 @@ def test_a_second_replica_catches_up_incrementally(
 def test_a_damaged_replica_bm25_folder_is_rebuilt_from_the_database(
     database_url: str, tmp_path: Path, embedder: Embedder
 ) -> None:
-    from indexing.store.postgres import PostgresStore
+    from citeqa.indexing.store.postgres import PostgresStore
 
     writer = PostgresStore(database_url, bm25_dir=tmp_path / "bm25")
     try:

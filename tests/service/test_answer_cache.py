@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.answer_cache import AnswerCache, ask_key
-from service.types import AskResult
+from citeqa.service.qa.cache import AnswerCache, ask_key
+from citeqa.service.qa.types import AskResult
 
 
 def _result(text: str) -> AskResult:
@@ -35,7 +35,7 @@ def test_lru_is_bounded_and_keeps_the_recently_used() -> None:
 
 
 def test_pipeline_serves_repeats_from_the_cache_until_the_index_changes(make_pipeline: Any) -> None:
-    from indexing.loaders import load_bytes
+    from citeqa.indexing.ingest.loaders import load_bytes
 
     pipeline = make_pipeline()
     question = "Which city was the first to be designated a made in China 2025 pilot demonstration city?"

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from indexing.types import Chunk, Document
-from service.answering import AnswerAggregator, AnsweringConfig, normalize_answer
-from service.confidence import FEATURES, Calibrator
-from service.reading import SpanCandidate
-from service.types import Passage
+from citeqa.indexing.types import Chunk, Document
+from citeqa.service.qa.answering import AnswerAggregator, AnsweringConfig, normalize_answer
+from citeqa.service.qa.confidence import FEATURES, Calibrator
+from citeqa.service.qa.reader import SpanCandidate
+from citeqa.service.qa.types import Passage
 
 TEXT = "Intro line.\nThe levy is 5 euros per tonne. It starts in 2024. Farmers pay nothing."
 DOC = Document(id="d.txt", text=TEXT, title="Levy", content_hash="h", date="2024-01-01")

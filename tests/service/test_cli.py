@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from citeqa.service.cli import main
+from citeqa.service.settings import Settings
 
-from service.cli import main
-from service.settings import Settings
 from tests.conftest import SEEDS
 
 

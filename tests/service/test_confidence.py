@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from indexing.errors import CiteqaError
-from service.confidence import CALIBRATION_FILE, Calibrator, expected_type, type_match
+from citeqa.indexing.errors import CiteqaError
+from citeqa.service.qa.confidence import CALIBRATION_FILE, Calibrator, expected_type, type_match
 
 
 def test_round_trip_and_probabilities(tmp_path: Path) -> None:

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from citeqa.indexing.ingest.journal import INTENT_FILE, JOURNAL_DIR
+from citeqa.indexing.ingest.sources import UPLOADS
+from citeqa.indexing.store import CRASH_AT_ENV
+from citeqa.service.qa.pipeline import QAPipeline
+from citeqa.service.settings import REPO_ROOT, Settings
 
-from indexing.journal import INTENT_FILE, JOURNAL_DIR
-from indexing.sources import UPLOADS
-from indexing.store import CRASH_AT_ENV
-from service.pipeline import QAPipeline
-from service.settings import REPO_ROOT, Settings
 from tests.conftest import child_env
 
 DOC_ID = "harbor_retention.txt"
@@ -34,7 +34,7 @@ DOC_TEXT = (
 CHILD = """
 import sys
 from pathlib import Path
-from service.pipeline import QAPipeline
+from citeqa.service.qa.pipeline import QAPipeline
 pipeline = QAPipeline()
 op, doc_id = sys.argv[1], sys.argv[2]
 if op == "upload":

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from indexing.loaders import load_bytes
-from service.pipeline import QAPipeline
+from citeqa.indexing.ingest.loaders import load_bytes
+from citeqa.service.qa.pipeline import QAPipeline
+
 from tests.conftest import PipelineFactory
 
 

@@ -6,11 +6,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from indexing.embedding import Embedder
-from service.pipeline import QAPipeline
-from service.reading import Reader
-from service.settings import REPO_ROOT, Settings
+from citeqa.indexing.embedding import Embedder
+from citeqa.service.qa.pipeline import QAPipeline
+from citeqa.service.qa.reader import Reader
+from citeqa.service.settings import REPO_ROOT, Settings
 
 pytestmark = pytest.mark.postgres
 
@@ -51,8 +50,8 @@ def test_index_folder_keeps_uploads_made_through_another_replica(
 
 
 def test_an_unreachable_database_is_a_clear_error_without_the_password(tmp_path: Path) -> None:
-    from indexing.errors import StoreUnavailableError
-    from service.api.errors import citeqa_status
+    from citeqa.indexing.errors import StoreUnavailableError
+    from citeqa.service.api.internal.errors import citeqa_status
 
     settings = Settings(data_dir=tmp_path, database_url="postgresql://citeqa:s3cret@127.0.0.1:1/citeqa")  # type: ignore[arg-type]
     pipeline = QAPipeline(settings)  # cheap: models load in warm_up, the database on first use

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
-
-from service.reading import Reader, WindowLogits, decode_window
+from citeqa.service.qa.reader import Reader, WindowLogits, decode_window
 
 
 def _window(start: list[float], end: list[float], mask: list[bool]) -> WindowLogits:

@@ -4,11 +4,10 @@ import threading
 from typing import Any, cast
 
 import pytest
-
-from indexing.errors import StoreUnavailableError
-from indexing.store import StoreSnapshot
-from service.pipeline import QAPipeline
-from service.retrieval import SearchIndex, bm25_tokens, reciprocal_rank_fusion
+from citeqa.indexing.errors import StoreUnavailableError
+from citeqa.indexing.store import StoreSnapshot
+from citeqa.service.qa.pipeline import QAPipeline
+from citeqa.service.qa.retrieval import SearchIndex, bm25_tokens, reciprocal_rank_fusion
 
 
 def test_bm25_tokens_keep_decimal_numbers_whole() -> None:

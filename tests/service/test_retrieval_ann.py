@@ -6,8 +6,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from indexing.embedding import resolve_dtype
+from citeqa.indexing.embedding import resolve_dtype
 
 
 def test_ivf_pipeline_scores_are_exact_and_match_flat_ranking(make_pipeline: Any) -> None:

@@ -8,9 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-
-from indexing.embedding import Embedder
-from service.reading import Reader, SpanCandidate
+from citeqa.indexing.embedding import Embedder
+from citeqa.service.qa.reader import Reader, SpanCandidate
 
 pytestmark = pytest.mark.slow
 

@@ -6,10 +6,9 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from citeqa.service.api import create_app
+from citeqa.service.qa.pipeline import QAPipeline
 from fastapi.testclient import TestClient
-
-from service.api import create_app
-from service.pipeline import QAPipeline
 
 API_KEY = "test-key-0123456789"
 # A loopback name: the service refuses other Host headers (DNS-rebinding guard), "testserver" included.

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from service.cli import build_parser, main
+from citeqa.service.cli import build_parser, main
 
 
 def test_serve_rejects_a_bad_port_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:

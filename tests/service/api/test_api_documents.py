@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from citeqa.service.api.routers.documents import sanitize_doc_id
 from fastapi.testclient import TestClient
 
-from service.api.documents import sanitize_doc_id
 from tests.service.api.conftest import API_KEY, ClientFactory
 
 SEED_ID = "000_d31740c80f9a4c4e.txt"

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from citeqa.service.cli import main
 from fastapi.testclient import TestClient
 
-from service.cli import main
 from tests.service.api.conftest import ClientFactory
 
 

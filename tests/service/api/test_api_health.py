@@ -6,11 +6,11 @@ import re
 import time
 from collections.abc import Callable
 
+from citeqa.indexing.store import current_version_dir
+from citeqa.service.api import create_app
+from citeqa.service.qa.pipeline import QAPipeline
 from fastapi.testclient import TestClient
 
-from indexing.store import current_version_dir
-from service.api import create_app
-from service.pipeline import QAPipeline
 from tests.service.api.conftest import API_KEY, LOOPBACK_URL, ClientFactory, wait_ready
 
 

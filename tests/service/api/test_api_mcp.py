@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import anyio
+from citeqa.service.api.routers.mcp import build_mcp_server
+from citeqa.service.qa.pipeline import QAPipeline
 from fastapi.testclient import TestClient
 from mcp import Client
-
-from service.api.mcp import build_mcp_server
-from service.pipeline import QAPipeline
 
 QUESTION = "Which city was the first Made in China 2025 pilot demonstration city?"
 

@@ -6,11 +6,10 @@ import socket
 from collections.abc import Callable
 
 import pytest
-
-from bench.live_server import serve_app as serve
-from service.api import create_app
-from service.cli import main
-from service.pipeline import QAPipeline
+from citeqa.eval.bench.live_server import serve_app as serve
+from citeqa.service.api import create_app
+from citeqa.service.cli import main
+from citeqa.service.qa.pipeline import QAPipeline
 
 QUESTION = "Which city was the first Made in China 2025 pilot demonstration city?"
 

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
+from citeqa.eval.bench.live_server import serve_app
+from citeqa.indexing.store import IndexSnapshot
+from citeqa.service.api import create_app
+from citeqa.service.qa.pipeline import QAPipeline
 
-from bench.live_server import serve_app
-from indexing.store import IndexSnapshot
-from service.api import create_app
-from service.pipeline import QAPipeline
 from tests.service.api.conftest import API_KEY
 
 SEED_DOC_ID = "000_d31740c80f9a4c4e.txt"

@@ -14,6 +14,9 @@ from typing import Any
 
 import pytest
 import schemathesis
+from citeqa.eval.bench.live_server import serve_app
+from citeqa.service.api import create_app
+from citeqa.service.qa.pipeline import QAPipeline
 from hypothesis import HealthCheck, given, settings
 from schemathesis import Case, GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -23,10 +26,6 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-
-from bench.live_server import serve_app
-from service.api import create_app
-from service.pipeline import QAPipeline
 
 API_KEY = "fuzz-key-0123456789"
 CHECKS = [

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from citeqa.service.api.internal.guard import RateLimiter
+from citeqa.service.settings import Settings
 from fastapi.testclient import TestClient
-
-from service.api.guard import RateLimiter
-from service.settings import Settings
 
 
 class Clock:

@@ -7,11 +7,11 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+from citeqa.eval.bench.live_server import serve_app as serve
+from citeqa.service.api import create_app
+from citeqa.service.qa.pipeline import QAPipeline
+from citeqa.service.settings import Settings
 
-from bench.live_server import serve_app as serve
-from service.api import create_app
-from service.pipeline import QAPipeline
-from service.settings import Settings
 from tests.conftest import SEED_DOC_ID
 
 

@@ -20,13 +20,13 @@ from typing import Any
 
 import httpx
 import pytest
+from citeqa.eval.bench.live_server import serve_app
+from citeqa.service.api import create_app
+from citeqa.service.qa.pipeline import QAPipeline
 from fastapi.testclient import TestClient
 from pypdf import PdfWriter
 from pypdf.generic import NameObject, StreamObject
 
-from bench.live_server import serve_app
-from service.api import create_app
-from service.pipeline import QAPipeline
 from tests.service.api.conftest import API_KEY, ClientFactory
 
 SEED_ID = "000_d31740c80f9a4c4e.txt"

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from citeqa.service.cli import main
 
-from service.cli import main
 from tests.service.api.conftest import API_KEY, ClientFactory
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}

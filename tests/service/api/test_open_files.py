@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+from citeqa.eval.bench.live_server import serve_app as serve
+from citeqa.service.api import create_app
+from citeqa.service.qa.pipeline import QAPipeline
 
-from bench.live_server import serve_app as serve
-from service.api import create_app
-from service.pipeline import QAPipeline
 from tests.service.api.conftest import API_KEY
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}

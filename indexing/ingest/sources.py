@@ -1,0 +1,108 @@
+"""Where the indexed documents come from.
+
+The corpus folder (seeds/ by default) is the user's and citeqa never writes to it. Documents uploaded or
+deleted through the service are recorded in the data directory instead: uploads as files under
+`uploads/`, deletions of corpus documents as ids in `deleted.json`. Re-indexing the folder applies both,
+so an upload survives `citeqa index` and a deleted document does not come back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+from citeqa.indexing.errors import CiteqaError
+from citeqa.indexing.ingest.loaders import LoadedCorpus, load_corpus
+
+UPLOADS = "uploads"
+DELETED = "deleted.json"
+CORPUS_RECORD = "corpus.json"  # the folder the last build indexed
+
+
+class DocumentSources:
+    def __init__(self, corpus_dir: Path, data_dir: Path) -> None:
+        self.corpus_dir = corpus_dir
+        self.uploads_dir = data_dir / UPLOADS
+        self.deleted_file = data_dir / DELETED
+        self.corpus_record = data_dir / CORPUS_RECORD
+
+    def load(self) -> LoadedCorpus:
+        """The corpus folder's documents less the deleted ones, with uploads added or replacing."""
+        corpus = load_corpus(self.corpus_dir) if self.corpus_dir.is_dir() else LoadedCorpus([], [])
+        deleted = self.deleted()
+        documents = {d.id: d for d in corpus.documents if d.id not in deleted}
+        problems = list(corpus.problems)
+        if self.uploads_dir.is_dir():
+            uploads = load_corpus(self.uploads_dir)
+            documents.update({d.id: d for d in uploads.documents})
+            problems.extend(uploads.problems)
+        return LoadedCorpus(sorted(documents.values(), key=lambda d: d.id), problems)
+
+    def recorded_corpus(self) -> Path | None:
+        """The corpus folder the index was last built from (None: not recorded)."""
+        try:
+            return Path(json.loads(self.corpus_record.read_text(encoding="utf-8"))["folder"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def record_corpus(self) -> None:
+        if self.recorded_corpus() != self.corpus_dir.resolve():
+            folder = {"folder": str(self.corpus_dir.resolve())}
+            _write_atomically(self.corpus_record, json.dumps(folder).encode("utf-8"))
+
+    def upload_path(self, doc_id: str) -> Path:
+        """The file an upload is kept in; ids are plain file names, never paths."""
+        if not doc_id or "/" in doc_id or "\\" in doc_id or doc_id.startswith("."):
+            raise CiteqaError(f"invalid document id {doc_id!r}")
+        return self.uploads_dir / doc_id
+
+    def deleted(self) -> set[str]:
+        if not self.deleted_file.is_file():
+            return set()
+        try:
+            return set(json.loads(self.deleted_file.read_text(encoding="utf-8")))
+        except (ValueError, TypeError) as exc:
+            raise CiteqaError(f"{self.deleted_file} is damaged; fix or remove it") from exc
+
+    def save_upload(self, doc_id: str, data: bytes) -> bytes | None:
+        """Keep the upload; returns the bytes it replaced, so a failed update can be undone."""
+        path = self.upload_path(doc_id)
+        previous = path.read_bytes() if path.is_file() else None
+        _write_atomically(path, data)
+        self._set_deleted(doc_id, False)
+        return previous
+
+    def restore_upload(self, doc_id: str, previous: bytes | None) -> None:
+        path = self.upload_path(doc_id)
+        if previous is None:
+            path.unlink(missing_ok=True)
+        else:
+            _write_atomically(path, previous)
+
+    def forget(self, doc_id: str) -> None:
+        """Record a deletion: drop the upload and keep a corpus document out of later builds."""
+        if "/" not in doc_id and not doc_id.startswith("."):
+            self.upload_path(doc_id).unlink(missing_ok=True)
+        if (self.corpus_dir / doc_id).is_file():
+            self._set_deleted(doc_id, True)
+
+    def mark_deleted(self, doc_id: str) -> None:
+        self._set_deleted(doc_id, True)
+
+    def _set_deleted(self, doc_id: str, deleted: bool) -> None:
+        current = self.deleted()
+        updated = current | {doc_id} if deleted else current - {doc_id}
+        if updated != current:
+            _write_atomically(self.deleted_file, json.dumps(sorted(updated), indent=1).encode("utf-8"))
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with tmp.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())  # on disk before the index that names it goes live
+    os.replace(tmp, path)

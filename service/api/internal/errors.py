@@ -1,0 +1,113 @@
+"""Every error leaves as JSON {"error": {"code", "message"}} with a fitting status, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+
+from citeqa.indexing.errors import (
+    CiteqaError,
+    CorruptIndexError,
+    DocumentLoadError,
+    EmptyCorpusError,
+    IndexMismatchError,
+    IndexNotFoundError,
+    StoreUnavailableError,
+)
+from citeqa.service.qa.pipeline import DocumentNotFoundError, QuestionError, TopKError
+from citeqa.service.wire import error_json
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("citeqa.api")
+
+
+class ApiError(Exception):
+    """Raised by routers for a refusal that is not a pipeline error."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+
+
+# Most specific first: the first class the error is an instance of decides.
+_CITEQA_ERRORS: tuple[tuple[type[CiteqaError], int, str], ...] = (
+    (TopKError, 422, "invalid_top_k"),
+    (QuestionError, 422, "invalid_question"),
+    (DocumentNotFoundError, 404, "document_not_found"),
+    (IndexNotFoundError, 503, "index_not_found"),
+    (IndexMismatchError, 503, "index_mismatch"),
+    (CorruptIndexError, 503, "index_corrupt"),
+    (StoreUnavailableError, 503, "store_unavailable"),
+    (DocumentLoadError, 422, "unreadable_document"),
+    (EmptyCorpusError, 409, "empty_corpus"),
+)
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    408: "request_timeout",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+
+
+def citeqa_status(exc: CiteqaError) -> tuple[int, str]:
+    for cls, status, code in _CITEQA_ERRORS:
+        if isinstance(exc, cls):
+            return status, code
+    return 400, "bad_request"
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(error_json(exc.code, exc.message), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(CiteqaError)
+    async def citeqa_error(_: Request, exc: CiteqaError) -> JSONResponse:
+        status, code = citeqa_status(exc)
+        return JSONResponse(error_json(code, str(exc)), status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return JSONResponse(
+                error_json("invalid_json", "the request body is not valid JSON"), status_code=400
+            )
+        return JSONResponse(error_json("invalid_request", _validation_message(exc)), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        return JSONResponse(error_json(code, message), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        request_id = getattr(request.state, "request_id", "-")
+        log.exception("unhandled error in request %s", request_id)
+        return JSONResponse(
+            error_json("internal_error", f"internal error; quote request id {request_id} when reporting it"),
+            status_code=500,
+        )

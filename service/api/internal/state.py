@@ -1,0 +1,83 @@
+"""What one app instance holds: settings, the pipeline, its worker pools, metrics and feedback."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import anyio
+import anyio.to_thread
+from citeqa.indexing.errors import CiteqaError
+from citeqa.service.api.internal.feedback_store import FeedbackStore
+from citeqa.service.api.internal.metrics import Metrics
+from citeqa.service.qa.pipeline import QAPipeline
+from citeqa.service.qa.types import AskResult, SearchResult
+from citeqa.service.settings import Settings
+from fastapi import Request
+
+T = TypeVar("T")
+QueryResult = TypeVar("QueryResult", AskResult, SearchResult)
+
+
+class StillLoadingError(CiteqaError):
+    """Queries came before the models finished loading, or after they failed to load."""
+
+
+class ServiceState:
+    def __init__(self, settings: Settings, pipeline: QAPipeline) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self.metrics = Metrics()
+        self.feedback = FeedbackStore(settings.resolved_feedback_db, settings.max_feedback_bytes)
+        self.models_loaded = False
+        self.load_error: str | None = None
+        # Created inside the running event loop (in the lifespan).
+        self._inference: anyio.CapacityLimiter | None = None
+        self._updates: anyio.CapacityLimiter | None = None
+
+    def start(self) -> None:
+        self._inference = anyio.CapacityLimiter(self.settings.inference_workers)
+        # One index update at a time, on its own thread, so that queries keep their workers.
+        self._updates = anyio.CapacityLimiter(1)
+
+    @property
+    def ready(self) -> bool:
+        return self.models_loaded and self.pipeline.ready
+
+    async def infer(self, fn: Callable[[], T]) -> T:
+        """Run model work on the inference pool, off the event loop."""
+        return await anyio.to_thread.run_sync(fn, limiter=self._inference)
+
+    def loaded_pipeline(self) -> QAPipeline:
+        """The pipeline, once its models are loaded; StillLoadingError (with the reason) before."""
+        if not self.models_loaded:
+            raise StillLoadingError(
+                self.load_error or "the service is still loading its models; retry shortly"
+            )
+        return self.pipeline
+
+    async def query(self, request: Request, fn: Callable[[], QueryResult]) -> QueryResult:
+        """Run an ask or a search on the inference pool; its stage timings, with the time it waited for
+        a free worker as `queue`, go to the request's access-log line and to /metrics."""
+        submitted = time.perf_counter()
+        started: list[float] = []
+
+        def run() -> QueryResult:
+            started.append(time.perf_counter())
+            return fn()
+
+        result = await self.infer(run)
+        stages = {"queue": round((started[0] - submitted) * 1000, 2), **result.timings_ms}
+        request.state.timings_ms = stages
+        self.metrics.observe_stages(stages)
+        if isinstance(result, AskResult):
+            self.metrics.answers.labels(outcome="no_answer" if result.no_answer else "answered").inc()
+        return result
+
+    async def io(self, fn: Callable[[], T]) -> T:
+        """Blocking I/O that is not model work (SQLite writes)."""
+        return await anyio.to_thread.run_sync(fn)
+
+    async def update(self, fn: Callable[[], T]) -> T:
+        return await anyio.to_thread.run_sync(fn, limiter=self._updates)

@@ -1,0 +1,28 @@
+"""POST /v1/ask: cited verbatim answers (or an honest abstention) with the passages read."""
+
+from __future__ import annotations
+
+from citeqa.service.api.internal.deps import PipelineDep, StateDep, require_json
+from citeqa.service.wire import AskRequest, AskResponse, ErrorResponse, ask_response
+from fastapi import APIRouter, Request
+
+router = APIRouter(tags=["questions"])
+
+ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 503)
+}
+
+
+@router.post("/v1/ask", response_model=AskResponse, responses=ERRORS, dependencies=[require_json])
+async def ask(body: AskRequest, request: Request, state: StateDep, pipeline: PipelineDep) -> AskResponse:
+    result = await state.query(
+        request,
+        lambda: pipeline.ask(
+            body.question,
+            top_k=body.top_k,
+            max_answers=body.max_answers,
+            document_ids=body.document_ids,
+            min_probability=body.min_answer_probability,
+        ),
+    )
+    return ask_response(result)

@@ -1,0 +1,140 @@
+"""MCP tools `ask` and `search` (official SDK): over stdio (`citeqa mcp`) and streamable HTTP at /mcp."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import anyio.to_thread
+from citeqa.indexing.errors import CiteqaError
+from citeqa.service.qa.pipeline import QAPipeline
+from citeqa.service.wire import (
+    MAX_ANSWERS,
+    MAX_TOP_K,
+    AskResponse,
+    SearchResponse,
+    ask_response,
+    error_json,
+    search_response,
+)
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from pydantic import Field
+from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
+
+T = TypeVar("T")
+Runner = Callable[[Callable[[], T]], Awaitable[T]]
+
+INSTRUCTIONS = (
+    "citeqa answers questions about an indexed collection of policy documents with short verbatim "
+    "answers and exact citations (document id, character span, passage). Use `ask` for a question and "
+    "`search` to find passages. When `no_answer` is true, the documents do not answer the question."
+)
+
+
+async def _in_thread(fn: Callable[[], Any]) -> Any:
+    return await anyio.to_thread.run_sync(fn)
+
+
+def build_mcp_server(
+    get_pipeline: Callable[[], QAPipeline], run: Runner[Any] = _in_thread, max_top_k: int = MAX_TOP_K
+) -> MCPServer:
+    """`get_pipeline` raises (or returns a loaded pipeline); `run` executes model work off the event loop."""
+    server = MCPServer("citeqa", instructions=INSTRUCTIONS, log_level="WARNING")
+
+    async def call(fn: Callable[[QAPipeline], T]) -> T:
+        try:
+            pipeline = get_pipeline()
+            result: T = await run(lambda: fn(pipeline))
+            return result
+        except CiteqaError as exc:
+            raise ToolError(str(exc)) from exc
+
+    async def ask(
+        question: Annotated[str, Field(min_length=1, description="a natural-language question")],
+        top_k: Annotated[int | None, Field(ge=1, le=MAX_TOP_K, description="passages to read")] = None,
+        max_answers: Annotated[
+            int | None, Field(ge=1, le=MAX_ANSWERS, description="answers, best first")
+        ] = None,
+        min_answer_probability: Annotated[
+            float | None,
+            Field(ge=0.0, le=1.0, description="withhold answers less likely than this to be right"),
+        ] = None,
+    ) -> AskResponse:
+        return await call(
+            lambda p: ask_response(
+                p.ask(question, top_k=top_k, max_answers=max_answers, min_probability=min_answer_probability)
+            )
+        )
+
+    async def search(
+        query: Annotated[str, Field(min_length=1, description="what to look for")],
+        top_k: Annotated[int | None, Field(ge=1, le=MAX_TOP_K, description="passages to return")] = None,
+    ) -> SearchResponse:
+        return await call(lambda p: search_response(p.search(query, top_k=top_k)))
+
+    # The configured limit, not the hard cap, so that the tools advertise what the pipeline accepts.
+    # Set as objects: string annotations could not name this function's local `max_top_k`.
+    for tool, what in ((ask, "passages to read"), (search, "passages to return")):
+        tool.__annotations__["top_k"] = Annotated[int | None, Field(ge=1, le=max_top_k, description=what)]
+    server.tool(
+        description="Answer a question from the indexed documents with verbatim, cited answers "
+        "(document id, character span, sentence, passage), or say that the documents do not answer it."
+    )(ask)
+    server.tool(
+        description="Find the passages of the indexed documents that best match a query, with citations."
+    )(search)
+
+    return server
+
+
+class McpHttpEndpoint:
+    """The streamable-HTTP transport as one ASGI endpoint of the main app.
+
+    The SDK's session manager runs once only, so every run of the app's lifespan makes a fresh one.
+    Stateless JSON responses: every tool call is independent, no session needs to outlive a request.
+    """
+
+    def __init__(self, server: MCPServer, host: str) -> None:
+        self.server = server
+        self.host = host
+        # Normally one; a second run of the lifespan (a test client inside another) stacks another.
+        self._managers: list[StreamableHTTPSessionManager] = []
+
+    def _security(self) -> TransportSecuritySettings:
+        if self.host in ("127.0.0.1", "localhost", "::1"):
+            # Refuse browsers on other sites (DNS rebinding) when only this machine is served.
+            return TransportSecuritySettings(
+                enable_dns_rebinding_protection=True,
+                allowed_hosts=["127.0.0.1", "localhost", "[::1]", "127.0.0.1:*", "localhost:*", "[::1]:*"],
+                allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+            )
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        self.server.streamable_http_app(
+            streamable_http_path="/mcp",
+            stateless_http=True,
+            json_response=True,
+            transport_security=self._security(),
+            host=self.host,
+        )
+        manager = self.server.session_manager
+        async with manager.run():
+            self._managers.append(manager)
+            try:
+                yield
+            finally:
+                self._managers.remove(manager)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self._managers:
+            message = "the MCP endpoint is not running"
+            await JSONResponse(error_json("not_ready", message), status_code=503)(scope, receive, send)
+            return
+        await self._managers[-1].handle_request(scope, receive, send)

@@ -1,0 +1,110 @@
+"""`citeqa serve`, `citeqa mcp` and `citeqa feedback export`, registered into service/cli.py."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from citeqa.indexing.errors import CiteqaError
+from citeqa.service.settings import Settings
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+    from citeqa.service.api.app import create_app
+    from citeqa.service.api.internal.server import uvicorn_config
+
+    updates: dict[str, Any] = {}
+    if args.host:
+        updates["host"] = args.host
+    if args.port is not None:
+        updates["port"] = args.port
+    settings = Settings.model_validate({**settings.model_dump(), **updates})
+    # Bound before anything is announced, so that a busy port is the only message.
+    listener = _bind(settings.host, settings.port)
+    # One structured access line per request comes from our middleware, so uvicorn's is off.
+    logging.getLogger("citeqa").setLevel(logging.INFO)
+    if settings.api_key is None:
+        print("citeqa: uploads and deletes are disabled (no CITEQA_API_KEY)", file=sys.stderr)
+    if settings.host_allow_list is None:
+        print(
+            "citeqa: answering to any Host name; set CITEQA_ALLOWED_HOSTS to the names clients use",
+            file=sys.stderr,
+        )
+    port = listener.getsockname()[1]
+    print(f"citeqa: serving on http://{settings.host}:{port} (docs at /docs)", file=sys.stderr)
+    config = uvicorn_config(create_app(settings), settings, log_level="info" if args.verbose else "warning")
+    uvicorn.Server(config).run(sockets=[listener])
+    return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
+        raise CiteqaError(
+            f"{host}:{port} {reason}; stop the other server or pick another port with --port"
+        ) from None
+    listener.listen(2048)
+    listener.set_inheritable(True)
+    return listener
+
+
+def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
+    from citeqa.service.api.routers.mcp import build_mcp_server
+    from citeqa.service.qa.pipeline import QAPipeline
+
+    pipeline = QAPipeline(settings)
+    # Load before speaking MCP, so that a missing index is one clear line on stderr and exit 1.
+    pipeline.warm_up()
+    build_mcp_server(lambda: pipeline, max_top_k=settings.max_top_k).run("stdio")
+    return 0
+
+
+def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
+    from citeqa.service.api.internal.feedback_store import FeedbackStore, export_jsonl
+
+    store = FeedbackStore(settings.resolved_feedback_db)
+    destination = ""
+    if args.output and args.output != "-":
+        path = Path(args.output)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as out:
+            count, left_out = export_jsonl(store, out, include_rejected=args.include_rejected)
+        destination = f" to {path}"
+    else:
+        count, left_out = export_jsonl(store, sys.stdout, include_rejected=args.include_rejected)
+    note = f"; left out {left_out} answers marked wrong (--include-rejected adds them)" if left_out else ""
+    print(f"exported {count} feedback items{destination}{note}", file=sys.stderr)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], handlers: dict[str, Any]) -> None:
+    p = sub.add_parser("serve", help="serve the HTTP API, the chat endpoint, MCP and the web page")
+    p.add_argument("--host", help="address to listen on (CITEQA_HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (CITEQA_PORT, default 8000)")
+    handlers["serve"] = cmd_serve
+
+    p = sub.add_parser("mcp", help="serve the MCP tools `ask` and `search` over stdio")
+    handlers["mcp"] = cmd_mcp
+
+    p = sub.add_parser("feedback", help="work with the feedback stored by the service")
+    feedback_sub = p.add_subparsers(dest="feedback_command", required=True, metavar="ACTION")
+    e = feedback_sub.add_parser("export", help="write the stored feedback as evaluation-set JSONL")
+    e.add_argument("-o", "--output", help="file to write (default: stdout)")
+    e.add_argument(
+        "--include-rejected",
+        action="store_true",
+        help="also export answers marked wrong (answers: null, rejected_answers: [...]) for review",
+    )
+    handlers["feedback"] = cmd_feedback

@@ -1,0 +1,238 @@
+"""Turn reader candidates into answers: one per distinct document span, scored, cited, or abstain."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import string
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from citeqa.indexing.ingest.chunking import sentence_around
+from citeqa.indexing.types import Document
+from citeqa.service.qa.confidence import (
+    Calibrator,
+    content_words,
+    cuts_a_list,
+    log1p_positive,
+    overlap,
+    qualifier_after,
+    type_match,
+)
+from citeqa.service.qa.reader import SpanCandidate
+from citeqa.service.qa.types import Answer, Citation, Passage, TextSpan
+
+NO_ANSWER_MESSAGE = "No answer was found in the indexed documents."
+_EDGE_JUNK = string.whitespace + ",;:"
+
+
+@dataclass(frozen=True)
+class AnsweringConfig:
+    max_answers: int = 3
+    min_probability: float | None = None  # abstain below this; None: the calibration's own threshold
+    context_chars: int = 120
+    max_candidates: int = 10  # distinct answers scored per question
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's normalisation: lower case, no punctuation, no articles, single spaces."""
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def context_window(text: str, start: int, end: int, chars: int) -> TextSpan:
+    """About `chars` characters either side of the span, widened to whole words."""
+    lo = max(0, start - chars)
+    hi = min(len(text), end + chars)
+    while lo > 0 and not text[lo - 1].isspace() and lo > start - chars - 20:
+        lo -= 1
+    while hi < len(text) and not text[hi].isspace() and hi < end + chars + 20:
+        hi += 1
+    return TextSpan(text=text[lo:hi], start=lo, end=hi)
+
+
+class AnswerAggregator:
+    """Distinct answers with their evidence, scored by the calibrator; abstains below its threshold."""
+
+    def __init__(self, config: AnsweringConfig, calibrator: Calibrator | None = None) -> None:
+        self.config = config
+        self.calibrator = calibrator or Calibrator.margin_only()
+
+    @property
+    def threshold(self) -> float:
+        return (
+            self.calibrator.threshold if self.config.min_probability is None else self.config.min_probability
+        )
+
+    def aggregate(
+        self,
+        question: str,
+        candidates: Sequence[SpanCandidate],
+        passages: Sequence[Passage],
+        get_document: Callable[[str], Document | None],
+        max_answers: int | None = None,
+    ) -> tuple[list[Answer], bool]:
+        """Answers best first, and whether the pipeline abstained."""
+        return self.decide(self.rank(question, candidates, passages, get_document), max_answers)
+
+    def decide(
+        self, ranked: Sequence[Answer], max_answers: int | None = None, threshold: float | None = None
+    ) -> tuple[list[Answer], bool]:
+        """The answers at or above the threshold, at most `max_answers`; none means abstain.
+
+        The evaluation replays exactly this on `rank`'s output to sweep thresholds."""
+        limit = max_answers or self.config.max_answers
+        cut = self.threshold if threshold is None else threshold
+        answers = [a for a in ranked if a.score >= cut][:limit]
+        return answers, not answers
+
+    def rank(
+        self,
+        question: str,
+        candidates: Sequence[SpanCandidate],
+        passages: Sequence[Passage],
+        get_document: Callable[[str], Document | None],
+    ) -> list[Answer]:
+        """Every distinct answer (one per document span and normalised text), best probability first."""
+        by_margin = sorted(candidates, key=lambda c: -c.margin)
+        evidence = _Evidence(question, by_margin, passages)
+        kept: list[tuple[str, int, int]] = []
+        seen_texts: set[str] = set()
+        answers: list[Answer] = []
+        documents: dict[str, Document | None] = {}
+        for candidate in by_margin:
+            if len(answers) >= self.config.max_candidates:
+                break
+            passage = passages[candidate.passage_index]
+            chunk = passage.chunk
+            start, end = self._trim(chunk.text, candidate.start, candidate.end)
+            if end <= start:
+                continue
+            doc_start, doc_end = chunk.start + start, chunk.start + end
+            # Overlapping chunks yield the same span twice: keep one answer per document span.
+            if any(d == chunk.doc_id and s < doc_end and doc_start < e for d, s, e in kept):
+                continue
+            key = normalize_answer(chunk.text[start:end])
+            if key in seen_texts:
+                continue
+            if chunk.doc_id not in documents:
+                documents[chunk.doc_id] = get_document(chunk.doc_id)
+            document = documents[chunk.doc_id]
+            if document is None:
+                continue
+            kept.append((chunk.doc_id, doc_start, doc_end))
+            seen_texts.add(key)
+            answer = self._answer(candidate, passage, document, doc_start, doc_end)
+            features = evidence.features(candidate, answer, key, len(answers))
+            answers.append(dataclasses.replace(answer, features=features))
+        return self.score(answers)
+
+    def score(self, answers: Sequence[Answer]) -> list[Answer]:
+        """Each answer's calibrated probability, from its features; best first (ties keep their order)."""
+        probabilities = self.calibrator.probabilities([a.features for a in answers])
+        scored = [
+            dataclasses.replace(a, score=round(float(p), 6))
+            for a, p in zip(answers, probabilities, strict=True)
+        ]
+        scored.sort(key=lambda a: -a.score)
+        return scored
+
+    @staticmethod
+    def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+        while start < end and text[start] in _EDGE_JUNK:
+            start += 1
+        while end > start and text[end - 1] in _EDGE_JUNK:
+            end -= 1
+        return start, end
+
+    def _answer(
+        self, candidate: SpanCandidate, passage: Passage, document: Document, start: int, end: int
+    ) -> Answer:
+        chunk = passage.chunk
+        text = document.text
+        sentence_start, sentence_end = sentence_around(text, start, end, within=(chunk.start, chunk.end))
+        citation = Citation(
+            doc_id=document.id,
+            title=document.title,
+            date=document.date,
+            start=start,
+            end=end,
+            page=document.page_at(start),
+            sentence=TextSpan(text[sentence_start:sentence_end], sentence_start, sentence_end),
+            passage_id=chunk.id,
+            passage=TextSpan(chunk.text, chunk.start, chunk.end),
+            context=context_window(text, start, end, self.config.context_chars),
+        )
+        return Answer(
+            text=text[start:end],
+            score=0.0,  # set by `rank` once every candidate's features are known
+            reader_margin=round(candidate.margin, 4),
+            citation=citation,
+        )
+
+
+class _Evidence:
+    """What one question's candidates say together: the softmax over every passage read, agreement."""
+
+    def __init__(self, question: str, candidates: Sequence[SpanCandidate], passages: Sequence[Passage]):
+        self.question = question
+        self.question_words = content_words(question)
+        self.passages = passages
+        # Each window reports its no-answer score with each of its candidates: count each window once.
+        nulls = {(c.passage_index, c.null_score) for c in candidates}
+        scores = np.asarray([c.score for c in candidates] + [n for _, n in nulls], dtype=np.float64)
+        self.best_margin = candidates[0].margin if candidates else 0.0
+        self.min_null = min((n for _, n in nulls), default=0.0)
+        if len(scores):
+            weights = np.exp(scores - scores.max())
+            total = weights.sum()
+            self.span_probs = weights[: len(candidates)] / total
+            self.null_prob = float(weights[len(candidates) :].sum() / total)
+        else:
+            self.span_probs, self.null_prob = np.zeros(0), 1.0
+        self.text_probs: dict[str, float] = {}
+        self.supporters: dict[str, set[int]] = {}
+        for candidate, prob in zip(candidates, self.span_probs, strict=True):
+            text = passages[candidate.passage_index].chunk.text[candidate.start : candidate.end]
+            key = normalize_answer(text)
+            self.text_probs[key] = self.text_probs.get(key, 0.0) + float(prob)
+            self.supporters.setdefault(key, set()).add(candidate.passage_index)
+        self._position = {id(c): i for i, c in enumerate(candidates)}
+
+    def features(self, candidate: SpanCandidate, answer: Answer, key: str, rank: int) -> dict[str, float]:
+        passage = self.passages[candidate.passage_index]
+        sentence = answer.citation.sentence
+        return {
+            "margin": candidate.margin,
+            "span_score": candidate.score,
+            "null_score": candidate.null_score,
+            "best_margin": self.best_margin,
+            "margin_gap": self.best_margin - candidate.margin,
+            "min_null_score": self.min_null,
+            "span_prob": float(self.span_probs[self._position[id(candidate)]]),
+            "text_prob": self.text_probs.get(key, 0.0),
+            "null_prob": self.null_prob,
+            "support": math.log1p(len(self.supporters.get(key, ()))),
+            "inverse_rank": 1.0 / passage.rank,
+            "retrieval_score": passage.score,
+            "dense_score": passage.dense_score or 0.0,
+            "bm25_score": log1p_positive(passage.bm25_score),
+            "answer_chars": math.log1p(len(answer.text)),
+            "answer_words": float(len(answer.text.split())),
+            "question_in_passage": overlap(self.question_words, passage.chunk.text),
+            "question_in_sentence": overlap(self.question_words, sentence.text),
+            "question_in_clause": overlap(
+                self.question_words,
+                qualifier_after(sentence.text, answer.start - sentence.start, answer.end - sentence.start),
+            ),
+            "cut_list": cuts_a_list(
+                sentence.text, answer.start - sentence.start, answer.end - sentence.start
+            ),
+            "answer_in_question": overlap(content_words(answer.text), self.question),
+            "type_match": type_match(self.question, answer.text),
+            "candidate_rank": float(rank),
+        }

@@ -1,0 +1,186 @@
+"""Calibrated confidence: the probability that an answer is right, from features the pipeline has.
+
+A `Calibrator` is a logistic regression over `FEATURES`, fitted on held-out data (`citeqa calibrate`)
+and stored as JSON beside the reader it was fitted for: scoring is a dot product, so it is cheap,
+thread-safe (read-only arrays) and needs no scikit-learn at serving time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from citeqa.indexing.errors import CiteqaError
+from citeqa.service.qa.retrieval import bm25_tokens
+
+CALIBRATION_FILE = "calibration.json"
+
+# What an answer's probability is computed from. Question-level features (the same for every candidate
+# of one question) let the model learn "this question is not answered here"; candidate-level ones rank.
+FEATURES: tuple[str, ...] = (
+    "margin",  # span logit sum minus its window's no-answer logit sum
+    "span_score",
+    "null_score",
+    "best_margin",  # the question's best margin
+    "margin_gap",  # how far this candidate is behind the best one
+    "min_null_score",  # the question's most confident "no answer" window
+    "span_prob",  # softmax over every span and no-answer score of every passage read
+    "text_prob",  # span_prob summed over candidates with the same normalised text
+    "null_prob",  # the no-answer share of that softmax
+    "support",  # passages proposing the same normalised text
+    "inverse_rank",  # 1 / passage rank
+    "retrieval_score",  # fused (reciprocal rank) score, 0..1
+    "dense_score",
+    "bm25_score",  # log1p of the BM25 score; 0 when BM25 did not retrieve the passage
+    "answer_chars",  # log1p
+    "answer_words",
+    "question_in_passage",  # share of the question's content words found in the passage
+    "question_in_sentence",  # ... in the sentence holding the answer
+    "question_in_clause",  # ... in the span and the rest of its clause (see `qualifier_after`)
+    "cut_list",  # 1 when the span stops inside an enumeration ("Wuhan, Quanzhou" of three cities)
+    "answer_in_question",  # share of the answer's words that repeat the question (usually wrong)
+    "type_match",  # 1: the span has the kind of value the question asks for; 0: not; 0.5: can't tell
+    "candidate_rank",  # 0 for the best margin among distinct answers, 1 for the next, ...
+)
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_NUMBER = re.compile(r"\d")
+_MONTHS = re.compile(
+    r"\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b|\b1[0-9]{3}\b|\b20[0-9]{2}\b", re.I
+)
+
+
+def content_words(text: str) -> list[str]:
+    """Lower-cased words and numbers without stop words: what retrieval matches on."""
+    return bm25_tokens(text)
+
+
+def overlap(words: Sequence[str], text: str) -> float:
+    """Share of `words` that occur in `text` (0 when there are none)."""
+    if not words:
+        return 0.0
+    present = set(_WORD.findall(text.lower()))
+    return sum(1 for w in words if w in present) / len(words)
+
+
+# Where one clause of a sentence ends and the next begins: what binds a value to its qualifier.
+_CLAUSE_BREAK = re.compile(r"[,;:()]|\b(?:and|or|but|while|whereas|except|unless)\b", re.I)
+_LIST_AFTER = re.compile(r"\s*(?:,\s*(?:and\s+|or\s+)?|\s(?:and|or)\s+)[\w\"'(]")
+_LIST_BEFORE = re.compile(r"\w[\w\"')-]*(?:\s*,\s*(?:and\s+|or\s+)?|\s+(?:and|or)\s+)$")
+
+
+def qualifier_after(sentence: str, start: int, end: int) -> str:
+    """The span and what follows it up to the next clause break: where a value's qualifier stands
+    ("60 euros for Europe and 75 euros outside Europe": "75 euros outside Europe")."""
+    after = _CLAUSE_BREAK.search(sentence, end)
+    return sentence[start : after.start() if after else len(sentence)]
+
+
+def cuts_a_list(text: str, start: int, end: int) -> float:
+    """1.0 when the span ends where an enumeration goes on, or starts right after a list item."""
+    return float(bool(_LIST_AFTER.match(text, end, min(len(text), end + 40))
+                      or _LIST_BEFORE.search(text, max(0, start - 40), start)))  # fmt: skip
+
+
+def expected_type(question: str) -> str | None:
+    """The kind of value a question asks for, from its wording; None when it does not say."""
+    q = question.lower()
+    if re.search(r"\bhow (many|much|long|old|far|often|large|big|high)\b|\bwhat (percentage|number)\b", q):
+        return "number"
+    if re.search(r"\bwhen\b|\bwhat (year|date|day|month|time)\b|\bin which year\b", q):
+        return "date"
+    if re.search(r"\bwho(m|se)?\b", q):
+        return "name"
+    if re.search(r"\bwhere\b", q):
+        return "name"
+    return None
+
+
+def type_match(question: str, answer: str) -> float:
+    kind = expected_type(question)
+    if kind is None:
+        return 0.5
+    if kind == "number":
+        return float(bool(_NUMBER.search(answer)))
+    if kind == "date":
+        return float(bool(_MONTHS.search(answer) or _NUMBER.search(answer)))
+    return float(any(w[:1].isupper() for w in answer.split()))
+
+
+@dataclass
+class Calibrator:
+    """P(right) = sigmoid(intercept + coef . (features - mean) / scale); abstain below `threshold`."""
+
+    features: list[str]
+    mean: list[float]
+    scale: list[float]
+    coef: list[float]
+    intercept: float
+    threshold: float
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.features)
+        if not (len(self.mean) == len(self.scale) == len(self.coef) == n) or n == 0:
+            raise CiteqaError("calibration: features, mean, scale and coef must have the same length")
+        unknown = sorted(set(self.features) - set(FEATURES))
+        if unknown:
+            raise CiteqaError(f"calibration uses features this version does not compute: {unknown}")
+        self._mean = np.asarray(self.mean, dtype=np.float64)
+        self._scale = np.where(np.asarray(self.scale, dtype=np.float64) > 0, self.scale, 1.0)
+        self._coef = np.asarray(self.coef, dtype=np.float64)
+
+    def matrix(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
+        return np.asarray([[row[name] for name in self.features] for row in rows], dtype=np.float64)
+
+    def probabilities(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
+        if not rows:
+            return np.zeros(0)
+        z = ((self.matrix(rows) - self._mean) / self._scale) @ self._coef + self.intercept
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -60.0, 60.0)))
+
+    @classmethod
+    def margin_only(cls) -> Calibrator:
+        """The reader's own decision, for a reader nobody calibrated: answer when a span beats its window's
+        no-answer score (margin > 0), with probability sigmoid(margin / 4)."""
+        return cls(["margin"], [0.0], [4.0], [1.0], 0.0, 0.5, {"fitted": False})
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> Calibrator:
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            return cls(
+                features=[str(f) for f in raw["features"]],
+                mean=[float(x) for x in raw["mean"]],
+                scale=[float(x) for x in raw["scale"]],
+                coef=[float(x) for x in raw["coef"]],
+                intercept=float(raw["intercept"]),
+                threshold=float(raw["threshold"]),
+                meta=dict(raw.get("meta") or {}),
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CiteqaError(f"cannot read the calibration {path}: {exc}") from exc
+
+    @classmethod
+    def for_reader(cls, reader_path: Path) -> Calibrator:
+        """The calibration stored with the reader, or the margin-only rule when there is none."""
+        path = reader_path / CALIBRATION_FILE
+        return cls.load(path) if path.is_file() else cls.margin_only()
+
+
+def log1p_positive(value: float | None) -> float:
+    return math.log1p(max(value or 0.0, 0.0))

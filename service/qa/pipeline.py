@@ -1,0 +1,313 @@
+"""QAPipeline: the one object that the CLI, HTTP API, chat endpoints and evaluation all call."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from citeqa.indexing.embedding import Embedder
+from citeqa.indexing.errors import CiteqaError, IndexNotFoundError
+from citeqa.indexing.ingest.build import BuildReport, IndexBuilder
+from citeqa.indexing.ingest.chunking import ChunkingConfig
+from citeqa.indexing.ingest.journal import UpdateJournal
+from citeqa.indexing.ingest.loaders import load_bytes
+from citeqa.indexing.ingest.sources import DocumentSources
+from citeqa.indexing.store import Store, make_store, set_faiss_threads
+from citeqa.indexing.types import Document
+from citeqa.service.qa.answering import NO_ANSWER_MESSAGE, AnswerAggregator, AnsweringConfig
+from citeqa.service.qa.cache import AnswerCache, ask_key
+from citeqa.service.qa.confidence import Calibrator
+from citeqa.service.qa.reader import Reader, TransformersReader
+from citeqa.service.qa.retrieval import HybridRetriever, SearchIndex
+from citeqa.service.qa.types import Answer, AskResult, Passage, SearchResult
+from citeqa.service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class QuestionError(CiteqaError):
+    """The question itself is unusable (empty, too long)."""
+
+
+class TopKError(QuestionError):
+    """top_k outside the configured range."""
+
+
+class DocumentNotFoundError(CiteqaError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class RankedAnswers:
+    passages: list[Passage]
+    answers: list[Answer]  # every distinct answer, best probability first
+    timings_ms: dict[str, float]
+
+
+class QAPipeline:
+    """Cheap to construct; `warm_up()` loads the models and the index once.
+
+    Queries read an immutable `SearchIndex`; updates build a new index version and swap the
+    reference, so a query in flight never sees a half-updated index.
+    """
+
+    def __init__(
+        self, settings: Settings | None = None, embedder: Embedder | None = None, reader: Reader | None = None
+    ) -> None:
+        """Pass `embedder` and `reader` to share already-loaded models between pipelines."""
+        self.settings = settings or Settings()
+        s = self.settings
+        self.embedder = embedder or Embedder(
+            s.embedder_path, device=s.device, batch_size=s.embed_batch_size, dtype=s.model_dtype
+        )
+        self.reader: Reader = reader or TransformersReader.from_settings(s)
+        self.store: Store = make_store(
+            s.resolved_index_dir,
+            database_url=s.database_url.get_secret_value() if s.database_url else None,
+            index_type=s.index_type,
+            ann_threshold=s.ann_threshold,
+            rerank_factor=s.rerank_factor,
+            nprobe=s.ann_nprobe,
+            pg_ef_search=s.pg_ef_search,
+        )
+        self.retriever = HybridRetriever(self.embedder, candidates_k=s.candidates_k, rrf_k=s.rrf_k)
+        self.aggregator = AnswerAggregator(
+            AnsweringConfig(
+                max_answers=s.max_answers,
+                min_probability=s.min_answer_probability,
+                context_chars=s.context_chars,
+            ),
+            # Fitted for this reader (`citeqa calibrate`) and stored in its folder; a small JSON file.
+            Calibrator.for_reader(s.reader_path),
+        )
+        self._index: SearchIndex | None = None
+        self._unloadable_version: str | None = None  # a live version that failed to load
+        self._update_lock = threading.RLock()
+        self.answer_cache = AnswerCache(s.answer_cache_size)
+        if s.faiss_threads > 0:
+            set_faiss_threads(s.faiss_threads)
+
+    # --- lifecycle -------------------------------------------------------------------------
+    @property
+    def index_dir(self) -> Path:
+        """The local index (with Postgres: this replica's BM25 index)."""
+        return self.settings.resolved_index_dir
+
+    def warm_up(self, require_index: bool = True) -> None:
+        self.embedder.warm_up()
+        self.reader.warm_up()
+        self.recover_interrupted_update()
+        if require_index or self.store.live_version() is not None:
+            self.reload()
+
+    def reload(self) -> None:
+        snapshot = self.store.open(expected=self.builder().spec(), verify=self.settings.verify_index)
+        self._swap(SearchIndex.load(snapshot))
+
+    def _swap(self, index: SearchIndex) -> None:
+        # Old snapshots are left to the garbage collector: a query may still hold one.
+        self._index = index
+
+    @property
+    def ready(self) -> bool:
+        return self._index is not None
+
+    def require_index(self) -> None:
+        if self.store.live_version() is None:
+            where = f" --index-dir {self.index_dir}" if self.settings.index_dir is not None else ""
+            raise IndexNotFoundError(
+                f"no index at {self.store.describe()}; build one with `citeqa index{where}`"
+            )
+
+    @property
+    def index(self) -> SearchIndex:
+        """The live index; a new version written by another process (`citeqa index`) is picked up."""
+        current = self._index
+        live = self._live_version()
+        if current is None or live not in (None, current.snapshot.version, self._unloadable_version):
+            with self._update_lock:
+                if self._index is current:
+                    try:
+                        self.require_index()
+                        self.reload()
+                    except CiteqaError as exc:
+                        if current is None:
+                            raise
+                        # Keep answering from the version in memory rather than fail every query;
+                        # remembering the bad one spares each query a fresh (checksummed) load.
+                        self._unloadable_version = live
+                        log.error("still serving index %s: %s", current.snapshot.version, exc)
+        assert self._index is not None
+        return self._index
+
+    def _live_version(self) -> str | None:
+        return self.store.live_version()
+
+    def builder(self) -> IndexBuilder:
+        s = self.settings
+        return IndexBuilder(
+            self.store,
+            self.embedder,
+            ChunkingConfig(max_tokens=s.chunk_tokens, overlap_tokens=s.chunk_overlap_tokens),
+        )
+
+    # --- questions -------------------------------------------------------------------------
+    def validate_question(self, question: str) -> str:
+        cleaned = question.strip()
+        if not cleaned:
+            raise QuestionError("the question is empty")
+        if len(cleaned) > self.settings.max_question_chars:
+            limit = self.settings.max_question_chars
+            raise QuestionError(f"the question is {len(cleaned)} characters long; the limit is {limit}")
+        if _CONTROL_CHARS.search(cleaned):
+            raise QuestionError("the question contains control characters")
+        if not any(ch.isalnum() for ch in cleaned):
+            # Nothing to retrieve or read with: say so rather than return a meaningless "no answer".
+            raise QuestionError("the question has no words, only punctuation or symbols")
+        return cleaned
+
+    def _top_k(self, top_k: int | None) -> int:
+        if top_k is None:
+            return self.settings.top_k
+        if not 1 <= top_k <= self.settings.max_top_k:
+            raise TopKError(f"top_k must be between 1 and {self.settings.max_top_k} (got {top_k})")
+        return top_k
+
+    def search(
+        self, query: str, top_k: int | None = None, document_ids: Sequence[str] | None = None
+    ) -> SearchResult:
+        query = self.validate_question(query)
+        index = self.index
+        started = time.perf_counter()
+        passages = self.retriever.retrieve(index, query, self._top_k(top_k), document_ids)
+        elapsed = (time.perf_counter() - started) * 1000
+        return SearchResult(
+            query=query,
+            passages=passages,
+            timings_ms={"retrieve": round(elapsed, 2), "total": round(elapsed, 2)},
+            index_version=index.snapshot.version,
+        )
+
+    def ask(
+        self,
+        question: str,
+        top_k: int | None = None,
+        max_answers: int | None = None,
+        document_ids: Sequence[str] | None = None,
+        min_probability: float | None = None,
+    ) -> AskResult:
+        """`min_probability` replaces the calibrated threshold for this question: answers estimated less
+        likely than it to be right are withheld (0 answers whenever the reader found a span)."""
+        question = self.validate_question(question)
+        index = self.index
+        started = time.perf_counter()
+        top_k = self._top_k(top_k)
+        if min_probability is not None and not 0.0 <= min_probability <= 1.0:
+            raise QuestionError(f"min_probability must be between 0 and 1 (got {min_probability})")
+        key = ask_key(question, index.snapshot.version, top_k, max_answers, document_ids, min_probability)
+        cached = self.answer_cache.get(key)
+        if cached is not None:
+            elapsed = round((time.perf_counter() - started) * 1000, 2)
+            # The HTTP schema wants every stage; a cached answer spent nothing on retrieval or reading.
+            timings = {"cache": elapsed, "retrieve": 0.0, "read": 0.0, "total": elapsed}
+            return dataclasses.replace(cached, question=question, timings_ms=timings)
+        ranked = self.rank_answers(index, question, top_k, document_ids)
+        answers, no_answer = self.aggregator.decide(ranked.answers, max_answers, min_probability)
+        result = AskResult(
+            question=question,
+            answers=answers,
+            passages=ranked.passages,
+            no_answer=no_answer,
+            message=NO_ANSWER_MESSAGE if no_answer else "",
+            timings_ms={**ranked.timings_ms, "total": round((time.perf_counter() - started) * 1000, 2)},
+            index_version=index.snapshot.version,
+            candidates=ranked.answers,
+        )
+        self.answer_cache.put(key, result)
+        return result
+
+    def rank_answers(
+        self, index: SearchIndex, question: str, top_k: int, document_ids: Sequence[str] | None = None
+    ) -> RankedAnswers:
+        """Retrieve, read and score every distinct answer, before any abstention: what `ask` decides
+        on, and what the evaluation replays `AnswerAggregator.decide` on to choose thresholds."""
+        started = time.perf_counter()
+        passages = self.retriever.retrieve(index, question, top_k, document_ids)
+        retrieved = time.perf_counter()
+        candidates = self.reader.read(question, [p.chunk.text for p in passages])
+        answers = self.aggregator.rank(question, candidates, passages, index.snapshot.document)
+        finished = time.perf_counter()
+        timings = {
+            "retrieve": round((retrieved - started) * 1000, 2),
+            "read": round((finished - retrieved) * 1000, 2),
+        }
+        return RankedAnswers(passages, answers, timings)
+
+    # --- documents -------------------------------------------------------------------------
+    def sources(self, corpus: Path | None = None) -> DocumentSources:
+        return DocumentSources(corpus or self.settings.corpus_dir, self.settings.data_dir)
+
+    def index_folder(
+        self, corpus: Path | None = None, rebuild: bool = False, show_progress: bool = False
+    ) -> BuildReport:
+        """Make the index hold the folder's documents, plus uploads and less deletions made by the service."""
+        builder = self.builder()
+        builder.show_progress = show_progress
+        with self._update_lock:
+            self.recover_interrupted_update()
+            sources = self.sources(corpus)
+            # A shared store also holds what was uploaded through other replicas: index_folder keeps it.
+            shared = self.settings.database_url is not None
+            report = builder.build_from_sources(sources, rebuild=rebuild, keep_uploads=shared)
+            sources.record_corpus()
+            self.reload()
+        return report
+
+    def add_documents(self, documents: Sequence[Document]) -> BuildReport:
+        """Add or replace documents (by id) in the index, re-embedding only those."""
+        with self._update_lock:
+            report = self.builder().update(documents)
+            self.reload()
+        return report
+
+    def upload_document(self, doc_id: str, data: bytes) -> tuple[Document, BuildReport]:
+        """Index an uploaded file and keep it in the data directory, so that re-indexing keeps it.
+
+        Journaled: after a crash at any point the upload is either fully in or fully out."""
+        document = load_bytes(data, doc_id)
+        with self._update_lock, self.journal().upload(doc_id, data, self._indexed_hash):
+            report = self.add_documents([document])
+        return document, report
+
+    def delete_document(self, doc_id: str) -> BuildReport:
+        with self._update_lock:
+            if self.store.live_version() is None or self.index.snapshot.document(doc_id) is None:
+                raise DocumentNotFoundError(f"no document with id {doc_id!r}")
+            with self.journal().delete(doc_id, self._indexed_hash):
+                report = self.builder().update([], [doc_id])
+                self.reload()
+            if not report.removed:  # another writer (a replica) deleted it first
+                raise DocumentNotFoundError(f"no document with id {doc_id!r}")
+        return report
+
+    def journal(self) -> UpdateJournal:
+        return UpdateJournal(self.settings.data_dir, self.sources())
+
+    def recover_interrupted_update(self) -> str | None:
+        """Finish or undo an upload or delete that a crash interrupted (see indexing/journal.py)."""
+        with self._update_lock:
+            outcome = self.journal().recover(self._indexed_hash)
+        if outcome:
+            log.warning("%s", outcome)
+        return outcome
+
+    def _indexed_hash(self, doc_id: str) -> str | None:
+        """The content hash the live version holds for `doc_id` (None: not in it)."""
+        return self.store.indexed_hash(doc_id)
