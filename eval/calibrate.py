@@ -2,34 +2,66 @@
 
 Every question of each calibration set goes through the real pipeline once; each distinct candidate
 answer (with the features `service.answering` computes) is labelled right or wrong against the gold
-answers. A logistic regression over those features becomes the answer probability; the abstention
-threshold is the one that maximises all-question F1, averaged over the sets (each set weighs the same),
-replaying the pipeline's own `AnswerAggregator.decide`.
+answers. A logistic regression over those features becomes the answer probability. The sets are a mixture
+of kinds of text (SQuAD dev, PolicyQA dev, the project's own policies) and each weighs the same in total, so
+that no one corpus decides what a probability means. Two levels are chosen on the same sets:
+- `threshold`: the lowest at which the answers given confidently are right `CONFIDENT_PRECISION` of the time;
+- `floor`: the lowest at which at most `UNANSWERABLE_PASS` of the unanswerable questions still get an answer.
+Between them an answer is given as "not sure"; below the floor, none.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import functools
+import hashlib
+import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from citeqa.eval.datasets import load_dataset
-from citeqa.eval.metrics import THRESHOLD_GRID, is_right, mean, reliability, sweep_threshold
+from citeqa.eval.datasets import load_dataset, parse_spec
+from citeqa.eval.metrics import THRESHOLD_GRID, f1_score, is_right, mean, reliability, risk_coverage
 from citeqa.service.qa.answering import AnswerAggregator, AnsweringConfig
-from citeqa.service.qa.confidence import CALIBRATION_FILE, FEATURES, Calibrator
-from citeqa.service.qa.types import Answer
+from citeqa.service.qa.confidence import CALIBRATION_FILE, Calibrator
+from citeqa.service.qa.types import Answer, Citation, TextSpan
 from citeqa.service.settings import REPO_ROOT, Settings
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-# Held-out parts only: the reader was trained on SQuAD train and the PolicyQA "train" part.
-DEFAULT_OPEN = [f"{SHARED_DATA / 'squad' / 'dev.json.gz'}:calibrate"]
+OWN_SET = Path(__file__).resolve().parent / "data" / "policies" / "questions.jsonl"
+# Held-out parts only: the reader was trained on SQuAD train and the PolicyQA "train" part; the project's own
+# policies are split by document into "fit" (here) and "test" (scored, never fitted on).
+DEFAULT_OPEN = [f"{SHARED_DATA / 'squad' / 'dev.json.gz'}:calibrate"] + (
+    [f"{OWN_SET}:fit"] if OWN_SET.is_file() else []
+)
 DEFAULT_SCOPED = [f"{SHARED_DATA / 'policyqa' / 'dev.json.gz'}:calibrate"]
+CONFIDENT_PRECISION = 0.9  # a confident answer is right at least this often on the mixture
+UNANSWERABLE_PASS = 0.2  # above the floor, at most this share of unanswerable questions gets an answer
+
+# The features a calibration is fitted on: what the evidence says about this answer (the reader's margins
+# against the no-answer score, agreement across passages, the question's words around the answer, the
+# kind of value asked for), not how hard the corpus is. Left out: raw retrieval scores, whose scale
+# differs per corpus (BM25 grows with the length of the documents), the passage rank, and the null_score and
+# span_score on their own, which move with the genre while their difference, the margin, stays.
+EVIDENCE_FEATURES: tuple[str, ...] = (
+    "margin",
+    "best_margin",
+    "margin_gap",
+    "span_prob",
+    "text_prob",
+    "null_prob",
+    "support",
+    "answer_chars",
+    "question_in_sentence",
+    "question_in_clause",
+    "cut_list",
+    "answer_in_question",
+    "type_match",
+    "candidate_rank",
+)
 
 
 @dataclass
@@ -45,14 +77,15 @@ def register(
 ) -> None:
     p = subparsers.add_parser(
         "calibrate",
-        help="fit the answer probability and abstention threshold of the reader on held-out data",
-        description="Run held-out SQuAD-format sets through the pipeline, fit the calibrator and store it "
-        f"as {CALIBRATION_FILE} in the reader's folder (CITEQA_READER_PATH).",
+        help="fit the answer probability, threshold and floor of the reader on held-out data",
+        description="Run held-out sets through the pipeline, fit the calibrator on their mixture (each set "
+        f"weighs the same) and store it as {CALIBRATION_FILE} in the reader's folder (CITEQA_READER_PATH).",
     )
     p.add_argument(
         "--open", action="append", metavar="FILE[:part]",
-        help="a set asked over its whole corpus, one document per paragraph (default: SQuAD dev, "
-        "calibrate part)",
+        help="a set asked over its whole corpus: SQuAD format (one document per paragraph), or JSON lines "
+        "with its documents in docs/ beside it (default: SQuAD dev calibrate part, and the project's own "
+        "policies, fit part)",
     )  # fmt: skip
     p.add_argument(
         "--scoped", action="append", metavar="FILE[:part]",
@@ -61,25 +94,83 @@ def register(
     )  # fmt: skip
     p.add_argument("--limit", type=int, help="questions per set (default: all)")
     p.add_argument("--work-dir", type=Path, help="keep the sets' indexes here and reuse them")
+    p.add_argument(
+        "--cache-dir", type=Path,
+        help="keep every set's scored candidates here and reuse them: a refit does not run the reader again",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, help=f"where to write (default: <reader>/{CALIBRATION_FILE})")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, help="show progress bars")
     handlers["calibrate"] = cmd_calibrate
 
 
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in text)
+
+
+def cache_path(cache_dir: Path, spec: str, scoped: bool, settings: Settings, limit: int | None) -> Path:
+    """One file per set, reader (its weights' hash), reading settings and question limit."""
+    weights = settings.reader_path / "model.safetensors"
+    reader = hashlib.sha256(weights.read_bytes()).hexdigest()[:12] if weights.is_file() else "none"
+    path, part = parse_spec(spec)
+    key = json.dumps(
+        [str(path.resolve()), part, scoped, reader, settings.top_k,
+         settings.chunk_tokens, settings.chunk_overlap_tokens, settings.reader_max_length,
+         settings.reader_stride, settings.max_answer_tokens, limit]
+    )  # fmt: skip
+    return cache_dir / f"{_slug(Path(spec).name)}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
+
+def save_set(path: Path, calibration_set: CalibrationSet) -> None:
+    """What a refit needs of each candidate: its text, margin and features (not its citation)."""
+    payload = {
+        "name": calibration_set.name,
+        "questions": [
+            {"answers": list(golds),
+             "candidates": [{"text": a.text, "reader_margin": a.reader_margin, "features": a.features}
+                            for a in answers]}
+            for golds, answers in calibration_set.questions
+        ],
+    }  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload), encoding="utf-8")
+    tmp.replace(path)
+
+
+_NO_SPAN = TextSpan("", 0, 0)
+
+
+def load_set(path: Path) -> CalibrationSet:
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    questions = []
+    for question in raw["questions"]:
+        answers = [
+            Answer(text=c["text"], score=0.0, reader_margin=float(c["reader_margin"]),
+                   citation=Citation("", "", None, 0, 0, None, _NO_SPAN, "", _NO_SPAN, _NO_SPAN),
+                   features={k: float(v) for k, v in c["features"].items()})
+            for c in question["candidates"]
+        ]  # fmt: skip
+        questions.append((tuple(question["answers"]), answers))
+    return CalibrationSet(str(raw["name"]), questions)
+
+
 def collect(
     spec: str, scoped: bool, settings: Settings, models: Any, work_dir: Path | None, limit: int | None,
-    progress: bool,
+    progress: bool, cache_dir: Path | None = None,
 ) -> CalibrationSet:  # fmt: skip
     """Every question of one set through the pipeline: gold answers and scored candidates."""
     from citeqa.eval.commands import pipeline_for
     from citeqa.eval.harness import Evaluator, PipelineBackend
 
-    eval_set = load_dataset(spec, "squad", "article" if scoped else "paragraph").limited(limit)
+    cached = cache_path(cache_dir, spec, scoped, settings, limit) if cache_dir is not None else None
+    if cached is not None and cached.is_file():
+        print(f"{spec}: candidates from {cached}", file=sys.stderr)
+        return load_set(cached)
+    eval_set = load_dataset(spec, None, "article" if scoped else "paragraph").limited(limit)
     index_dir = None
     if work_dir is not None:
         path = Path(spec.rpartition(":")[0] if ":" in Path(spec).name else spec)
-        slug = f"{path.parent.name}-{path.name}-{'article' if scoped else 'paragraph'}"
-        index_dir = work_dir / "".join(ch if ch.isalnum() else "_" for ch in slug)
+        index_dir = work_dir / _slug(f"{path.parent.name}-{path.name}-{'article' if scoped else 'paragraph'}")
     with pipeline_for(eval_set, settings, models, index_dir, progress=progress) as pipeline:
         evaluator = Evaluator(
             eval_set, settings.top_k, pipeline.aggregator, "document" if scoped else "corpus",
@@ -87,22 +178,31 @@ def collect(
         )  # fmt: skip
         report = evaluator.run(PipelineBackend(pipeline))
     questions = [(r.item.answers, list(r.candidates or [])) for r in report.results if r.error is None]
-    return CalibrationSet(f"{eval_set.name} ({'scoped' if scoped else 'open'})", questions)
+    collected = CalibrationSet(f"{eval_set.name} ({'scoped' if scoped else 'open'})", questions)
+    if cached is not None:
+        save_set(cached, collected)
+    return collected
 
 
-def fit(sets: Sequence[CalibrationSet], features: Sequence[str] = FEATURES, c: float = 1.0) -> Calibrator:
-    """Logistic regression over every candidate of every set; each set carries the same total weight."""
+def fit(
+    sets: Sequence[CalibrationSet], features: Sequence[str] = EVIDENCE_FEATURES, c: float = 1.0
+) -> Calibrator:
+    """Logistic regression over every candidate of every set.
+
+    Each set carries the same total weight, and within a set each question: a question with ten candidates
+    weighs no more than one with two, so that the corpus whose reader proposes more spans does not decide."""
     from sklearn.linear_model import LogisticRegression
 
     rows: list[list[float]] = []
     labels: list[bool] = []
     weights: list[float] = []
     for calibration_set in sets:
-        candidates = [(a, golds) for golds, answers in calibration_set.questions for a in answers]
-        for answer, golds in candidates:
-            rows.append([answer.features[name] for name in features])
-            labels.append(is_right(answer.text, golds))
-            weights.append(1.0 / len(candidates))
+        asked = [(golds, answers) for golds, answers in calibration_set.questions if answers]
+        for golds, answers in asked:
+            for answer in answers:
+                rows.append([answer.features[name] for name in features])
+                labels.append(is_right(answer.text, golds))
+                weights.append(1.0 / (len(asked) * len(answers)))
     x = np.asarray(rows, dtype=np.float64)
     y = np.asarray(labels)
     if len(set(labels)) < 2:
@@ -123,44 +223,83 @@ def fit(sets: Sequence[CalibrationSet], features: Sequence[str] = FEATURES, c: f
     )
 
 
-def rescored(calibration_set: CalibrationSet, aggregator: AnswerAggregator) -> list[tuple[Any, list[Answer]]]:
-    return [(golds, aggregator.score(answers)) for golds, answers in calibration_set.questions]
+@dataclass(frozen=True)
+class Top:
+    """A question's most probable answer ("" when the reader proposed none) and its gold answers."""
+
+    golds: tuple[str, ...]
+    text: str
+    probability: float
+
+    @property
+    def right(self) -> bool:
+        return is_right(self.text, self.golds)
 
 
-def decide_with(aggregator: AnswerAggregator) -> Callable[[Sequence[Answer], float], str]:
-    from citeqa.eval.harness import replay_decision  # the harness pulls in the pipeline: not for --help
-
-    return functools.partial(replay_decision, aggregator)
-
-
-def choose_threshold(sets: Sequence[CalibrationSet], calibrator: Calibrator) -> tuple[float, dict[str, Any]]:
-    """The threshold with the best all-question F1 averaged over the sets, and each set's metrics."""
+def top_answers(calibration_set: CalibrationSet, calibrator: Calibrator) -> list[Top]:
+    """What the pipeline would show for each question: `AnswerAggregator.score`'s best, replayed."""
     aggregator = AnswerAggregator(AnsweringConfig(), calibrator)
-    decide = decide_with(aggregator)
-    curves = []
-    per_set: dict[str, Any] = {}
-    for calibration_set in sets:
-        questions = rescored(calibration_set, aggregator)
-        sweep = sweep_threshold(questions, decide)
-        curves.append([f1 for _, f1, _ in sweep.curve])
-        tops = [(answers[0], golds) for golds, answers in questions if answers]
-        calibration = reliability([a.score for a, _ in tops], [is_right(a.text, g) for a, g in tops])
-        per_set[calibration_set.name] = {
-            "questions": len(questions),
-            "unanswerable": sum(1 for golds, _ in questions if not golds),
-            "ece": calibration.ece,
-            "best_threshold": sweep.best_threshold,
-            "best_f1": sweep.best_f1,
-            "curve": sweep.curve,
-        }
-    average = np.mean(np.asarray(curves), axis=0)
-    best = float(average.max())
-    tied = [t for t, f1 in zip(THRESHOLD_GRID, average, strict=True) if f1 >= best - 1e-12]
-    threshold = tied[len(tied) // 2]
-    at = THRESHOLD_GRID.index(threshold)
-    for metrics in per_set.values():
-        _, metrics["f1"], metrics["em"] = metrics.pop("curve")[at]
-    return threshold, per_set
+    tops = []
+    for golds, answers in calibration_set.questions:
+        scored = aggregator.score(answers)
+        best = scored[0] if scored else None
+        tops.append(Top(tuple(golds), best.text if best else "", best.score if best else 0.0))
+    return tops
+
+
+def outcome_metrics(tops: Sequence[Top], threshold: float, floor: float) -> dict[str, Any]:
+    """One set at a threshold and floor: the three outcomes, what they are worth, and the calibration."""
+    given = [t for t in tops if t.text]
+    confident = [t for t in given if t.probability >= threshold]
+    shown = [t for t in given if t.probability >= floor]  # confident or "not sure"
+    answerable = [t for t in tops if t.golds]
+    unanswerable = [t for t in tops if not t.golds]
+
+    def f1_at(cut: float, questions: Sequence[Top]) -> float | None:
+        return mean([f1_score(t.text if t.text and t.probability >= cut else "", t.golds) for t in questions])
+
+    calibration = reliability([t.probability for t in given], [t.right for t in given])
+    return {
+        "questions": len(tops),
+        "unanswerable": len(unanswerable),
+        "confident": len(confident),
+        "not_sure": len(shown) - len(confident),
+        "no_answer": len(tops) - len(shown),
+        "confident_right": mean([float(t.right) for t in confident]),
+        "answerable_shown_right": mean([float(t.right and t.probability >= floor) for t in answerable]),
+        "f1": f1_at(floor, tops),  # what a user sees: confident and "not sure" answers both given
+        "has_ans_f1": f1_at(floor, answerable),
+        "no_ans_accuracy": mean([float(not t.text or t.probability < floor) for t in unanswerable]),
+        "f1_confident_only": f1_at(threshold, tops),
+        "f1_never_abstaining": f1_at(0.0, tops),
+        "ece": calibration.ece,
+        "risk_coverage": risk_coverage([t.probability for t in given], [t.right for t in given]),
+    }
+
+
+def choose_levels(tops_per_set: Sequence[Sequence[Top]]) -> tuple[float, float]:
+    """The threshold and floor (see the module's docstring), each set weighing the same."""
+    threshold = 1.0
+    for t in THRESHOLD_GRID:
+        right = answered = 0.0
+        for tops in tops_per_set:
+            confident = [top for top in tops if top.text and top.probability >= t]
+            right += sum(top.right for top in confident) / len(tops)
+            answered += len(confident) / len(tops)
+        if answered > 0 and right / answered >= CONFIDENT_PRECISION:
+            threshold = t
+            break
+    with_unanswerable = [[t for t in tops if not t.golds] for tops in tops_per_set]
+    with_unanswerable = [u for u in with_unanswerable if u]
+    floor = threshold
+    for f in THRESHOLD_GRID:
+        if f > threshold:
+            break
+        passing = [np.mean([bool(t.text) and t.probability >= f for t in u]) for u in with_unanswerable]
+        if not passing or float(np.mean(passing)) <= UNANSWERABLE_PASS:
+            floor = f
+            break
+    return threshold, floor
 
 
 def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -177,28 +316,39 @@ def run_calibrate(args: argparse.Namespace, settings: Settings, models: Any) -> 
     specs = [(s, False) for s in args.open or (DEFAULT_OPEN if not args.scoped else [])]
     specs += [(s, True) for s in args.scoped or (DEFAULT_SCOPED if not args.open else [])]
     sets = [
-        collect(spec, scoped, settings, models, args.work_dir, args.limit, progress) for spec, scoped in specs
+        collect(spec, scoped, settings, models, args.work_dir, args.limit, progress, args.cache_dir)
+        for spec, scoped in specs
     ]
     calibrator = fit(sets)
-    threshold, per_set = choose_threshold(sets, calibrator)
+    tops = [top_answers(s, calibrator) for s in sets]
+    threshold, floor = choose_levels(tops)
     calibrator.threshold = threshold
+    calibrator.floor = floor
+    per_set = {s.name: outcome_metrics(t, threshold, floor) for s, t in zip(sets, tops, strict=True)}
     calibrator.meta = {
         "fitted": True,
         "date": datetime.date.today().isoformat(),
         "reader": settings.reader_path.name,
         "right_means": "token F1 >= 0.5 with a gold answer",
-        "threshold_chosen_by": "all-question F1 averaged over the sets",
+        "weights": "each set the same in total, each question the same within its set",
+        "threshold_chosen_by": f"confident answers right >= {CONFIDENT_PRECISION:.0%} on the mixture",
+        "floor_chosen_by": f"at most {UNANSWERABLE_PASS:.0%} of unanswerable questions answered (set mean)",
+        "limit": args.limit,
         "sets": per_set,
         "top_k": settings.top_k,
     }
     out = args.out or settings.reader_path / CALIBRATION_FILE
     calibrator.save(out)
-    for name, metrics in per_set.items():
+    for name, m in per_set.items():
         print(
-            f"{name}: {metrics['questions']} questions, F1 {100 * metrics['f1']:.1f}% at threshold "
-            f"{threshold} (best on this set alone: {metrics['best_threshold']}), ECE {metrics['ece']:.3f}"
+            f"{name}: {m['questions']} questions: {m['confident']} confident ({_pct(m['confident_right'])} "
+            f"right), {m['not_sure']} not sure, {m['no_answer']} no answer; F1 {_pct(m['f1'])}, answerable "
+            f"F1 {_pct(m['has_ans_f1'])}, unanswerable accuracy {_pct(m['no_ans_accuracy'])}, ECE "
+            f"{m['ece']:.3f}"
         )
-    print(
-        f"mean F1 {100 * (mean([m['f1'] for m in per_set.values()]) or 0):.1f}%; calibration written to {out}"
-    )
+    print(f"threshold {threshold}, floor {floor}; calibration written to {out}")
     return 0
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from citeqa.eval.datasets import SEED_SET, EvalSet, load_dataset
-from citeqa.eval.gate import DEFAULT_BASELINE, DEFAULT_TOLERANCE, compare, load_baseline, write_baseline
+from citeqa.eval.gate import (
+    DEFAULT_BASELINE,
+    DEFAULT_TOLERANCE,
+    GATED_METRICS,
+    compare,
+    load_baseline,
+    write_baseline,
+)
 from citeqa.indexing.errors import CiteqaError
 from citeqa.service.settings import Settings
 
@@ -49,7 +56,10 @@ def register(
         "--report", type=Path, default=Path("reports") / "eval", help="report folder (default: reports/eval)"
     )
     p.add_argument(
-        "--check", action="store_true", help="exit non-zero if EM, F1 or recall@5 fall below the baseline"
+        "--check",
+        action="store_true",
+        help="exit non-zero if EM, F1, answerable F1, unanswerable accuracy or recall@5 fall below the "
+        "baseline",
     )
     p.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE, help="baseline file for --check")
     p.add_argument(
@@ -108,7 +118,7 @@ def _backend(
 
     if args.url:
         if eval_set.documents is not None:
-            raise CiteqaError("--format squad indexes its own corpus in process; it cannot run with --url")
+            raise CiteqaError("this set indexes its own corpus in process; it cannot run with --url")
         client = HttpBackend(
             args.url, settings.corpus_dir, settings.api_key.get_secret_value() if settings.api_key else None
         )
@@ -229,5 +239,5 @@ def run_eval(args: argparse.Namespace, settings: Settings, models: Models) -> in
         failed = True
     if failed:
         return 1
-    print(f"check passed: EM, F1 and recall@5 within {100 * tolerance:.1f} points of {args.baseline}")
+    print(f"check passed: {', '.join(GATED_METRICS)} within {100 * tolerance:.1f} points of {args.baseline}")
     return 0

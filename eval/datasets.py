@@ -17,6 +17,8 @@ from citeqa.indexing.types import Document
 DatasetFormat = Literal["jsonl", "squad"]
 # The seed question set: the CI gate scores it, so no threshold or setting may be chosen on it.
 SEED_SET = Path(__file__).resolve().parent / "data" / "seed_qa.jsonl"
+# A JSON-lines set whose folder holds this folder of documents is asked over those documents.
+JSONL_CORPUS = "docs"
 
 
 class DatasetError(CiteqaError):
@@ -64,8 +66,10 @@ def _require(record: dict[str, Any], key: str, kind: type, where: str) -> Any:
     return value
 
 
-def load_jsonl(path: Path) -> EvalSet:
-    """{"id", "question", "answers": [...], "doc_id", "evidence"?} one object a line."""
+def load_jsonl(path: Path, part: str | None = None) -> EvalSet:
+    """{"id", "question", "answers": [...], "doc_id", "evidence"?, "split"?} one object a line.
+
+    `part` keeps the questions whose "split" is `part` (a set split by document, e.g. "fit" and "test")."""
     if not path.is_file():
         raise DatasetError(f"evaluation set {path} does not exist")
     items: list[EvalItem] = []
@@ -91,6 +95,8 @@ def load_jsonl(path: Path) -> EvalSet:
             if item_id in seen:
                 raise DatasetError(f"{where}: duplicate id {item_id!r}")
             seen.add(item_id)
+            if part is not None and record.get("split") != part:
+                continue
             items.append(
                 EvalItem(
                     id=item_id,
@@ -101,8 +107,19 @@ def load_jsonl(path: Path) -> EvalSet:
                 )
             )
     if not items:
-        raise DatasetError(f"evaluation set {path} holds no questions")
-    return EvalSet(name=path.name, items=items)
+        where = f' in part {part!r} (the records\' "split")' if part is not None else ""
+        raise DatasetError(f"evaluation set {path} holds no questions{where}")
+    name = path.name if part is None else f"{path.name}:{part}"
+    documents = None
+    corpus = path.parent / JSONL_CORPUS
+    if corpus.is_dir():
+        # A question set with its own documents beside it (eval/data/policies) is scored over them, indexed
+        # away from the user's index, as a SQuAD file is; without one it is asked of the configured index.
+        from citeqa.indexing.ingest.loaders import load_corpus
+
+        documents = load_corpus(corpus).documents
+    meta = {"corpus": str(corpus)} if documents is not None else {}
+    return EvalSet(name=name, items=items, documents=documents, meta=meta)
 
 
 def _read_json(path: Path) -> Any:
@@ -274,7 +291,5 @@ def load_dataset(
     if fmt is None:
         fmt = "jsonl" if path.name.endswith(".jsonl") else "squad"
     if fmt == "jsonl":
-        if part is not None:
-            raise DatasetError(f"{spec}: only SQuAD-format files are split into parts")
-        return load_jsonl(path)
+        return load_jsonl(path, part)
     return load_squad(path, unit, parts_for(path) if part else None, part)

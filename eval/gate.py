@@ -11,7 +11,9 @@ from citeqa.indexing.errors import CiteqaError
 from citeqa.service.settings import REPO_ROOT
 
 DEFAULT_BASELINE = REPO_ROOT / "eval" / "baseline.json"
-GATED_METRICS = ("em", "f1", "recall@5")
+# Answerable F1 and unanswerable accuracy are gated each on its own: a change that answers more (or withholds
+# more) must not buy one with the other, which the all-question EM and F1 alone would let pass.
+GATED_METRICS = ("em", "f1", "has_ans_f1", "no_ans_accuracy", "recall@5")
 DEFAULT_TOLERANCE = 0.02  # two points, on the 0..1 scale the summary uses
 BASELINE_KEYS = (
     "n", "n_answerable", "n_unanswerable", "em", "f1", "has_ans_em", "has_ans_f1", "no_ans_accuracy",

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from citeqa.eval.calibrate import CalibrationSet, choose_threshold, fit, run_calibrate
+from citeqa.eval.calibrate import (
+    EVIDENCE_FEATURES,
+    CalibrationSet,
+    choose_levels,
+    fit,
+    outcome_metrics,
+    run_calibrate,
+    top_answers,
+)
 from citeqa.eval.cli import build_parser
 from citeqa.eval.commands import Models
 from citeqa.indexing.embedding import Embedder
@@ -26,26 +34,46 @@ def _answer(text: str, margin: float) -> Answer:
     return Answer(text=text, score=0.0, reader_margin=margin, citation=citation, features=features)
 
 
-def test_fit_learns_that_margin_predicts_right_answers() -> None:
-    rng = np.random.default_rng(0)
+def _synthetic(n: int, seed: int, answerable_margin: float) -> CalibrationSet:
+    rng = np.random.default_rng(seed)
     questions = []
-    for i in range(200):
+    for i in range(n):
         answerable = i % 2 == 0
-        margin = rng.normal(4.0 if answerable else -2.0, 2.0)
+        margin = rng.normal(answerable_margin if answerable else -2.0, 2.0)
         questions.append(((f"gold{i}",) if answerable else (), [_answer(f"gold{i}", margin)]))
-    sets = [CalibrationSet("synthetic", questions)]
+    return CalibrationSet(f"synthetic-{seed}", questions)
+
+
+def test_fit_learns_that_margin_predicts_right_answers_and_chooses_threshold_and_floor() -> None:
+    sets = [_synthetic(200, 0, 4.0)]
     calibrator = fit(sets, features=["margin"])
     low, high = calibrator.probabilities([{"margin": -4.0}, {"margin": 6.0}])
     assert low < 0.1 and high > 0.9
-    threshold, metrics = choose_threshold(sets, calibrator)
-    assert 0.1 < threshold < 0.9  # between the two groups
-    assert metrics["synthetic"]["f1"] > 0.8 and metrics["synthetic"]["ece"] < 0.1
-    # The chosen threshold is the replayed decision's best: the pipeline's own `decide` reproduces it.
+    tops = [top_answers(s, calibrator) for s in sets]
+    threshold, floor = choose_levels(tops)
+    assert 0.0 < floor < threshold < 1.0
+    metrics = outcome_metrics(tops[0], threshold, floor)
+    # The rules the levels were chosen by hold on the data they were chosen on.
+    assert metrics["confident_right"] >= 0.9
+    assert metrics["no_ans_accuracy"] >= 0.8
+    assert metrics["confident"] + metrics["not_sure"] + metrics["no_answer"] == 200
+    assert metrics["ece"] < 0.1
+    # The floor is what the pipeline's own `decide` replays: shown answers are those at or above it.
     aggregator = AnswerAggregator(
-        AnsweringConfig(), Calibrator(**{**calibrator.to_json(), "threshold": threshold})
+        AnsweringConfig(), Calibrator(**{**calibrator.to_json(), "threshold": floor})
     )
-    f1 = np.mean([bool(aggregator.decide(aggregator.score(a))[0]) == bool(g) for g, a in questions])
-    assert f1 == pytest.approx(metrics["synthetic"]["f1"])
+    shown = sum(bool(aggregator.decide(aggregator.score(a))[0]) for _, a in sets[0].questions)
+    assert shown == metrics["confident"] + metrics["not_sure"]
+
+
+def test_each_set_weighs_the_same_whatever_its_size() -> None:
+    # A big set where margins mean little and a small one where they mean much: with equal weight per set
+    # the small one still moves the fit, as it would not if every candidate weighed the same.
+    big = CalibrationSet("big", _synthetic(2000, 1, -1.5).questions)
+    small = _synthetic(100, 2, 6.0)
+    both = fit([big, small], features=["margin"]).probabilities([{"margin": 6.0}])[0]
+    pooled = fit([CalibrationSet("pooled", big.questions + small.questions)], features=["margin"])
+    assert both > pooled.probabilities([{"margin": 6.0}])[0] + 0.05
 
 
 def test_calibrate_command_writes_a_calibration_the_pipeline_uses(
@@ -55,13 +83,16 @@ def test_calibrate_command_writes_a_calibration_the_pipeline_uses(
     parser, _ = build_parser()
     args = parser.parse_args(
         ["calibrate", "--open", str(tiny_squad), "--scoped", str(tiny_squad), "--out", str(out),
-         "--work-dir", str(tmp_path / "work")]
+         "--work-dir", str(tmp_path / "work"), "--cache-dir", str(tmp_path / "cache")]
     )  # fmt: skip
     assert run_calibrate(args, Settings(device="cpu"), Models(embedder=embedder, reader=reader)) == 0
     saved = json.loads(out.read_text(encoding="utf-8"))
-    assert saved["features"] == list(FEATURES) and 0.0 <= saved["threshold"] <= 1.0
+    assert saved["features"] == list(EVIDENCE_FEATURES)
+    assert 0.0 <= saved["floor"] <= saved["threshold"] <= 1.0
     assert set(saved["meta"]["sets"]) == {"tiny-squad.json (open)", "tiny-squad.json (scoped)"}
-    assert saved["meta"]["sets"]["tiny-squad.json (open)"]["questions"] == 3
+    opened = saved["meta"]["sets"]["tiny-squad.json (open)"]
+    assert opened["questions"] == 3
+    assert opened["confident"] + opened["not_sure"] + opened["no_answer"] == 3
     # A pipeline whose reader folder holds it scores answers with it.
     calibrator = Calibrator.load(out)
     result = seed_pipeline.ask("Which city was the first Made in China 2025 pilot demonstration city?")
@@ -71,3 +102,15 @@ def test_calibrate_command_writes_a_calibration_the_pipeline_uses(
     assert aggregator.score(result.candidates)[0].score == pytest.approx(
         max(calibrator.probabilities([a.features for a in result.candidates])), abs=1e-6
     )
+    # A refit reads the candidates back from the cache: no model is needed, and the fit is the same.
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 2
+    again = tmp_path / "again.json"
+    args.out = again
+    assert run_calibrate(args, Settings(device="cpu"), Models(embedder=None, reader=_NoReader())) == 0  # type: ignore[arg-type]
+    refit = json.loads(again.read_text(encoding="utf-8"))
+    assert refit["coef"] == pytest.approx(saved["coef"]) and refit["threshold"] == saved["threshold"]
+
+
+class _NoReader:
+    def __getattr__(self, name: str) -> None:
+        raise AssertionError(f"the reader was used ({name}) although the candidates were cached")

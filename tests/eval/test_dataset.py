@@ -59,6 +59,28 @@ def test_jsonl_errors_name_the_line(tmp_path: Path) -> None:
         load_jsonl(tmp_path / "missing.jsonl")
 
 
+def test_a_jsonl_part_and_the_documents_beside_it(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "leave.md").write_text("# Leave\n\nStaff get 25 days of leave.\n", encoding="utf-8")
+    records = [
+        {"id": "a", "question": "How many days?", "answers": ["25 days"], "doc_id": "leave.md"},
+        {"id": "b", "question": "Who approves?", "answers": [], "doc_id": "leave.md"},
+    ]
+    for record, split in zip(records, ("fit", "test"), strict=True):
+        record["split"] = split
+    path = tmp_path / "questions.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    fit = load_dataset(f"{path}:fit")
+    assert fit.name == "questions.jsonl:fit" and [i.id for i in fit.items] == ["a"]
+    # The set carries its own corpus, every document of it whatever the part, to be indexed on its own.
+    assert [d.id for d in fit.documents or []] == ["leave.md"]
+    assert [i.id for i in load_dataset(path).items] == ["a", "b"]
+    with pytest.raises(DatasetError, match="no questions in part 'dev'"):
+        load_dataset(f"{path}:dev")
+    # The seed set has no documents beside it: it is asked of the configured index.
+    assert load_jsonl(SEED_SET).documents is None
+
+
 SQUAD = {
     "version": "v2.0",
     "data": [

@@ -128,3 +128,13 @@ def test_gate_flags_drops_beyond_tolerance() -> None:
     assert [r.metric for r in compare(worse, baseline, "seed_qa.jsonl", 0.02)] == ["em", "recall@5"]
     with pytest.raises(CiteqaError, match="baseline was measured on"):
         compare(same, baseline, "other.json", 0.02)
+
+
+def test_gate_holds_answerable_f1_and_unanswerable_accuracy_each_on_its_own() -> None:
+    # Answering every unanswerable question too can keep the all-question F1 level: the split gates see it.
+    before = {"n": 10, "em": 0.6, "f1": 0.7, "has_ans_f1": 0.8, "no_ans_accuracy": 0.9, "recall@5": 0.9}
+    baseline = baseline_from(before, "seed_qa.jsonl", 0.02)
+    answers_all = before | {"has_ans_f1": 0.95, "no_ans_accuracy": 0.5}
+    assert [r.metric for r in compare(answers_all, baseline, "seed_qa.jsonl", 0.02)] == ["no_ans_accuracy"]
+    withholds = before | {"has_ans_f1": 0.6, "no_ans_accuracy": 1.0}
+    assert [r.metric for r in compare(withholds, baseline, "seed_qa.jsonl", 0.02)] == ["has_ans_f1"]
