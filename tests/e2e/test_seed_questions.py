@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from citeqa.service.qa.pipeline import QAPipeline, QuestionError
+from citeqa.indexing.errors import QuestionError
+from citeqa.service.qa.pipeline import QAPipeline
 
 from tests.conftest import SEED_DOC_ID
 

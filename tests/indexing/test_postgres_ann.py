@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from citeqa.indexing.ingest.loaders import content_hash
 from citeqa.indexing.store import DocumentUpdate, IndexSpec
-from citeqa.indexing.store.local import ivf_list_count
+from citeqa.indexing.store.faiss_index import ivf_list_count
 from citeqa.indexing.store.postgres import PostgresStore, default_probes
 from citeqa.indexing.types import Chunk, Document
 

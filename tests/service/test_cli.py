@@ -77,7 +77,7 @@ def test_empty_corpus_folder(env: Path, capsys: pytest.CaptureFixture[str]) -> N
 def test_bad_flag_value(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ask", "What?", "--top-k", "0"]) == 2
     assert "--top-k" in _one_error_line(capsys.readouterr().err)
-    assert main(["ask", "What?", "--min-probability", "1.5"]) == 2
+    assert main(["ask", "What?", "--min-answer-probability", "1.5"]) == 2
     assert "between 0 and 1" in _one_error_line(capsys.readouterr().err)
 
 
