@@ -29,9 +29,9 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q
 
-# Everything that needs no model (tests marked `slow` load the real models): under a minute.
+# The unit lane: no model, no server (tests marked `integration` load the real models, `e2e` start servers).
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not integration and not e2e"
 
 # Score the pipeline on the seed set and gate on eval/baseline.json (reports in reports/eval/).
 eval: install

@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from citeqa.indexing.embedding import Embedder
+from citeqa.indexing.embedding import Embedder, TextEmbedder
 from citeqa.indexing.errors import (
     CiteqaError,
     DocumentNotFoundError,
@@ -54,9 +54,13 @@ class QAPipeline:
     """
 
     def __init__(
-        self, settings: Settings | None = None, embedder: Embedder | None = None, reader: Reader | None = None
+        self,
+        settings: Settings | None = None,
+        embedder: TextEmbedder | None = None,
+        reader: Reader | None = None,
     ) -> None:
-        """Pass `embedder` and `reader` to share already-loaded models between pipelines."""
+        """Pass `embedder` and `reader` to share already-loaded models between pipelines (or, in the
+        unit tests, to run the pipeline on fakes)."""
         self.settings = settings or Settings()
         s = self.settings
         self.embedder = embedder or Embedder(

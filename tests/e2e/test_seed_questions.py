@@ -8,6 +8,8 @@ from citeqa.service.qa.pipeline import QAPipeline
 
 from tests.conftest import SEED_DOC_ID
 
+pytestmark = pytest.mark.e2e
+
 KNOWN = [
     ("Which city was the first Made in China 2025 pilot demonstration city?", "Ningbo"),
     ("What is the total investment of Shaanxi's projects?", "804.179 billion yuan"),

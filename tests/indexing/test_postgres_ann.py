@@ -15,7 +15,7 @@ from citeqa.indexing.types import Chunk, Document
 
 from tests.indexing.test_ann_index import clustered_unit_vectors
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 DIMENSION = 64
 SPEC = IndexSpec("test-embedder", DIMENSION, {"max_tokens": 32, "overlap_tokens": 8})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from citeqa.service.qa.cache import AnswerCache
 from citeqa.service.qa.query import Query
 from citeqa.service.qa.types import AskResult
@@ -38,6 +39,7 @@ def test_lru_is_bounded_and_keeps_the_recently_used() -> None:
     assert off.get(("a",)) is None and len(off) == 0
 
 
+@pytest.mark.integration
 def test_pipeline_serves_repeats_from_the_cache_until_the_index_changes(make_pipeline: Any) -> None:
     from citeqa.indexing.ingest.loaders import load_bytes
 
