@@ -38,6 +38,7 @@ def test_bare_commands_come_after_the_virtual_environment_is_activated() -> None
     assert (REPO_ROOT / ".venv" / "bin" / "citeqa").is_file()
 
 
+@pytest.mark.integration
 def test_the_openai_example_question_is_answered(seed_pipeline: QAPipeline) -> None:
     """The example asked "Which city was first?", which the service (rightly) declined to answer."""
     example = README[README.index("from openai import OpenAI") :]
@@ -54,7 +55,7 @@ def _block_after(marker: str) -> str:
     return README[start : README.index("\n```", start) + 1]
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_the_python_example_prints_what_the_readme_shows(tmp_path: Path) -> None:
     """The library example, run as printed in a fresh folder over the README's own example document, so a
     changed API, answer or score shows up here rather than in a newcomer's first minute."""
