@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from citeqa.indexing.errors import CiteqaError
+from citeqa.indexing.errors import DatasetError
 from citeqa.indexing.ingest.chunking import sentence_spans
 from citeqa.indexing.types import Document
 
@@ -19,10 +19,6 @@ DatasetFormat = Literal["jsonl", "squad"]
 SEED_SET = Path(__file__).resolve().parent / "data" / "seed_qa.jsonl"
 # A JSON-lines set whose folder holds this folder of documents is asked over those documents.
 JSONL_CORPUS = "docs"
-
-
-class DatasetError(CiteqaError):
-    """The evaluation file is missing or malformed."""
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,7 @@ def test_each_set_weighs_the_same_whatever_its_size() -> None:
     assert both > pooled.probabilities([{"margin": 6.0}])[0] + 0.05
 
 
+@pytest.mark.integration
 def test_calibrate_command_writes_a_calibration_the_pipeline_uses(
     tmp_path: Path, tiny_squad: Path, embedder: Embedder, reader: Reader, seed_pipeline: QAPipeline
 ) -> None:
