@@ -18,7 +18,7 @@ DEFAULT_TOLERANCE = 0.02  # two points, on the 0..1 scale the summary uses
 BASELINE_KEYS = (
     "n", "n_answerable", "n_unanswerable", "em", "f1", "has_ans_em", "has_ans_f1", "no_ans_accuracy",
     "abstention_precision", "abstention_recall", "recall@1", "recall@3", "recall@5", "recall@10", "mrr",
-    "ndcg@10", "citation_exact", "citation_overlap", "answer_threshold", "ece",
+    "ndcg@10", "citation_exact", "citation_overlap", "answer_threshold", "answer_floor", "ece",
 )  # fmt: skip
 
 

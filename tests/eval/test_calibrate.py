@@ -58,9 +58,10 @@ def test_fit_learns_that_margin_predicts_right_answers_and_chooses_threshold_and
     assert metrics["no_ans_accuracy"] >= 0.8
     assert metrics["confident"] + metrics["not_sure"] + metrics["no_answer"] == 200
     assert metrics["ece"] < 0.1
-    # The floor is what the pipeline's own `decide` replays: shown answers are those at or above it.
+    # The pipeline's own `decide`, answering nothing below the floor, shows the confident and "not sure" ones.
     aggregator = AnswerAggregator(
-        AnsweringConfig(), Calibrator(**{**calibrator.to_json(), "threshold": floor})
+        AnsweringConfig(),
+        Calibrator(**{**calibrator.to_json(), "threshold": floor, "floor": floor}),
     )
     shown = sum(bool(aggregator.decide(aggregator.score(a))[0]) for _, a in sets[0].questions)
     assert shown == metrics["confident"] + metrics["not_sure"]
