@@ -25,10 +25,19 @@ def ask_key(
     top_k: int,
     max_answers: int | None,
     document_ids: Sequence[str] | None,
-    min_probability: float | None = None,
+    min_answer_probability: float | None = None,
+    best_guess: bool = False,
 ) -> tuple[Hashable, ...]:
     docs = None if document_ids is None else tuple(sorted(set(document_ids)))
-    return (question_key(question), index_version, top_k, max_answers, docs, min_probability)
+    return (
+        question_key(question),
+        index_version,
+        top_k,
+        max_answers,
+        docs,
+        min_answer_probability,
+        best_guess,
+    )
 
 
 class AnswerCache:

@@ -19,7 +19,12 @@ from citeqa.indexing.ingest.loaders import load_bytes
 from citeqa.indexing.ingest.sources import DocumentSources
 from citeqa.indexing.store import Store, make_store, set_faiss_threads
 from citeqa.indexing.types import Document
-from citeqa.service.qa.answering import NO_ANSWER_MESSAGE, AnswerAggregator, AnsweringConfig
+from citeqa.service.qa.answering import (
+    NO_ANSWER_MESSAGE,
+    NOT_SURE_MESSAGE,
+    AnswerAggregator,
+    AnsweringConfig,
+)
 from citeqa.service.qa.cache import AnswerCache, ask_key
 from citeqa.service.qa.confidence import Calibrator
 from citeqa.service.qa.reader import Reader, TransformersReader
@@ -49,6 +54,13 @@ class RankedAnswers:
     passages: list[Passage]
     answers: list[Answer]  # every distinct answer, best probability first
     timings_ms: dict[str, float]
+
+
+def outcome_message(answers: Sequence[Answer]) -> str:
+    """What a result says of itself: nothing when its best answer is confident."""
+    if not answers:
+        return NO_ANSWER_MESSAGE
+    return NOT_SURE_MESSAGE if answers[0].confidence_level == "not_sure" else ""
 
 
 class QAPipeline:
@@ -81,7 +93,7 @@ class QAPipeline:
         self.aggregator = AnswerAggregator(
             AnsweringConfig(
                 max_answers=s.max_answers,
-                min_probability=s.min_answer_probability,
+                min_answer_probability=s.min_answer_probability,
                 context_chars=s.context_chars,
             ),
             # Fitted for this reader (`citeqa calibrate`) and stored in its folder; a small JSON file.
@@ -201,17 +213,29 @@ class QAPipeline:
         top_k: int | None = None,
         max_answers: int | None = None,
         document_ids: Sequence[str] | None = None,
-        min_probability: float | None = None,
+        min_answer_probability: float | None = None,
+        best_guess: bool = False,
     ) -> AskResult:
-        """`min_probability` replaces the calibrated threshold for this question: answers estimated less
-        likely than it to be right are withheld (0 answers whenever the reader found a span)."""
+        """`min_answer_probability` replaces the calibrated threshold for this question: answers less
+        likely than it to be right come back "not sure" (down to the floor) instead of confident.
+        `best_guess`: when no answer reaches the floor, the most probable one anyway, "not sure"."""
         question = self.validate_question(question)
         index = self.index
         started = time.perf_counter()
         top_k = self._top_k(top_k)
-        if min_probability is not None and not 0.0 <= min_probability <= 1.0:
-            raise QuestionError(f"min_probability must be between 0 and 1 (got {min_probability})")
-        key = ask_key(question, index.snapshot.version, top_k, max_answers, document_ids, min_probability)
+        if min_answer_probability is not None and not 0.0 <= min_answer_probability <= 1.0:
+            raise QuestionError(
+                f"min_answer_probability must be between 0 and 1 (got {min_answer_probability})"
+            )
+        key = ask_key(
+            question,
+            index.snapshot.version,
+            top_k,
+            max_answers,
+            document_ids,
+            min_answer_probability,
+            best_guess,
+        )
         cached = self.answer_cache.get(key)
         if cached is not None:
             elapsed = round((time.perf_counter() - started) * 1000, 2)
@@ -219,13 +243,15 @@ class QAPipeline:
             timings = {"cache": elapsed, "retrieve": 0.0, "read": 0.0, "total": elapsed}
             return dataclasses.replace(cached, question=question, timings_ms=timings)
         ranked = self.rank_answers(index, question, top_k, document_ids)
-        answers, no_answer = self.aggregator.decide(ranked.answers, max_answers, min_probability)
+        answers, no_answer = self.aggregator.decide(
+            ranked.answers, max_answers, min_answer_probability, best_guess=best_guess
+        )
         result = AskResult(
             question=question,
             answers=answers,
             passages=ranked.passages,
             no_answer=no_answer,
-            message=NO_ANSWER_MESSAGE if no_answer else "",
+            message=outcome_message(answers),
             timings_ms={**ranked.timings_ms, "total": round((time.perf_counter() - started) * 1000, 2)},
             index_version=index.snapshot.version,
             candidates=ranked.answers,

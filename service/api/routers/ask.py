@@ -1,4 +1,5 @@
-"""POST /v1/ask: cited verbatim answers (or an honest abstention) with the passages read."""
+"""POST /v1/ask: cited verbatim answers, confident or "not sure" (or an honest abstention), with the
+passages read."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ async def ask(body: AskRequest, request: Request, state: StateDep, pipeline: Pip
             top_k=body.top_k,
             max_answers=body.max_answers,
             document_ids=body.document_ids,
-            min_probability=body.min_answer_probability,
+            min_answer_probability=body.min_answer_probability,
+            best_guess=body.best_guess,
         ),
     )
     return ask_response(result)
