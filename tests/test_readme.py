@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from citeqa.service.qa.pipeline import QAPipeline
 from citeqa.service.settings import REPO_ROOT
 
@@ -31,6 +32,7 @@ def test_bare_commands_come_after_the_virtual_environment_is_activated() -> None
     assert (REPO_ROOT / ".venv" / "bin" / "citeqa").is_file()
 
 
+@pytest.mark.integration
 def test_the_openai_example_question_is_answered(seed_pipeline: QAPipeline) -> None:
     """The example asked "Which city was first?", which the service (rightly) declined to answer."""
     example = README[README.index("from openai import OpenAI") :]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from citeqa.indexing.types import Chunk
+from citeqa.indexing.types import Chunk, DocumentInfo
 
 # How sure an answer is: "answer" at or above the answer threshold (confident); "not_sure" between the
 # floor and that threshold, or a best guess asked for below the floor. Below the floor: no answer at all.
@@ -96,3 +96,14 @@ class SearchResult:
     passages: list[Passage]
     timings_ms: dict[str, float] = field(default_factory=dict)
     index_version: str = ""
+
+
+@dataclass(frozen=True)
+class DocumentPage:
+    """One page of the live index's documents."""
+
+    documents: list[DocumentInfo]
+    total: int
+    offset: int
+    limit: int
+    index_version: str

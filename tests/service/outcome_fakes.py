@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from citeqa.indexing.errors import QuestionError
 from citeqa.indexing.types import Chunk, Document
 from citeqa.service.qa.answering import AnswerAggregator, AnsweringConfig
 from citeqa.service.qa.confidence import Calibrator
-from citeqa.service.qa.pipeline import QuestionError, outcome_message
+from citeqa.service.qa.pipeline import outcome_message
+from citeqa.service.qa.query import Query
 from citeqa.service.qa.types import Answer, AskResult, Citation, Passage, TextSpan
 
 TEXT = "Refund policy.\nRefunds are paid within 14 days. Shipping costs 5 euros. Returns go to Berlin."
@@ -64,19 +66,24 @@ class OutcomePipeline:
 
     def ask(
         self,
-        question: str,
+        query: Query | str,
+        *,
         top_k: int | None = None,
         max_answers: int | None = None,
         document_ids: Sequence[str] | None = None,
         min_answer_probability: float | None = None,
         best_guess: bool = False,
     ) -> AskResult:
-        self.calls.append({"question": question, "best_guess": best_guess})
+        """The same signature as `QAPipeline.ask`."""
+        if isinstance(query, str):
+            query = Query.of(query, top_k, max_answers, document_ids, min_answer_probability, best_guess)
+        question = query.question
+        self.calls.append({"question": question, "best_guess": query.best_guess})
         if question not in SCORES:
             raise QuestionError(f"the fake knows no question {question!r}")
         candidates = ranked(question)
         answers, no_answer = self.aggregator.decide(
-            candidates, max_answers, min_answer_probability, best_guess=best_guess
+            candidates, query.max_answers, query.min_answer_probability, best_guess=query.best_guess
         )
         return AskResult(
             question=question,

@@ -5,13 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from citeqa.service.api.internal.errors import ApiError
-from citeqa.service.api.routers.chat import _question, chat_citations, render_markdown
-from citeqa.service.qa.types import AskResult
-from citeqa.service.wire import ChatCitation, ChatCompletionRequest
 from fastapi.testclient import TestClient
 
-from tests.service.outcome_fakes import CONFIDENT, NONE, NOT_SURE, OutcomePipeline
+pytestmark = pytest.mark.integration
 
 QUESTION = "Which city was the first Made in China 2025 pilot demonstration city?"
 
@@ -105,68 +101,3 @@ def test_models_lists_the_one_model(client: TestClient) -> None:
     body = client.get("/v1/models").json()
     assert body["object"] == "list"
     assert [m["id"] for m in body["data"]] == ["citeqa"]
-
-
-# Unit tests of the reply's wording on a pipeline without models (tests/service/outcome_fakes.py).
-
-
-def _reply(question: str, best_guess: bool = False) -> tuple[str, list[ChatCitation], AskResult]:
-    result = OutcomePipeline().ask(question, best_guess=best_guess)
-    citations = chat_citations(result, "http://h")
-    return render_markdown(result, citations, "http://h"), citations, result
-
-
-def test_markdown_of_a_confident_answer_claims_it_plainly() -> None:
-    content, citations, _ = _reply(CONFIDENT)
-    assert content.startswith("**14 days** [1]")
-    assert "Not sure" not in content.split("\n")[0]
-    assert [c.confidence_level for c in citations] == ["answer", "not_sure"]
-    # The alternative below the threshold is marked, in the list and in its source line.
-    assert "5 euros [2] (not sure)" in content
-    assert "(probability 0.40, not sure)" in content and "(probability 0.90)" in content
-
-
-def test_markdown_of_a_not_sure_answer_says_so_with_its_probability_and_source() -> None:
-    content, citations, _ = _reply(NOT_SURE)
-    first, answer_line = content.split("\n")[:3:2]
-    assert first == "**Not sure.** Low confidence — check the source. Best guess, probability 0.45:"
-    assert answer_line == "**5 euros** [1]"
-    assert "**Sources**" in content and citations[0].url in content
-    assert "“Shipping costs **5 euros**.”" in content  # the cited sentence, the answer in bold
-
-
-def test_markdown_of_no_answer_claims_no_more_than_the_search_found() -> None:
-    content, citations, result = _reply(NONE)
-    assert citations == [] and result.no_answer
-    assert content.startswith("I found no answer in the documents.")
-    assert "do not answer" not in content
-    assert "*Refund policy*" in content and "Reply *best guess*" in content
-    guess, citations, _ = _reply(NONE, best_guess=True)
-    assert guess.startswith("**Not sure.**") and "**Berlin** [1]" in guess
-    assert citations[0].confidence_level == "not_sure" and citations[0].score == 0.12
-
-
-@pytest.mark.parametrize(
-    ("messages", "expected"),
-    [
-        (["How much?"], ("How much?", False)),
-        (["How much?", "best guess"], ("How much?", True)),
-        (["How much?", " Guess! "], ("How much?", True)),
-        (
-            ["How much?", "What is the best guess for the fee?"],
-            ("What is the best guess for the fee?", False),
-        ),
-    ],
-)
-def test_a_reply_of_best_guess_asks_the_previous_question_again(
-    messages: list[str], expected: tuple[str, bool]
-) -> None:
-    body = ChatCompletionRequest(messages=[{"role": "user", "content": m} for m in messages])  # type: ignore[list-item]
-    assert _question(body) == expected
-
-
-def test_best_guess_with_no_question_before_it_is_refused() -> None:
-    body = ChatCompletionRequest(messages=[{"role": "user", "content": "best guess"}])  # type: ignore[list-item]
-    with pytest.raises(ApiError) as error:
-        _question(body)
-    assert error.value.status == 422

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import anyio
+import pytest
 from citeqa.service.api.routers.mcp import build_mcp_server
 from citeqa.service.qa.pipeline import QAPipeline
 from fastapi.testclient import TestClient
 from mcp import Client
 
-from tests.service.outcome_fakes import CONFIDENT, NONE, NOT_SURE, OutcomePipeline
+pytestmark = pytest.mark.integration
 
 QUESTION = "Which city was the first Made in China 2025 pilot demonstration city?"
 
@@ -35,37 +34,6 @@ def test_mcp_tools_ask_and_search(seed_pipeline: QAPipeline, seed_text: str) -> 
             empty = await client.call_tool("ask", {"question": "   "})
             assert empty.is_error
             assert "empty" in empty.content[0].text  # type: ignore[union-attr]
-
-    anyio.run(session)
-
-
-def test_mcp_ask_gives_confidence_levels_and_the_best_guess() -> None:
-    """On a pipeline without models: the tool passes best_guess and min_answer_probability down, and says
-    how sure each answer is."""
-    pipeline = OutcomePipeline()
-
-    async def session() -> None:
-        async with Client(build_mcp_server(lambda: pipeline)) as client:  # type: ignore[arg-type, return-value]
-            tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-            assert "best_guess" in tools["ask"].input_schema["properties"]
-            assert "no answer" in (tools["ask"].description or "")
-
-            async def ask(**arguments: object) -> dict[str, Any]:
-                result = await client.call_tool("ask", arguments)
-                assert not result.is_error
-                return result.structured_content  # type: ignore[return-value]
-
-            none = await ask(question=NONE)
-            assert none["no_answer"] and none["confidence_level"] == "none"
-            assert none["message"] == "I found no answer in the documents."
-            guess = await ask(question=NONE, best_guess=True)
-            assert [(a["text"], a["confidence_level"]) for a in guess["answers"]] == [("Berlin", "not_sure")]
-            not_sure = await ask(question=NOT_SURE)
-            assert not_sure["confidence_level"] == "not_sure" and not not_sure["no_answer"]
-            strict = await ask(question=CONFIDENT, min_answer_probability=0.95)
-            assert {a["confidence_level"] for a in strict["answers"]} == {"not_sure"}
-            assert (await ask(question=CONFIDENT))["confidence_level"] == "answer"
-        assert pipeline.calls[1] == {"question": NONE, "best_guess": True}
 
     anyio.run(session)
 
