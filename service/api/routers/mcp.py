@@ -133,6 +133,16 @@ class McpHttpEndpoint:
                 self._managers.remove(manager)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            # Stateless with JSON replies: there is no session to stream to (GET) or to end (DELETE).
+            # The SDK would answer a GET with an event stream that never sends anything and never
+            # ends, holding a connection slot for as long as the client likes.
+            message = "the MCP endpoint takes JSON-RPC requests by POST only (no event streams)"
+            reply = JSONResponse(
+                error_json("method_not_allowed", message), status_code=405, headers={"Allow": "POST"}
+            )
+            await reply(scope, receive, send)
+            return
         if not self._managers:
             message = "the MCP endpoint is not running"
             await JSONResponse(error_json("not_ready", message), status_code=503)(scope, receive, send)
