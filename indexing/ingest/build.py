@@ -81,7 +81,9 @@ class IndexBuilder:
         corpus = sources.corpus_dir
         if not corpus.is_dir():
             raise EmptyCorpusError(f"corpus folder {corpus} does not exist")
-        loaded = sources.load()
+        # Deletions made through any replica, so that an upload file another data directory kept (or a
+        # folder document deleted through another replica) does not come back.
+        loaded = sources.load(self.store.deleted_ids())
         if not loaded.documents:
             detail = f" ({len(loaded.problems)} files skipped)" if loaded.problems else ""
             raise EmptyCorpusError(f"no loadable documents in {corpus}{detail}")
@@ -199,7 +201,10 @@ class IndexBuilder:
             removed = sorted(set(old_hashes) - set(by_id))
         else:
             removed = sorted(d for d in set(deletes) if d in old_hashes and d not in by_id)
-        manifest = self.store.write(updates, removed, spec, previous, replace_all=previous is None)
+        # A delete asked for (not a file gone from the folder) is recorded, so no build brings it back.
+        manifest = self.store.write(
+            updates, removed, spec, previous, replace_all=previous is None, record_deletes=not exact
+        )
         return BuildReport(
             manifest=manifest,
             added=added,

@@ -106,6 +106,11 @@ class Store(Protocol):
 
     def write_lock(self) -> AbstractContextManager[None]: ...
 
+    def deleted_ids(self) -> set[str]:
+        """Documents deleted through the service and not written since: a build must not bring them
+        back from a file some data directory still holds (an upload kept by another replica)."""
+        ...
+
     def previous(self, spec: IndexSpec) -> StoreSnapshot | None:
         """The live version when its documents can be kept as they are, else None (rebuild all)."""
         ...
@@ -117,9 +122,12 @@ class Store(Protocol):
         spec: IndexSpec,
         previous: StoreSnapshot | None,
         replace_all: bool = False,
+        record_deletes: bool = False,
     ) -> Manifest:
         """Publish a new version: `previous`'s documents, less `deletes`, with `updates` added or
-        replacing; with `replace_all`, exactly `updates`. All of it becomes visible at once or not at all."""
+        replacing; with `replace_all`, exactly `updates`. All of it becomes visible at once or not at all.
+        With `record_deletes` (a delete through the service, not a file gone from the corpus folder)
+        `deletes` join `deleted_ids()`; a document written again leaves it."""
         ...
 
 

@@ -151,3 +151,19 @@ def test_a_damaged_replica_bm25_folder_is_rebuilt_from_the_database(
         assert len(restarted.open().sparse("804.179", 3)) == 1
     finally:
         restarted.close()
+
+
+def test_a_delete_asked_for_is_recorded_until_the_document_is_written_again(
+    store: Store, embedder: Embedder
+) -> None:
+    """Store.deleted_ids: what `citeqa index` consults so that a deleted upload stays deleted."""
+    builder = _builder(store, embedder)
+    builder.build([_doc("a.txt"), _doc("b.txt"), _doc("c.txt")])
+    assert store.deleted_ids() == set()
+    builder.update([], ["b.txt"])
+    assert store.deleted_ids() == {"b.txt"}
+    # A file gone from the folder (a.txt) is not a delete asked for: it may come back with the file.
+    builder.build([_doc("c.txt")])
+    assert store.deleted_ids() == {"b.txt"}
+    builder.update([_doc("b.txt")])  # uploaded again
+    assert store.deleted_ids() == set()
