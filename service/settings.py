@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="JSON request bodies")
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="document uploads")
     inference_workers: int = Field(default=4, ge=1, le=64, description="threads running the models")
+    update_queue_size: int = Field(
+        default=16, ge=1, description="uploads and deletes running or waiting at once; more get 429"
+    )
     feedback_db: Path | None = Field(default=None, description="defaults to <data_dir>/feedback.sqlite3")
     max_feedback_bytes: int = Field(
         default=20 * 1024 * 1024, ge=0, description="feedback store size at which posts get 507; 0 = no cap"

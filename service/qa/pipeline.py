@@ -277,11 +277,14 @@ class QAPipeline:
             self.reload()
         return report
 
-    def upload_document(self, doc_id: str, data: bytes) -> tuple[Document, BuildReport]:
+    def upload_document(
+        self, doc_id: str, data: bytes, document: Document | None = None
+    ) -> tuple[Document, BuildReport]:
         """Index an uploaded file and keep it in the data directory, so that re-indexing keeps it.
+        `document`: `data` already parsed (the service parses before an upload queues for the writer).
 
         Journaled: after a crash at any point the upload is either fully in or fully out."""
-        document = load_bytes(data, doc_id)
+        document = document if document is not None else load_bytes(data, doc_id)
         with self._update_lock, self.journal().upload(doc_id, data, self._indexed_hash):
             report = self.add_documents([document])
         return document, report
