@@ -99,11 +99,17 @@ class ServiceState:
             if request is None:
                 return await anyio.to_thread.run_sync(fn, limiter=self._updates)
             result: list[T] = []
+            failure: list[Exception] = []
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(_cancel_on_disconnect, request, tasks.cancel_scope)
-                # Cancelling this while `fn` runs waits for `fn` to finish (the thread is not abandoned).
-                result.append(await anyio.to_thread.run_sync(fn, limiter=self._updates))
+                try:
+                    # Cancelled while `fn` runs, this waits for `fn` to finish (the thread is not abandoned).
+                    result.append(await anyio.to_thread.run_sync(fn, limiter=self._updates))
+                except Exception as exc:  # raised below, outside the group, which would wrap it
+                    failure.append(exc)
                 tasks.cancel_scope.cancel()
+            if failure:
+                raise failure[0]
             if not result:
                 raise ApiError(499, "client_gone", "the client disconnected before its update ran")
             return result[0]

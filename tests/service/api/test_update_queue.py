@@ -118,7 +118,8 @@ def test_a_queued_upload_whose_client_left_is_never_run(gated: Gated) -> None:
     with socket.create_connection((host, int(port))) as sock:
         sock.sendall(
             b"POST /v1/documents HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            + f"Authorization: Bearer {API_KEY}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n".encode()
+            + f"Authorization: Bearer {API_KEY}\r\n".encode()
+            + f"Content-Type: multipart/form-data; boundary={boundary}\r\n".encode()
             + f"Content-Length: {len(body)}\r\n\r\n".encode()
             + body
         )
