@@ -26,6 +26,8 @@ from citeqa.service.settings import REPO_ROOT
 
 from tests.conftest import child_env
 
+pytestmark = pytest.mark.e2e
+
 FLOOD = 600
 HEALTH_DEADLINE_S = 1.0  # a load balancer's health check gives up after about this long
 CHECK_FOR_S = 8.0

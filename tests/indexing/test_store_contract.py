@@ -158,6 +158,7 @@ def test_a_damaged_replica_bm25_folder_is_rebuilt_from_the_database(
         restarted.close()
 
 
+@pytest.mark.integration
 def test_a_delete_asked_for_is_recorded_until_the_document_is_written_again(
     store: Store, embedder: Embedder
 ) -> None:

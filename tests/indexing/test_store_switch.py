@@ -22,7 +22,7 @@ from citeqa.service.settings import Settings
 
 from tests.conftest import SEEDS
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 
 def _pipeline(data_dir: Path, embedder: Embedder, reader: Reader, database_url: str | None) -> QAPipeline:

@@ -20,6 +20,8 @@ from citeqa.service.qa.pipeline import QAPipeline
 
 from tests.service.api.conftest import API_KEY
 
+pytestmark = pytest.mark.e2e
+
 
 def _multipart(name: str, data: bytes) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
@@ -44,7 +46,7 @@ def test_a_full_disk_gives_507_and_the_connection_goes_on(
     def disk_full(path: Path, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(sources, "_write_atomically", disk_full)
+    monkeypatch.setattr(sources, "write_atomically", disk_full)
     with serve_app(create_app(pipeline=pipeline)) as url:
         host, port = url.removeprefix("http://").split(":")
         conn = http.client.HTTPConnection(host, int(port), timeout=30)
@@ -81,7 +83,7 @@ def test_other_os_errors_stay_internal_errors(
     def denied(path: Path, data: bytes) -> None:
         raise OSError(errno.EACCES, "Permission denied", str(path))
 
-    monkeypatch.setattr(sources, "_write_atomically", denied)
+    monkeypatch.setattr(sources, "write_atomically", denied)
     with serve_app(create_app(pipeline=pipeline)) as url:
         host, port = url.removeprefix("http://").split(":")
         conn = http.client.HTTPConnection(host, int(port), timeout=30)
