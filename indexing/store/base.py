@@ -127,12 +127,12 @@ class Store(Protocol):
         spec: IndexSpec,
         previous: StoreSnapshot | None,
         replace_all: bool = False,
-        record_deletes: bool = False,
+        record_deleted: Sequence[str] = (),
     ) -> Manifest:
         """Publish a new version: `previous`'s documents, less `deletes`, with `updates` added or
         replacing; with `replace_all`, exactly `updates`. All of it becomes visible at once or not at all.
-        With `record_deletes` (a delete through the service, not a file gone from the corpus folder)
-        `deletes` join `deleted_ids()`; a document written again leaves it."""
+        `record_deleted` (deletes asked for through the service, not files gone from the corpus folder)
+        join `deleted_ids()`, in the same version; a document written again leaves it."""
         ...
 
 

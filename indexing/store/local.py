@@ -576,13 +576,13 @@ class LocalStore:
         spec: IndexSpec,
         previous: StoreSnapshot | None,
         replace_all: bool = False,
-        record_deletes: bool = False,
+        record_deleted: Sequence[str] = (),
     ) -> Manifest:
         """Every version is a complete copy: kept documents' chunks and vectors are copied from `previous`."""
         if previous is not None and not isinstance(previous, IndexSnapshot):
             raise TypeError("the local store copies kept documents from a local snapshot")
         fresh = {u.document.id: u for u in updates}
-        deleted = (self.deleted_ids() | (set(deletes) if record_deletes else set())) - set(fresh)
+        deleted = (self.deleted_ids() | set(record_deleted)) - set(fresh)
         dropped = set(deletes) | set(fresh)
         kept: list[Document] = []
         if previous is not None and not replace_all:

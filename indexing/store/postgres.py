@@ -295,16 +295,16 @@ class PostgresStore:
         spec: IndexSpec,
         previous: StoreSnapshot | None,
         replace_all: bool = False,
-        record_deletes: bool = False,
+        record_deleted: Sequence[str] = (),
     ) -> Manifest:
         upserted = [u.document.id for u in updates]
         with self.connection() as conn, conn.transaction():
             conn.execute("DELETE FROM citeqa_deletions WHERE id = ANY(%s::text[])", [upserted])
-            if record_deletes and deletes:
+            if record_deleted:
                 conn.execute(
                     "INSERT INTO citeqa_deletions (id) SELECT unnest(%s::text[]) "
                     "ON CONFLICT (id) DO UPDATE SET deleted_at = now()",
-                    [list(deletes)],
+                    [[d for d in record_deleted if d not in upserted]],
                 )
             if replace_all:
                 # Dropping the chunks first spares a row-by-row cascade over every old chunk.

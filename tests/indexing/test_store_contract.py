@@ -173,3 +173,13 @@ def test_a_delete_asked_for_is_recorded_until_the_document_is_written_again(
     assert store.deleted_ids() == {"b.txt"}
     builder.update([_doc("b.txt")])  # uploaded again
     assert store.deleted_ids() == set()
+
+
+@pytest.mark.integration
+def test_a_delete_is_recorded_even_when_the_update_must_rebuild(store: Store, embedder: Embedder) -> None:
+    """The live version cannot be built on (other chunking): the update re-embeds all, and still records."""
+    _builder(store, embedder).build([_doc("a.txt"), _doc("b.txt")])
+    other = IndexBuilder(store, embedder, ChunkingConfig(max_tokens=48, overlap_tokens=8))
+    report = other.update([], ["b.txt"])
+    assert sorted(report.manifest.documents) == ["a.txt"]
+    assert store.deleted_ids() == {"b.txt"}
