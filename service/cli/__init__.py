@@ -60,9 +60,9 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
         and pipeline.store.live_version() is not None
     ):
         raise CiteqaError(
-            f"the index at {pipeline.index_dir} holds the folder {previous}; indexing {corpus} instead "
-            "would replace its documents (a running service too): pass --replace to do that, "
-            "or use another CITEQA_DATA_DIR"
+            f"the index at {pipeline.store.describe()} holds the folder {previous}; "
+            f"indexing {corpus} instead would replace its documents (a running service too): "
+            "pass --replace to do that, or use another CITEQA_DATA_DIR"
         )
     report = pipeline.index_folder(corpus, rebuild=args.rebuild, show_progress=sys.stderr.isatty())
     for problem in report.problems:
