@@ -97,7 +97,8 @@ def test_calibrate_command_writes_a_calibration_the_pipeline_uses(
     assert opened["confident"] + opened["not_sure"] + opened["no_answer"] == 3
     # A pipeline whose reader folder holds it scores answers with it.
     calibrator = Calibrator.load(out)
-    result = seed_pipeline.ask("Which city was the first Made in China 2025 pilot demonstration city?")
+    # Not one of the e2e KNOWN questions: the session-wide pipeline would answer those from its cache next.
+    result = seed_pipeline.ask("Which was the first Made in China 2025 pilot demonstration city?")
     expected = calibrator.probabilities([result.candidates[0].features])[0]
     assert 0.0 <= expected <= 1.0
     aggregator = AnswerAggregator(AnsweringConfig(), calibrator)
