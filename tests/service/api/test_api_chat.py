@@ -28,7 +28,9 @@ def test_chat_reply_is_cited_markdown(client: TestClient, seed_text: str) -> Non
     body = response.json()
     assert body["object"] == "chat.completion"
     content = body["choices"][0]["message"]["content"]
-    assert content.startswith("**Ningbo** [1]")
+    # Confident or "not sure" (the shipped calibration's threshold decides): the cited answer either way.
+    assert content.startswith(("**Ningbo** [1]", "**Not sure.**"))
+    assert "**Ningbo** [1]" in content
     assert "**Sources**" in content
     citation = body["citations"][0]
     assert citation["quote"] == "Ningbo" == seed_text[citation["start"] : citation["end"]]
