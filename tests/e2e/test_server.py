@@ -44,7 +44,9 @@ def test_openai_client_gets_the_cited_answer(live_server: LiveServer) -> None:
     assert [m.id for m in client.models.list()] == ["citeqa"]
     reply = client.chat.completions.create(model="citeqa", messages=[{"role": "user", "content": QUESTION}])
     content = reply.choices[0].message.content
-    assert content is not None and content.startswith("**Ningbo** [1]")
+    # Confident or "not sure" (the shipped calibration's threshold decides): the cited answer either way.
+    assert content is not None and content.startswith(("**Ningbo** [1]", "**Not sure.**"))
+    assert "**Ningbo** [1]" in content
     citations = (reply.model_extra or {})["citations"]
     assert citations[0]["quote"] == "Ningbo"
     assert citations[0]["url"].startswith(f"{live_server.url}/v1/documents/")
