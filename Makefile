@@ -8,7 +8,10 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: install run index test test-fast lint typecheck eval bench bench-full soak postgres postgres-stop clean
 
+# The reader's ONNX export (models/<reader>/onnx/, git-ignored) is derived from its weights: built here,
+# in seconds, and skipped while current. `citeqa` loads it by default; torch reads without it.
 install: $(STAMP)
+	@$(BIN)/citeqa export-reader
 
 # torch first, pinned: that version's CPU wheel lies on this disk, a plain `torch` would pull a CUDA build.
 $(STAMP): pyproject.toml

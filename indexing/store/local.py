@@ -80,10 +80,35 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+_faiss_threads = 0  # OpenMP threads for one FAISS search; 0 = leave OpenMP's setting alone
+
+
 def set_faiss_threads(threads: int) -> None:
-    """Process-wide: one query scans with one thread. A second OpenMP thread made a 20k-chunk flat
-    search 3x slower on two busy cores (thread wake-ups cost more than the scan)."""
+    """Threads for each FAISS search from now on (0 = OpenMP's default). One query scans with one thread
+    by default: a second OpenMP thread made a 20k-chunk flat search 3x slower on two busy cores (thread
+    wake-ups cost more than the scan).
+
+    Only recorded here and applied around each search (`faiss_thread_scope`): FAISS and torch load the
+    same libgomp, so calling `omp_set_num_threads` once for FAISS also cut torch's intra-op threads to 1
+    in that thread (the reader read 1.7x slower in process)."""
+    global _faiss_threads
+    _faiss_threads = max(0, int(threads))
+
+
+@contextlib.contextmanager
+def faiss_thread_scope() -> Iterator[None]:
+    """Run a FAISS call with the configured thread count, then give this thread its own setting back.
+    OpenMP keeps the setting per thread, so concurrent searches in other threads are not affected."""
+    threads = _faiss_threads
+    previous = faiss.omp_get_max_threads()
+    if threads <= 0 or threads == previous:
+        yield
+        return
     faiss.omp_set_num_threads(threads)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)
 
 
 def _crash_point(stage: str) -> None:
@@ -441,7 +466,8 @@ class IndexSnapshot:
             return [(int(allowed[i]), float(scores[i])) for i in order]
         query = np.ascontiguousarray(query_vector, dtype=np.float32).reshape(1, -1)
         if self.manifest.index_type not in COMPRESSED_INDEX_TYPES:
-            scores_2d, ids_2d = self.index.search(query, min(k, self.index.ntotal))
+            with faiss_thread_scope():
+                scores_2d, ids_2d = self.index.search(query, min(k, self.index.ntotal))
             return [(int(i), float(s)) for i, s in zip(ids_2d[0], scores_2d[0], strict=True) if i >= 0]
         shortlist_k = min(k * max(self.rerank_factor, 1), self.index.ntotal)
         # Search parameters travel with the call, so the shared index object is never mutated.
@@ -449,7 +475,8 @@ class IndexSnapshot:
         if self.nprobe > 0:
             params = faiss.SearchParametersIVF()
             params.nprobe = self.nprobe
-        _, ids_2d = self.index.search(query, shortlist_k, params=params)
+        with faiss_thread_scope():
+            _, ids_2d = self.index.search(query, shortlist_k, params=params)
         return exact_rerank(self.embeddings, ids_2d[0], query[0], k)
 
     def sparse(self, query: str, k: int, document_ids: Sequence[str] | None = None) -> Hits:

@@ -12,7 +12,7 @@ import pytest
 from citeqa.eval.bench.corpus import make_corpus, make_templates, seed_sentences, variant_vectors
 from citeqa.eval.bench.measure import MemorySampler, percentile, summarize_ms
 from citeqa.eval.bench.quality import load_questions, score
-from citeqa.eval.bench.report import write_report
+from citeqa.eval.bench.report import runtimes_table, write_report
 from citeqa.eval.bench.run import bench_indexing, bench_seed
 from citeqa.eval.bench.scale import exact_top_k, run_size
 from citeqa.eval.metrics import f1_score
@@ -191,3 +191,33 @@ def test_store_bench_measures_both_stores_and_sweeps_on_one_build(database_url: 
     assert all(r["recall_at_10"] >= 0.9 for r in rows)
     assert "ingest_chunks_per_s" in rows[1] and "ingest_chunks_per_s" not in rows[2]  # one build
     assert all(set(r["search_ms"]) == SUMMARY_KEYS for r in rows)
+
+
+def test_reader_runtimes_side_by_side(make_pipeline: Any, exported_reader_dir: Path) -> None:
+    from citeqa.eval.bench.readers import CLIENTS, bench_runtimes
+    from citeqa.service.qa.pipeline import QAPipeline
+
+    seed = make_pipeline()
+    settings = Settings(device="cpu", reader_path=exported_reader_dir)
+
+    def seed_pipeline_with(reader: Any, **overrides: Any) -> QAPipeline:
+        update = {"reader_path": exported_reader_dir, **overrides}
+        return QAPipeline(seed.settings.model_copy(update=update), embedder=seed.embedder, reader=reader)
+
+    items = load_questions()[:3]
+    section = bench_runtimes(seed_pipeline_with, settings, items, asks_per_level=6, log=lambda _: None)
+    rows = {row["label"]: row for row in section["rows"]}
+    assert list(rows) == [
+        "torch, unbatched (before)",
+        "torch, batched",
+        "onnx int8, batched",
+        "onnx fp32, batched",
+    ]
+    assert rows["onnx int8, batched"]["reader"]["runtime"] == "onnxruntime"
+    assert rows["torch, batched"]["reader"]["runtime"] == "torch"
+    for row in rows.values():
+        assert [t["clients"] for t in row["throughput"]] == list(CLIENTS)
+        assert all(t["errors"] == 0 and t["answers_per_s"] > 0 for t in row["throughput"])
+        assert row["read_per_passage_ms"]["n"] == 3
+    table = "\n".join(runtimes_table(section))
+    assert "| onnx int8, batched | onnxruntime int8," in table

@@ -1,0 +1,170 @@
+"""The reader's runtimes: which one `auto` loads, the ONNX export, equal spans, threads kept from FAISS,
+and batching across concurrent questions with the real models."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import faiss
+import pytest
+import torch
+from citeqa.indexing.store.local import faiss_thread_scope, set_faiss_threads
+from citeqa.service.qa import onnx_reader
+from citeqa.service.qa.onnx_reader import OnnxReader, export_reader, weights_sha256
+from citeqa.service.qa.reader import Reader, SpanCandidate, TransformersReader, make_reader
+from citeqa.service.settings import Settings
+
+from tests.conftest import PipelineFactory
+
+READER = Settings().reader_path
+QUESTION = "Which city became the first pilot demonstration city?"
+PASSAGES = [
+    "The committee meets every spring in Lisbon.",
+    "After Ningbo became the first pilot demonstration city in August 2016, Wuhan followed.",
+]
+
+
+def fake_reader_folder(root: Path, exported: bool, weights: bytes = b"weights") -> Path:
+    folder = root / "reader"
+    (folder / "onnx").mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(weights)
+    if exported:
+        for name in onnx_reader.VARIANTS.values():
+            (folder / "onnx" / name).write_bytes(b"onnx")
+        manifest = {"weights_sha256": weights_sha256(folder)}
+        (folder / "onnx" / "export.json").write_text(json.dumps(manifest))
+    return folder
+
+
+@pytest.fixture
+def no_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CPU without bf16 units (AVX2 only), where `auto` prefers ONNX Runtime."""
+    monkeypatch.setattr("citeqa.indexing.embedding.cpu_has_fast_bf16", lambda: False)
+
+
+def test_auto_loads_onnx_only_with_a_current_export(tmp_path: Path, no_bf16: None) -> None:
+    exported = fake_reader_folder(tmp_path / "a", exported=True)
+    bare = fake_reader_folder(tmp_path / "b", exported=False)
+    assert isinstance(make_reader(Settings(reader_path=exported, device="cpu")), OnnxReader)
+    assert isinstance(make_reader(Settings(reader_path=bare, device="cpu")), TransformersReader)
+    # Asked for by name, each runtime is what it says; CUDA always reads with torch.
+    settings = Settings(reader_path=exported, device="cpu", reader_runtime="torch")
+    assert isinstance(make_reader(settings), TransformersReader)
+    assert isinstance(make_reader(Settings(reader_path=exported, device="cuda")), TransformersReader)
+
+
+def test_auto_keeps_torch_bf16_on_a_cpu_with_bf16_units(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("citeqa.indexing.embedding.cpu_has_fast_bf16", lambda: True)
+    exported = fake_reader_folder(tmp_path, exported=True)
+    assert isinstance(make_reader(Settings(reader_path=exported, device="cpu")), TransformersReader)
+    settings = Settings(reader_path=exported, device="cpu", model_dtype="float32")
+    assert isinstance(make_reader(settings), OnnxReader)  # fp32 asked for: ONNX Runtime's is the one
+
+
+def test_an_export_of_other_weights_is_not_used(tmp_path: Path, no_bf16: None) -> None:
+    folder = fake_reader_folder(tmp_path, exported=True)
+    (folder / "model.safetensors").write_bytes(b"retrained weights")
+    assert isinstance(make_reader(Settings(reader_path=folder, device="cpu")), TransformersReader)
+    with pytest.raises(onnx_reader.ExportError, match="citeqa export-reader"):
+        OnnxReader(folder).warm_up()
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores to tell 1 thread from 2")
+def test_faiss_threads_are_scoped_to_the_search() -> None:
+    torch.set_num_threads(2)
+    set_faiss_threads(1)
+    try:
+        with faiss_thread_scope():
+            inside = faiss.omp_get_max_threads()
+        # One process-wide omp_set_num_threads(1) used to leave torch (same libgomp) with 1 thread.
+        assert (inside, torch.get_num_threads()) == (1, 2)
+    finally:
+        set_faiss_threads(0)
+
+
+# --- with the real models ----------------------------------------------------------------------
+def onnx(folder: Path, variant: str, **options: object) -> OnnxReader:
+    model = OnnxReader(folder, variant=variant, **options)  # type: ignore[arg-type]
+    model.warm_up()
+    return model
+
+
+def best_text(model: Reader) -> tuple[str, float]:
+    best = model.read(QUESTION, PASSAGES)[0]
+    return PASSAGES[best.passage_index][best.start : best.end], best.margin
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["fp32", "int8"])
+def test_onnx_reader_finds_the_span_torch_finds(
+    exported_reader_dir: Path, reader: Reader, variant: str
+) -> None:
+    text, margin = best_text(onnx(exported_reader_dir, variant))
+    torch_text, torch_margin = best_text(reader)
+    assert text == torch_text == "Ningbo"
+    assert margin == pytest.approx(torch_margin, abs=1.0)
+    manifest = json.loads((exported_reader_dir / "onnx" / "export.json").read_text())
+    assert export_reader(exported_reader_dir)["skipped"] is True
+    assert manifest["fused_operators"]["Attention"] == 6
+
+
+def _key(candidates: list[SpanCandidate]) -> list[tuple[int, int, int]]:
+    return [(c.passage_index, c.start, c.end) for c in candidates[:3]]
+
+
+def _cases(seed_text: str) -> list[tuple[str, list[str]]]:
+    sentences = [s.strip() for s in seed_text.split(".") if len(s.strip()) > 20]
+    questions = ["Which city was the first pilot city?", "What does the plan cover?", "When?", "Who?"]
+    return [
+        (questions[i % 4], [". ".join(sentences[i * 2 + j : i * 2 + j + 2]) for j in range(1 + i % 4)])
+        for i in range(16)
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", ["torch", "onnx-fp32"])
+def test_batched_reads_from_many_threads_match_lone_reads(
+    exported_reader_dir: Path, seed_text: str, runtime: str
+) -> None:
+    """Questions merged into one forward pass get the spans they get alone (padding is masked).
+    fp32 on both runtimes: bf16 and int8 round differently with the batch's shape."""
+    options = {"batch_windows": 16, "batch_wait_ms": 5.0}
+    if runtime == "torch":
+        alone: Reader = TransformersReader(READER, device="cpu", dtype="float32")
+        batched: Reader = TransformersReader(READER, device="cpu", dtype="float32", **options)  # type: ignore[arg-type]
+    else:
+        alone, batched = onnx(exported_reader_dir, "fp32"), onnx(exported_reader_dir, "fp32", **options)
+    cases = _cases(seed_text)
+    expected = [alone.read(q, p) for q, p in cases]
+    barrier = threading.Barrier(8)
+
+    def call(i: int) -> list[SpanCandidate]:
+        if i < 8:
+            barrier.wait()
+        return batched.read(*cases[i % len(cases)])
+
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(call, range(3 * len(cases))))
+    for i, candidates in enumerate(got):
+        want = expected[i % len(cases)]
+        assert _key(candidates) == _key(want)
+        assert candidates[0].score == pytest.approx(want[0].score, abs=1e-3)
+    batcher = batched._batcher  # type: ignore[attr-defined]
+    assert batcher is not None and batcher.batches < batcher.requests  # some were merged
+    batched.close()  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores to tell 1 thread from 2")
+def test_reader_keeps_its_threads_after_the_pipeline_starts(make_pipeline: PipelineFactory) -> None:
+    torch.set_num_threads(2)
+    pipeline = make_pipeline(faiss_threads=1)
+    pipeline.ask("Which city was the first pilot demonstration city?")
+    assert torch.get_num_threads() == 2
