@@ -133,12 +133,15 @@ class Settings(BaseSettings):
     reader_threads: int = Field(
         default=0, ge=0, le=256, description="intra-op threads of the reader's runtime; 0 = one per core"
     )
+    # Off by default: on 2 shared cores a forward pass of one question's 4 windows already keeps both
+    # busy, and merged passes cost the same per window while serialising the rest (`citeqa bench`
+    # measures both side by side; see docs/performance.md).
     reader_batch_windows: int = Field(
-        default=32,
+        default=0,
         ge=0,
         le=512,
-        description="windows (question+passage) one merged forward pass of concurrent questions holds; "
-        "0 = no merging, each question runs its own forward pass in its own thread",
+        description="merge the forward passes of questions read at the same time, up to this many "
+        "windows (question+passage) per pass; 0 = each question runs its own pass in its own thread",
     )
     reader_batch_wait_ms: float = Field(
         default=3.0,

@@ -155,7 +155,7 @@ def test_batched_reads_from_many_threads_match_lone_reads(
     for i, candidates in enumerate(got):
         want = expected[i % len(cases)]
         assert _key(candidates) == _key(want)
-        assert candidates[0].score == pytest.approx(want[0].score, abs=1e-3)
+        assert [c.score for c in candidates[:3]] == pytest.approx([c.score for c in want[:3]], abs=1e-3)
     batcher = batched._batcher  # type: ignore[attr-defined]
     assert batcher is not None and batcher.batches < batcher.requests  # some were merged
     batched.close()  # type: ignore[attr-defined]

@@ -208,11 +208,14 @@ def test_reader_runtimes_side_by_side(make_pipeline: Any, exported_reader_dir: P
     section = bench_runtimes(seed_pipeline_with, settings, items, asks_per_level=6, log=lambda _: None)
     rows = {row["label"]: row for row in section["rows"]}
     assert list(rows) == [
-        "torch, unbatched (before)",
+        "torch",
         "torch, batched",
+        "onnx int8",
         "onnx int8, batched",
+        "onnx fp32",
         "onnx fp32, batched",
     ]
+    assert rows["onnx fp32, batched"]["batch_windows"] == 32 and rows["torch"]["batch_windows"] == 0
     assert rows["onnx int8, batched"]["reader"]["runtime"] == "onnxruntime"
     assert rows["torch, batched"]["reader"]["runtime"] == "torch"
     for row in rows.values():
