@@ -26,10 +26,10 @@ from citeqa.eval.metrics import (
     risk_coverage,
     sweep_threshold,
 )
-from citeqa.indexing.errors import CiteqaError
+from citeqa.indexing.errors import CiteqaError, DocumentNotFoundError, QuestionError
 from citeqa.indexing.types import Document
 from citeqa.service.qa.answering import AnswerAggregator
-from citeqa.service.qa.pipeline import QAPipeline, QuestionError
+from citeqa.service.qa.pipeline import QAPipeline
 from citeqa.service.qa.types import Answer
 from citeqa.service.wire import ask_json, passage_json
 
@@ -96,7 +96,10 @@ class PipelineBackend:
 
     def document(self, doc_id: str) -> Document | None:
         if doc_id not in self._documents:
-            self._documents[doc_id] = self.pipeline.index.snapshot.document(doc_id)
+            try:
+                self._documents[doc_id] = self.pipeline.document(doc_id)[0]
+            except DocumentNotFoundError:
+                self._documents[doc_id] = None
         return self._documents[doc_id]
 
 

@@ -8,8 +8,10 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from citeqa.indexing.types import DocumentInfo
-from citeqa.service.qa.types import Answer, AskResult, Passage, SearchResult
+from citeqa.service.qa.query import Query
+from citeqa.service.qa.types import Answer, AskResult, Citation, Passage, SearchResult
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.dataclasses import dataclass as wire_dataclass
 
 # Hard caps that hold whatever the settings say; the pipeline enforces the configured question limit.
 MAX_TOP_K = 50
@@ -51,24 +53,15 @@ class AskRequest(BaseModel):
         "the threshold calibrated with the reader. 0 always answers when the reader finds a span.",
     )
 
+    def query(self) -> Query:
+        return Query.of(
+            self.question, self.top_k, self.max_answers, self.document_ids, self.min_answer_probability
+        )
 
-class Span(BaseModel):
-    text: str
-    start: int
-    end: int
 
-
-class CitationOut(BaseModel):
-    doc_id: str
-    title: str
-    date: str | None
-    start: int
-    end: int
-    page: int | None
-    sentence: Span
-    passage_id: str
-    passage: Span
-    context: Span
+# The domain's Citation (service/qa/types.py) with the document URL: its fields are declared once, there.
+@wire_dataclass(frozen=True)
+class CitationOut(Citation):
     url: str = Field(description="the document endpoint at this span")
 
 
@@ -341,7 +334,8 @@ def answer_out(answer: Answer) -> AnswerOut:
         start=citation.start,
         end=citation.end,
         citation=CitationOut(
-            **dataclasses.asdict(citation), url=document_url(citation.doc_id, citation.start, citation.end)
+            **{f.name: getattr(citation, f.name) for f in dataclasses.fields(citation)},
+            url=document_url(citation.doc_id, citation.start, citation.end),
         ),
     )
 

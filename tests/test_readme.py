@@ -1,11 +1,18 @@
-"""The README's commands work as printed from a fresh clone, and its chat example gets an answer."""
+"""The README's commands work as printed from a fresh clone, and its chat and Python examples get the answers
+it shows."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 from citeqa.service.qa.pipeline import QAPipeline
 from citeqa.service.settings import REPO_ROOT
+
+from tests.conftest import child_env
 
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
 
@@ -31,6 +38,7 @@ def test_bare_commands_come_after_the_virtual_environment_is_activated() -> None
     assert (REPO_ROOT / ".venv" / "bin" / "citeqa").is_file()
 
 
+@pytest.mark.integration
 def test_the_openai_example_question_is_answered(seed_pipeline: QAPipeline) -> None:
     """The example asked "Which city was first?", which the service (rightly) declined to answer."""
     example = README[README.index("from openai import OpenAI") :]
@@ -38,3 +46,37 @@ def test_the_openai_example_question_is_answered(seed_pipeline: QAPipeline) -> N
     assert question is not None
     result = seed_pipeline.ask(question.group(1))
     assert not result.no_answer and result.answers[0].text == "Ningbo"
+
+
+def _block_after(marker: str) -> str:
+    """The body of the first fenced code block after `marker` in the README."""
+    fence = README.index("```", README.index(marker))
+    start = README.index("\n", fence) + 1
+    return README[start : README.index("\n```", start) + 1]
+
+
+@pytest.mark.e2e
+def test_the_python_example_prints_what_the_readme_shows(tmp_path: Path) -> None:
+    """The library example, run as printed in a fresh folder over the README's own example document, so a
+    changed API, answer or score shows up here rather than in a newcomer's first minute."""
+    shell = _block_after("## Use your own documents")
+    heredoc = re.search(r"cat > (\S+) <<'EOF'\n(.*?)\nEOF\n", shell, re.S)
+    assert heredoc is not None, shell
+    document = tmp_path / heredoc.group(1)
+    document.parent.mkdir(parents=True)
+    document.write_text(heredoc.group(2) + "\n", encoding="utf-8")
+    example = _block_after("## Python API")
+    assert "from citeqa import QAPipeline, Settings" in example
+    (tmp_path / "example.py").write_text(example, encoding="utf-8")
+
+    run = subprocess.run(
+        [sys.executable, "example.py"],
+        cwd=tmp_path,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout == _block_after("run with `python example.py`")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from citeqa.indexing.store.base import (
+    CRASH_AT_ENV,
     FORMAT_VERSION,
     DocumentUpdate,
     IndexSpec,
@@ -14,23 +15,24 @@ from citeqa.indexing.store.base import (
     check_compatible,
 )
 from citeqa.indexing.store.bm25 import BM25Index, bm25_tokens
+from citeqa.indexing.store.faiss_index import (
+    COMPRESSED_INDEX_TYPES,
+    INDEX_TYPES,
+    build_faiss_index,
+    set_faiss_threads,
+)
 from citeqa.indexing.store.local import (
     BM25_DIR,
-    COMPRESSED_INDEX_TYPES,
-    CRASH_AT_ENV,
     CURRENT_FILE,
     DATA_FILES,
     EMBEDDINGS_FILE,
     FAISS_FILE,
-    INDEX_TYPES,
     MANIFEST,
     SQLITE_FILE,
     IndexSnapshot,
     IndexWriter,
     LocalStore,
-    build_faiss_index,
     current_version_dir,
-    set_faiss_threads,
     write_lock,
 )
 

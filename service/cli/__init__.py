@@ -6,6 +6,7 @@ is the installed `citeqa`, so each import points down the layers."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from citeqa.indexing.errors import CiteqaError
 from citeqa.service.cli import serve as serve_commands
+from citeqa.service.qa.query import Query
 from citeqa.service.settings import Settings
 from pydantic import ValidationError
 
@@ -86,19 +88,16 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     result = None if args.no_service else _ask_service(args, settings)
     if result is None:
         pipeline.warm_up()
-        result = ask_json(
-            pipeline.ask(
-                args.question,
-                top_k=args.top_k,
-                max_answers=args.max_answers,
-                min_probability=args.min_probability,
-            )
-        )
+        result = ask_json(pipeline.ask(_query(args)))
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False))
         return 0
     _print_answers(result, sys.stdout.isatty())
     return 0
+
+
+def _query(args: argparse.Namespace) -> Query:
+    return Query.of(args.question, args.top_k, args.max_answers, None, args.min_answer_probability)
 
 
 def _ask_service(args: argparse.Namespace, settings: Settings) -> dict[str, Any] | None:
@@ -110,12 +109,7 @@ def _ask_service(args: argparse.Namespace, settings: Settings) -> dict[str, Any]
     live_version = make_store(settings.resolved_index_dir, database_url=url).live_version()
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     base = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}"
-    body = {
-        "question": args.question,
-        "top_k": args.top_k,
-        "max_answers": args.max_answers,
-        "min_answer_probability": args.min_probability,
-    }
+    body = dataclasses.asdict(_query(args))
     try:
         ready = httpx.get(f"{base}/readyz", timeout=0.5)
         if (
@@ -229,7 +223,7 @@ def build_parser(*more: Register) -> tuple[argparse.ArgumentParser, dict[str, Ha
     p.add_argument("--top-k", type=int, help="passages to retrieve and read")
     p.add_argument("--max-answers", type=int, help="answers to show (best first)")
     p.add_argument(
-        "--min-probability",
+        "--min-answer-probability",
         type=float,
         help="answer only with answers at least this likely to be right (default: the calibrated threshold)",
     )
@@ -283,9 +277,9 @@ def run(parser: argparse.ArgumentParser, handlers: dict[str, Handler], argv: Seq
         if value is not None and value < 1:
             print(f"citeqa: error: --{value_name.replace('_', '-')} must be at least 1", file=sys.stderr)
             return 2
-    probability = getattr(args, "min_probability", None)
+    probability = getattr(args, "min_answer_probability", None)
     if probability is not None and not 0.0 <= probability <= 1.0:
-        print("citeqa: error: --min-probability must be between 0 and 1", file=sys.stderr)
+        print("citeqa: error: --min-answer-probability must be between 0 and 1", file=sys.stderr)
         return 2
     try:
         settings = _settings_from(args)

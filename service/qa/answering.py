@@ -31,7 +31,7 @@ _EDGE_JUNK = string.whitespace + ",;:"
 @dataclass(frozen=True)
 class AnsweringConfig:
     max_answers: int = 3
-    min_probability: float | None = None  # abstain below this; None: the calibration's own threshold
+    min_answer_probability: float | None = None  # abstain below this; None: the calibration's threshold
     context_chars: int = 120
     max_candidates: int = 10  # distinct answers scored per question
 
@@ -65,7 +65,9 @@ class AnswerAggregator:
     @property
     def threshold(self) -> float:
         return (
-            self.calibrator.threshold if self.config.min_probability is None else self.config.min_probability
+            self.calibrator.threshold
+            if self.config.min_answer_probability is None
+            else self.config.min_answer_probability
         )
 
     def aggregate(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from citeqa.indexing.durable import write_atomically
 from citeqa.indexing.errors import CiteqaError
 from citeqa.service.qa.retrieval import bm25_tokens
 
@@ -155,9 +156,7 @@ class Calibrator:
         return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
 
     def save(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        write_atomically(path, (json.dumps(self.to_json(), indent=2) + "\n").encode("utf-8"))
 
     @classmethod
     def load(cls, path: Path) -> Calibrator:

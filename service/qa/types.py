@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from citeqa.indexing.types import Chunk
+from citeqa.indexing.types import Chunk, DocumentInfo
 
 
 @dataclass(frozen=True)
@@ -83,3 +83,14 @@ class SearchResult:
     passages: list[Passage]
     timings_ms: dict[str, float] = field(default_factory=dict)
     index_version: str = ""
+
+
+@dataclass(frozen=True)
+class DocumentPage:
+    """One page of the live index's documents."""
+
+    documents: list[DocumentInfo]
+    total: int
+    offset: int
+    limit: int
+    index_version: str

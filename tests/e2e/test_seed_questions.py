@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from citeqa.service.qa.pipeline import QAPipeline, QuestionError
+from citeqa.indexing.errors import QuestionError
+from citeqa.service.qa.pipeline import QAPipeline
 
 from tests.conftest import SEED_DOC_ID
+
+pytestmark = pytest.mark.e2e
 
 KNOWN = [
     ("Which city was the first Made in China 2025 pilot demonstration city?", "Ningbo"),

@@ -16,7 +16,10 @@ import pytest
 from tests.e2e.conftest import LiveServer
 
 BROWSER = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
-pytestmark = pytest.mark.skipif(BROWSER is None, reason="no chromium installed (.ci/run installs it)")
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(BROWSER is None, reason="no chromium installed (.ci/run installs it)"),
+]
 
 QUESTION = "Which city was the first Made in China 2025 pilot demonstration city?"
 

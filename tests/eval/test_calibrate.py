@@ -48,6 +48,7 @@ def test_fit_learns_that_margin_predicts_right_answers() -> None:
     assert f1 == pytest.approx(metrics["synthetic"]["f1"])
 
 
+@pytest.mark.integration
 def test_calibrate_command_writes_a_calibration_the_pipeline_uses(
     tmp_path: Path, tiny_squad: Path, embedder: Embedder, reader: Reader, seed_pipeline: QAPipeline
 ) -> None:

@@ -27,7 +27,7 @@ def _one_error_line(err: str) -> str:
     return lines[0]
 
 
-@pytest.mark.slow  # the CLI loads the models itself
+@pytest.mark.integration
 def test_index_then_ask_prints_cited_answer(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     corpus = env / "corpus"
     shutil.copytree(SEEDS, corpus)
@@ -77,7 +77,7 @@ def test_empty_corpus_folder(env: Path, capsys: pytest.CaptureFixture[str]) -> N
 def test_bad_flag_value(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ask", "What?", "--top-k", "0"]) == 2
     assert "--top-k" in _one_error_line(capsys.readouterr().err)
-    assert main(["ask", "What?", "--min-probability", "1.5"]) == 2
+    assert main(["ask", "What?", "--min-answer-probability", "1.5"]) == 2
     assert "between 0 and 1" in _one_error_line(capsys.readouterr().err)
 
 
@@ -87,7 +87,7 @@ def test_bad_setting(env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.
     assert "top_k" in _one_error_line(capsys.readouterr().err)
 
 
-@pytest.mark.slow  # the CLI loads the models itself
+@pytest.mark.integration
 def test_index_from_another_embedder(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     corpus = env / "corpus"
     shutil.copytree(SEEDS, corpus)

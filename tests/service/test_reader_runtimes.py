@@ -12,7 +12,7 @@ from pathlib import Path
 import faiss
 import pytest
 import torch
-from citeqa.indexing.store.local import faiss_thread_scope, set_faiss_threads
+from citeqa.indexing.store.faiss_index import faiss_thread_scope, set_faiss_threads
 from citeqa.service.qa import onnx_reader
 from citeqa.service.qa.onnx_reader import OnnxReader, export_reader, weights_sha256
 from citeqa.service.qa.reader import Reader, SpanCandidate, TransformersReader, make_reader
@@ -101,7 +101,7 @@ def best_text(model: Reader) -> tuple[str, float]:
     return PASSAGES[best.passage_index][best.start : best.end], best.margin
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 @pytest.mark.parametrize("variant", ["fp32", "int8"])
 def test_onnx_reader_finds_the_span_torch_finds(
     exported_reader_dir: Path, reader: Reader, variant: str
@@ -128,7 +128,7 @@ def _cases(seed_text: str) -> list[tuple[str, list[str]]]:
     ]
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 @pytest.mark.parametrize("runtime", ["torch", "onnx-fp32"])
 def test_batched_reads_from_many_threads_match_lone_reads(
     exported_reader_dir: Path, seed_text: str, runtime: str
@@ -161,7 +161,7 @@ def test_batched_reads_from_many_threads_match_lone_reads(
     batched.close()  # type: ignore[attr-defined]
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores to tell 1 thread from 2")
 def test_reader_keeps_its_threads_after_the_pipeline_starts(make_pipeline: PipelineFactory) -> None:
     torch.set_num_threads(2)

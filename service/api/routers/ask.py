@@ -17,12 +17,6 @@ ERRORS: dict[int | str, dict[str, object]] = {
 async def ask(body: AskRequest, request: Request, state: StateDep, pipeline: PipelineDep) -> AskResponse:
     result = await state.query(
         request,
-        lambda: pipeline.ask(
-            body.question,
-            top_k=body.top_k,
-            max_answers=body.max_answers,
-            document_ids=body.document_ids,
-            min_probability=body.min_answer_probability,
-        ),
+        lambda: pipeline.ask(body.query()),
     )
     return ask_response(result)

@@ -9,6 +9,7 @@ from typing import Annotated, Any, TypeVar
 import anyio.to_thread
 from citeqa.indexing.errors import CiteqaError
 from citeqa.service.qa.pipeline import QAPipeline
+from citeqa.service.qa.query import Query
 from citeqa.service.wire import (
     MAX_ANSWERS,
     MAX_TOP_K,
@@ -67,7 +68,7 @@ def build_mcp_server(
     ) -> AskResponse:
         return await call(
             lambda p: ask_response(
-                p.ask(question, top_k=top_k, max_answers=max_answers, min_probability=min_answer_probability)
+                p.ask(Query.of(question, top_k, max_answers, None, min_answer_probability))
             )
         )
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
+
+pytestmark = pytest.mark.integration
 
 QUESTION = "Which city was the first Made in China 2025 pilot demonstration city?"
 UNANSWERABLE = "What is the boiling point of mercury on Mars?"

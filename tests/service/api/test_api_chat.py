@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from fastapi.testclient import TestClient
+
+pytestmark = pytest.mark.integration
 
 QUESTION = "Which city was the first Made in China 2025 pilot demonstration city?"
 
