@@ -10,7 +10,7 @@ export TOKENIZERS_PARALLELISM := false
 
 # The reader's ONNX export (models/<reader>/onnx/, git-ignored) is derived from its weights: built here
 # (seconds; skipped while current), under the install lock. `citeqa` reads with it on CPUs without bf16
-# units, and with torch where it is missing (docs/performance.md).
+# units, and with torch where it is missing (docs/benchmarks.md#reader-runtimes).
 install: $(STAMP)
 	@flock .install.lock $(BIN)/citeqa export-reader
 

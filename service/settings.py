@@ -135,7 +135,7 @@ class Settings(BaseSettings):
     )
     # Off by default: on 2 shared cores a forward pass of one question's 4 windows already keeps both
     # busy, and merged passes cost the same per window while serialising the rest (`citeqa bench`
-    # measures both side by side; see docs/performance.md).
+    # measures both side by side; see docs/benchmarks.md#reader-runtimes).
     reader_batch_windows: int = Field(
         default=0,
         ge=0,

@@ -74,7 +74,7 @@ def current_export(model_path: Path, variant: str) -> Path | None:
 def onnx_preferred(settings: Settings) -> bool:
     """Whether `auto` reads with ONNX Runtime: where it can (`onnx_available`) and the CPU has no bf16
     units. With them (AVX512-BF16/AMX), torch's bf16 read as fast as ONNX Runtime's int8 and 2.3x faster
-    than its fp32, and int8 lost a point of F1 on held-out SQuAD dev (see docs/performance.md)."""
+    than its fp32, and int8 lost a point of F1 on held-out SQuAD dev (see docs/benchmarks.md#reader-runtimes)."""
     from citeqa.indexing.embedding import cpu_has_fast_bf16
 
     if settings.model_dtype == "auto" and cpu_has_fast_bf16():
