@@ -129,18 +129,24 @@ def _cases(seed_text: str) -> list[tuple[str, list[str]]]:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("runtime", ["torch", "onnx-fp32"])
-def test_batched_reads_from_many_threads_match_lone_reads(
-    exported_reader_dir: Path, seed_text: str, runtime: str
+@pytest.mark.parametrize(
+    ("runtime", "batch_windows"), [("torch", 16), ("onnx-fp32", 16), ("onnx-int8", 0), ("onnx-fp32", 0)]
+)
+def test_reads_from_many_threads_match_lone_reads(
+    exported_reader_dir: Path, seed_text: str, runtime: str, batch_windows: int
 ) -> None:
-    """Questions merged into one forward pass get the spans they get alone (padding is masked).
-    fp32 on both runtimes: bf16 and int8 round differently with the batch's shape."""
-    options = {"batch_windows": 16, "batch_wait_ms": 5.0}
+    """Many threads at once get the spans one thread gets alone: with batching, questions merged into one
+    forward pass (padding is masked); without, one ONNX Runtime session run from every thread. Batched
+    runs are fp32: bf16 and int8 (per-batch activation scales) round differently with the batch's shape."""
+    options = {"batch_windows": batch_windows, "batch_wait_ms": 5.0}
+    alone: Reader
+    many: Reader
     if runtime == "torch":
-        alone: Reader = TransformersReader(READER, device="cpu", dtype="float32")
-        batched: Reader = TransformersReader(READER, device="cpu", dtype="float32", **options)  # type: ignore[arg-type]
+        alone = TransformersReader(READER, device="cpu", dtype="float32")
+        many = TransformersReader(READER, device="cpu", dtype="float32", **options)  # type: ignore[arg-type]
     else:
-        alone, batched = onnx(exported_reader_dir, "fp32"), onnx(exported_reader_dir, "fp32", **options)
+        variant = runtime.split("-")[1]
+        alone, many = onnx(exported_reader_dir, variant), onnx(exported_reader_dir, variant, **options)
     cases = _cases(seed_text)
     expected = [alone.read(q, p) for q, p in cases]
     barrier = threading.Barrier(8)
@@ -148,7 +154,7 @@ def test_batched_reads_from_many_threads_match_lone_reads(
     def call(i: int) -> list[SpanCandidate]:
         if i < 8:
             barrier.wait()
-        return batched.read(*cases[i % len(cases)])
+        return many.read(*cases[i % len(cases)])
 
     with ThreadPoolExecutor(8) as pool:
         got = list(pool.map(call, range(3 * len(cases))))
@@ -156,9 +162,12 @@ def test_batched_reads_from_many_threads_match_lone_reads(
         want = expected[i % len(cases)]
         assert _key(candidates) == _key(want)
         assert [c.score for c in candidates[:3]] == pytest.approx([c.score for c in want[:3]], abs=1e-3)
-    batcher = batched._batcher  # type: ignore[attr-defined]
-    assert batcher is not None and batcher.batches < batcher.requests  # some were merged
-    batched.close()  # type: ignore[attr-defined]
+    batcher = many._batcher  # type: ignore[attr-defined]
+    if batch_windows:
+        assert batcher is not None and batcher.batches < batcher.requests  # some were merged
+    else:
+        assert batcher is None
+    many.close()  # type: ignore[attr-defined]
 
 
 @pytest.mark.integration
