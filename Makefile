@@ -8,11 +8,7 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: install run index test test-fast lint typecheck eval bench bench-full soak postgres postgres-stop clean
 
-# The reader's ONNX export (models/<reader>/onnx/, git-ignored) is derived from its weights: built here
-# (seconds; skipped while current), under the install lock. `citeqa` reads with it on CPUs without bf16
-# units, and with torch where it is missing (docs/benchmarks.md#reader-runtimes).
 install: $(STAMP)
-	@flock .install.lock $(BIN)/citeqa export-reader
 
 # torch first, pinned: that version's CPU wheel lies on this disk, a plain `torch` would pull a CUDA build.
 # Under a lock, re-checking the stamp inside it: `make run` and `make test` started together install once.

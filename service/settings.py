@@ -122,8 +122,8 @@ class Settings(BaseSettings):
     )
     reader_runtime: Literal["auto", "torch", "onnx"] = Field(
         default="auto",
-        description="auto: ONNX Runtime when `citeqa export-reader` has exported the reader and the "
-        "device is the CPU, else torch",
+        description="onnx: ONNX Runtime over the export `citeqa export-reader` writes beside the reader; "
+        "torch, and auto (for now: nothing measured beat torch at equal answers), read with torch",
     )
     reader_onnx_variant: Literal["int8", "fp32"] = Field(
         default="fp32",

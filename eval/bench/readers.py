@@ -27,9 +27,12 @@ BATCH_WINDOWS = 32  # the batched rows: up to 8 questions of 4 passages in one f
 
 
 def runtime_variants(settings: Settings) -> list[tuple[str, dict[str, Any]]]:
-    """torch unbatched (today's path) first, torch batched, then each ONNX export, unbatched and batched."""
+    """torch unbatched (today's path) first, torch batched, then each ONNX export, unbatched and batched;
+    the reader is exported first when it has no current export."""
     from citeqa.service.qa import onnx_reader
 
+    # Exported here (seconds, skipped while current) so that both runtimes are always in the run.
+    onnx_reader.export_reader(settings.reader_path)
     batched = {"reader_batch_windows": BATCH_WINDOWS}
     variants: list[tuple[str, dict[str, Any]]] = [
         ("torch", {"reader_runtime": "torch", "reader_batch_windows": 0}),

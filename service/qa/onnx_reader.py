@@ -1,7 +1,7 @@
 """The reader on ONNX Runtime: the same tokenization and span decoding as the torch reader (WindowReader),
 with the forward pass of an ONNX export of the reader folder's model.
 
-`export_reader` (the `citeqa export-reader` command, run by `make install`) writes, beside the model:
+`export_reader` (the `citeqa export-reader` command; `citeqa bench` runs it too) writes, beside the model:
 
     <reader>/onnx/model.onnx        fp32, ONNX Runtime's transformer fusions applied (attention, GELU,
                                     layer norms), about 90 MB
@@ -9,9 +9,13 @@ with the forward pass of an ONNX export of the reader folder's model.
                                     quantization: activations are quantized per call), about 22 MB
     <reader>/onnx/export.json       what it was exported from: the weights' SHA-256, the variant chosen
 
-The files are derived from model.safetensors and rebuilt in seconds, so they are git-ignored and built at
-install; a reader whose weights changed after the export (a retrained model) is read by torch until it is
-exported again, never by a stale export.
+The files are derived from model.safetensors and rebuilt in seconds, so they are git-ignored, not
+committed (they would go stale with every retraining). An export of other weights than those now in the
+folder is refused until it is exported again, never read.
+
+`CITEQA_READER_RUNTIME=onnx` selects this runtime; `auto` stays on torch: measured side by side on this
+project's CPUs, ONNX Runtime fp32 read no faster than torch fp32 and 2.5x slower than torch bf16 (AMX), and
+int8, as fast as torch bf16, lost about a point of F1 on held-out sets (docs/benchmarks.md#reader-runtimes).
 """
 
 from __future__ import annotations
@@ -69,17 +73,6 @@ def current_export(model_path: Path, variant: str) -> Path | None:
         log.warning("%s was exported from other weights: run `citeqa export-reader` again", path)
         return None
     return path
-
-
-def onnx_preferred(settings: Settings) -> bool:
-    """Whether `auto` reads with ONNX Runtime: where it can (`onnx_available`) and the CPU has no bf16
-    units. With them (AVX512-BF16/AMX), torch's bf16 read as fast as ONNX Runtime's int8 and 2.3x faster
-    than its fp32, and int8 lost a point of F1 on held-out SQuAD dev (see docs/benchmarks.md#reader-runtimes)."""
-    from citeqa.indexing.embedding import cpu_has_fast_bf16
-
-    if settings.model_dtype == "auto" and cpu_has_fast_bf16():
-        return False
-    return onnx_available(settings)
 
 
 def onnx_available(settings: Settings) -> bool:

@@ -41,39 +41,24 @@ def fake_reader_folder(root: Path, exported: bool, weights: bytes = b"weights") 
     return folder
 
 
-@pytest.fixture
-def no_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A CPU without bf16 units (AVX2 only), where `auto` prefers ONNX Runtime."""
-    monkeypatch.setattr("citeqa.indexing.embedding.cpu_has_fast_bf16", lambda: False)
-
-
-def test_auto_loads_onnx_only_with_a_current_export(tmp_path: Path, no_bf16: None) -> None:
-    exported = fake_reader_folder(tmp_path / "a", exported=True)
-    bare = fake_reader_folder(tmp_path / "b", exported=False)
-    assert isinstance(make_reader(Settings(reader_path=exported, device="cpu")), OnnxReader)
-    assert isinstance(make_reader(Settings(reader_path=bare, device="cpu")), TransformersReader)
-    # Asked for by name, each runtime is what it says; CUDA always reads with torch.
-    settings = Settings(reader_path=exported, device="cpu", reader_runtime="torch")
-    assert isinstance(make_reader(settings), TransformersReader)
-    assert isinstance(make_reader(Settings(reader_path=exported, device="cuda")), TransformersReader)
-
-
-def test_auto_keeps_torch_bf16_on_a_cpu_with_bf16_units(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("citeqa.indexing.embedding.cpu_has_fast_bf16", lambda: True)
+def test_runtime_setting_picks_the_reader(tmp_path: Path) -> None:
     exported = fake_reader_folder(tmp_path, exported=True)
+    assert isinstance(make_reader(Settings(reader_path=exported, reader_runtime="onnx")), OnnxReader)
+    # auto stays on torch even with an export beside the model: nothing measured beat it at equal answers.
     assert isinstance(make_reader(Settings(reader_path=exported, device="cpu")), TransformersReader)
-    settings = Settings(reader_path=exported, device="cpu", model_dtype="float32")
-    assert isinstance(make_reader(settings), OnnxReader)  # fp32 asked for: ONNX Runtime's is the one
+    assert isinstance(make_reader(Settings(reader_path=exported, reader_runtime="torch")), TransformersReader)
 
 
-def test_an_export_of_other_weights_is_not_used(tmp_path: Path, no_bf16: None) -> None:
+def test_an_export_of_other_weights_is_refused(tmp_path: Path) -> None:
     folder = fake_reader_folder(tmp_path, exported=True)
+    assert onnx_reader.current_export(folder, "int8") is not None
     (folder / "model.safetensors").write_bytes(b"retrained weights")
-    assert isinstance(make_reader(Settings(reader_path=folder, device="cpu")), TransformersReader)
+    assert onnx_reader.current_export(folder, "int8") is None
+    assert not onnx_reader.onnx_available(Settings(reader_path=folder, device="cpu"))
     with pytest.raises(onnx_reader.ExportError, match="citeqa export-reader"):
         OnnxReader(folder).warm_up()
+    bare = fake_reader_folder(tmp_path / "bare", exported=False)
+    assert onnx_reader.current_export(bare, "fp32") is None
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores to tell 1 thread from 2")
