@@ -9,7 +9,15 @@ from urllib.parse import quote
 
 from citeqa.indexing.types import DocumentInfo
 from citeqa.service.qa.query import Query
-from citeqa.service.qa.types import Answer, AskResult, Citation, Passage, SearchResult
+from citeqa.service.qa.types import (
+    Answer,
+    AskResult,
+    Citation,
+    ConfidenceLevel,
+    Outcome,
+    Passage,
+    SearchResult,
+)
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.dataclasses import dataclass as wire_dataclass
 
@@ -33,7 +41,8 @@ class ErrorResponse(BaseModel):
 
 # --- ask and search ---------------------------------------------------------------------------
 class AskRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: JSON `true` is not 1 and "0.5" is not 0.5 (both were taken); a JSON integer is still a number.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     question: str = Field(
         min_length=1, max_length=MAX_TEXT_FIELD, examples=["Which city was the first pilot?"]
@@ -49,13 +58,25 @@ class AskRequest(BaseModel):
         default=None,
         ge=0.0,
         le=1.0,
-        description="answer only with answers at least this likely to be right (their `score`); default: "
-        "the threshold calibrated with the reader. 0 always answers when the reader finds a span.",
+        description="answers at least this likely to be right (their `score`) are confident "
+        '(`confidence_level` "answer"); less likely ones, down to the calibrated floor, come back '
+        '"not_sure". Default: the threshold calibrated with the reader. 0: every answer the reader '
+        "finds is confident.",
+    )
+    best_guess: bool = Field(
+        default=False,
+        description="when no answer reaches the floor, return the most probable one anyway, marked "
+        '"not_sure" (no_answer stays false whenever the reader found any span)',
     )
 
     def query(self) -> Query:
         return Query.of(
-            self.question, self.top_k, self.max_answers, self.document_ids, self.min_answer_probability
+            self.question,
+            self.top_k,
+            self.max_answers,
+            self.document_ids,
+            self.min_answer_probability,
+            self.best_guess,
         )
 
 
@@ -65,9 +86,17 @@ class CitationOut(Citation):
     url: str = Field(description="the document endpoint at this span")
 
 
+CONFIDENCE_LEVEL_DESCRIPTION = (
+    '"answer": the probability that it is right (`score`) reached the answer threshold; '
+    '"not_sure": below the threshold but at or above the floor (or a best guess asked for below it): '
+    "low confidence, check the cited source"
+)
+
+
 class AnswerOut(BaseModel):
     text: str = Field(description="verbatim: the document's text[start:end]")
-    score: float
+    score: float = Field(description="the calibrated probability that this answer is right")
+    confidence_level: ConfidenceLevel = Field(description=CONFIDENCE_LEVEL_DESCRIPTION)
     reader_margin: float
     doc_id: str
     start: int
@@ -99,8 +128,14 @@ class AskTimings(BaseModel):
 
 class AskResponse(BaseModel):
     question: str
-    no_answer: bool
-    message: str
+    no_answer: bool = Field(description="no answer reached the floor: `answers` is empty")
+    confidence_level: Outcome = Field(
+        description='the best answer\'s `confidence_level`, or "none" when there is no answer'
+    )
+    message: str = Field(
+        description="empty for a confident answer; else what to tell the reader (low confidence, or "
+        "that no answer was found in the documents)"
+    )
     answers: list[AnswerOut]
     passages: list[PassageOut]
     timings_ms: AskTimings
@@ -239,6 +274,11 @@ class ChatCompletionRequest(BaseModel):
     model: str | None = None
     messages: list[ChatMessage] = Field(min_length=1, max_length=500)
     stream: bool = False
+    best_guess: bool = Field(
+        default=False,
+        description="citeqa's own option: when no answer reaches the floor, reply with the most probable "
+        "one anyway, marked not sure",
+    )
 
 
 class ChatCitation(BaseModel):
@@ -251,6 +291,7 @@ class ChatCitation(BaseModel):
     sentence: str
     url: str
     score: float
+    confidence_level: ConfidenceLevel = Field(description=CONFIDENCE_LEVEL_DESCRIPTION)
 
 
 class ChatReplyMessage(BaseModel):
@@ -279,6 +320,9 @@ class ChatCompletionResponse(BaseModel):
     usage: ChatUsage = Field(default_factory=ChatUsage)
     citations: list[ChatCitation]
     no_answer: bool
+    confidence_level: Outcome = Field(
+        description='the best answer\'s `confidence_level`, or "none" when there is no answer'
+    )
 
 
 class ModelCard(BaseModel):
@@ -329,6 +373,7 @@ def answer_out(answer: Answer) -> AnswerOut:
     return AnswerOut(
         text=answer.text,
         score=answer.score,
+        confidence_level=answer.confidence_level,
         reader_margin=answer.reader_margin,
         doc_id=citation.doc_id,
         start=citation.start,
@@ -344,6 +389,7 @@ def ask_response(result: AskResult) -> AskResponse:
     return AskResponse(
         question=result.question,
         no_answer=result.no_answer,
+        confidence_level=result.confidence_level,
         message=result.message,
         answers=[answer_out(a) for a in result.answers],
         passages=[passage_out(p) for p in result.passages],

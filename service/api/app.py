@@ -49,7 +49,7 @@ def _warm_up(state: ServiceState) -> None:
             # One question end to end, so that the first user does not pay for first-call set-up.
             pipeline.ask("What is this document about?")
         else:
-            log.warning("no index at %s: run `citeqa index` or upload a document", pipeline.index_dir)
+            log.warning("no index at %s: run `citeqa index` or upload a document", pipeline.store.describe())
     except CiteqaError as exc:
         # Queries will answer 503 with the same message until the index is repaired.
         state.load_error = str(exc)
@@ -80,7 +80,8 @@ def create_app(settings: Settings | None = None, pipeline: QAPipeline | None = N
     app = FastAPI(
         title="citeqa",
         version="0.1.0",
-        summary="Verbatim answers with exact citations from your documents, or an honest 'not in them'.",
+        summary="Verbatim answers with exact citations from your documents, each confident or 'not sure', "
+        "or an honest 'no answer found'.",
         lifespan=lifespan,
         # Served from local files below: the defaults load Swagger UI and ReDoc from a CDN (blank offline).
         docs_url=None,

@@ -60,9 +60,9 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
         and pipeline.store.live_version() is not None
     ):
         raise CiteqaError(
-            f"the index at {pipeline.index_dir} holds the folder {previous}; indexing {corpus} instead "
-            "would replace its documents (a running service too): pass --replace to do that, "
-            "or use another CITEQA_DATA_DIR"
+            f"the index at {pipeline.store.describe()} holds the folder {previous}; "
+            f"indexing {corpus} instead would replace its documents (a running service too): "
+            "pass --replace to do that, or use another CITEQA_DATA_DIR"
         )
     report = pipeline.index_folder(corpus, rebuild=args.rebuild, show_progress=sys.stderr.isatty())
     for problem in report.problems:
@@ -97,7 +97,9 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _query(args: argparse.Namespace) -> Query:
-    return Query.of(args.question, args.top_k, args.max_answers, None, args.min_answer_probability)
+    return Query.of(
+        args.question, args.top_k, args.max_answers, None, args.min_answer_probability, args.best_guess
+    )
 
 
 def _ask_service(args: argparse.Namespace, settings: Settings) -> dict[str, Any] | None:
@@ -140,11 +142,17 @@ def _print_answers(result: dict[str, Any], tty: bool) -> None:
             where = f"{best['doc_id']}, chars {best['start']}-{best['end']}"
             print(f"\nClosest passage ({best['title']}, {where}):")
             print(textwrap.indent(textwrap.fill(best["text"][:400], 100), "  "))
+            print("\n(--best-guess shows the most probable answer anyway, marked not sure)")
         return
     for number, answer in enumerate(result["answers"], start=1):
         c = answer["citation"]
+        # A service older than confidence levels gives confident answers only.
+        not_sure = answer.get("confidence_level", "answer") == "not_sure"
         label = "Answer" if number == 1 else f"Alternative {number - 1}"
-        print(f"{label}: {answer['text']}   (score {answer['score']:.2f})")
+        level = ", not sure" if not_sure else ""
+        print(f"{label}: {answer['text']}   (probability {answer['score']:.2f}{level})")
+        if not_sure and number == 1:
+            print("  Low confidence — check the source.")
         page = f", page {c['page']}" if c["page"] else ""
         print(f"  Source: {c['title']} [{c['doc_id']}{page}, chars {c['start']}-{c['end']}]")
         context = c["context"]
@@ -225,7 +233,13 @@ def build_parser(*more: Register) -> tuple[argparse.ArgumentParser, dict[str, Ha
     p.add_argument(
         "--min-answer-probability",
         type=float,
-        help="answer only with answers at least this likely to be right (default: the calibrated threshold)",
+        help="answers less likely than this to be right are shown as not sure instead of confident "
+        "(default: the calibrated threshold)",
+    )
+    p.add_argument(
+        "--best-guess",
+        action="store_true",
+        help="when no answer reaches the floor, show the most probable one anyway, marked not sure",
     )
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.add_argument(

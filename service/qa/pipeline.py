@@ -25,7 +25,12 @@ from citeqa.indexing.ingest.loaders import load_bytes
 from citeqa.indexing.ingest.sources import DocumentSources
 from citeqa.indexing.store import Store, make_store, set_faiss_threads
 from citeqa.indexing.types import Document
-from citeqa.service.qa.answering import NO_ANSWER_MESSAGE, AnswerAggregator, AnsweringConfig
+from citeqa.service.qa.answering import (
+    NO_ANSWER_MESSAGE,
+    NOT_SURE_MESSAGE,
+    AnswerAggregator,
+    AnsweringConfig,
+)
 from citeqa.service.qa.cache import AnswerCache
 from citeqa.service.qa.confidence import Calibrator
 from citeqa.service.qa.query import Query
@@ -44,6 +49,13 @@ class RankedAnswers:
     passages: list[Passage]
     answers: list[Answer]  # every distinct answer, best probability first
     timings_ms: dict[str, float]
+
+
+def outcome_message(answers: Sequence[Answer]) -> str:
+    """What a result says of itself: nothing when its best answer is confident."""
+    if not answers:
+        return NO_ANSWER_MESSAGE
+    return NOT_SURE_MESSAGE if answers[0].confidence_level == "not_sure" else ""
 
 
 class QAPipeline:
@@ -202,10 +214,15 @@ class QAPipeline:
         max_answers: int | None = None,
         document_ids: Sequence[str] | None = None,
         min_answer_probability: float | None = None,
+        best_guess: bool = False,
     ) -> AskResult:
-        """Answer a `Query` (the front ends build one), or a question with the same options by name."""
+        """Answer a `Query` (the front ends build one), or a question with the same options by name.
+
+        `min_answer_probability` replaces the calibrated threshold for this question: answers less likely
+        than it to be right come back "not sure" (down to the floor) instead of confident. `best_guess`:
+        when no answer reaches the floor, the most probable one anyway, "not sure"."""
         if isinstance(query, str):
-            query = Query.of(query, top_k, max_answers, document_ids, min_answer_probability)
+            query = Query.of(query, top_k, max_answers, document_ids, min_answer_probability, best_guess)
         question = self.validate_question(query.question)
         index = self.index
         started = time.perf_counter()
@@ -221,13 +238,15 @@ class QAPipeline:
             timings = {"cache": elapsed, "retrieve": 0.0, "read": 0.0, "total": elapsed}
             return dataclasses.replace(cached, question=question, timings_ms=timings)
         ranked = self.rank_answers(index, question, top_k, query.document_ids)
-        answers, no_answer = self.aggregator.decide(ranked.answers, query.max_answers, threshold)
+        answers, no_answer = self.aggregator.decide(
+            ranked.answers, query.max_answers, threshold, best_guess=query.best_guess
+        )
         result = AskResult(
             question=question,
             answers=answers,
             passages=ranked.passages,
             no_answer=no_answer,
-            message=NO_ANSWER_MESSAGE if no_answer else "",
+            message=outcome_message(answers),
             timings_ms={**ranked.timings_ms, "total": round((time.perf_counter() - started) * 1000, 2)},
             index_version=index.snapshot.version,
             candidates=ranked.answers,
@@ -310,14 +329,23 @@ class QAPipeline:
             self.reload()
         return report
 
+    def read_upload(self, doc_id: str, data: bytes) -> Document:
+        """Parse an upload (DocumentLoadError for what cannot be read) without touching the index."""
+        return load_bytes(data, doc_id)
+
     def upload_document(
-        self, doc_id: str, data: bytes, original_name: str | None = None
+        self,
+        doc_id: str,
+        data: bytes,
+        original_name: str | None = None,
+        document: Document | None = None,
     ) -> tuple[Document, BuildReport]:
         """Index an uploaded file and keep it in the data directory, so that re-indexing keeps it;
-        `original_name`, the file name it was sent under, is remembered to tell renamed uploads apart.
+        `original_name`, the file name it was sent under, is remembered to tell renamed uploads apart;
+        `document`: `data` already parsed (the service parses before an upload queues for the writer).
 
         Journaled: after a crash at any point the upload is either fully in or fully out."""
-        document = load_bytes(data, doc_id)
+        document = document if document is not None else load_bytes(data, doc_id)
         with self._update_lock, self.journal().upload(doc_id, data, self._indexed_hash):
             report = self.add_documents([document])
         if original_name is not None:

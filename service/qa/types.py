@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from citeqa.indexing.types import Chunk, DocumentInfo
+
+# How sure an answer is: "answer" at or above the answer threshold (confident); "not_sure" between the
+# floor and that threshold, or a best guess asked for below the floor. Below the floor: no answer at all.
+ConfidenceLevel = Literal["answer", "not_sure"]
+# A whole result: its best answer's level, or "none" when it gives no answer.
+Outcome = Literal["answer", "not_sure", "none"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class Answer:
     reader_margin: float  # span score minus the no-answer score of its window
     citation: Citation
     features: dict[str, float] = field(default_factory=dict, compare=False)  # what `score` came from
+    confidence_level: ConfidenceLevel = "answer"  # set by `AnswerAggregator.decide`
 
     @property
     def start(self) -> int:
@@ -75,6 +83,11 @@ class AskResult:
     # Every distinct answer scored, before abstention (not sent to clients): what the evaluation
     # replays the abstention decision on.
     candidates: list[Answer] = field(default_factory=list)
+
+    @property
+    def confidence_level(self) -> Outcome:
+        """The best answer's confidence level, or "none" when there is no answer."""
+        return self.answers[0].confidence_level if self.answers else "none"
 
 
 @dataclass

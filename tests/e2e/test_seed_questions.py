@@ -65,7 +65,7 @@ def test_unanswerable_question_abstains_but_returns_passages(
     result = seed_pipeline.ask(question)
     assert result.no_answer
     assert result.answers == []
-    assert "No answer" in result.message
+    assert result.message == "I found no answer in the documents."
     assert result.passages
 
 

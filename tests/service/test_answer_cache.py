@@ -24,6 +24,8 @@ def test_key_ignores_case_and_spacing_but_not_version_or_parameters() -> None:
     ).cache_key("v1", 6)
     assert Query.of("q", document_ids=["a"]).cache_key("v1", 6) != Query("q").cache_key("v1", 6)
     assert Query("q", min_answer_probability=0.5).cache_key("v1", 6) != Query("q").cache_key("v1", 6)
+    # A best guess is another answer to the same question: it must not be served from the plain entry.
+    assert Query("q", best_guess=True).cache_key("v1", 6) != Query("q").cache_key("v1", 6)
 
 
 def test_lru_is_bounded_and_keeps_the_recently_used() -> None:

@@ -47,9 +47,11 @@ def test_the_cache_answers_the_same_query_and_only_that(fake_pipeline: QAPipelin
     assert reader.calls == calls + 1  # type: ignore[attr-defined]
 
 
-def test_min_answer_probability_withholds_and_is_checked(fake_pipeline: QAPipeline) -> None:
-    assert not fake_pipeline.ask("What is the road charge?").no_answer
-    assert fake_pipeline.ask(Query("What is the road charge?", min_answer_probability=1.0)).no_answer
+def test_min_answer_probability_demotes_to_not_sure_and_is_checked(fake_pipeline: QAPipeline) -> None:
+    assert fake_pipeline.ask("What is the road charge?").confidence_level == "answer"
+    # Nothing is confident at 1.0: the answer comes back "not sure" (above the floor), never confident.
+    strict = fake_pipeline.ask(Query("What is the road charge?", min_answer_probability=1.0))
+    assert strict.answers and {a.confidence_level for a in strict.answers} == {"not_sure"}
     with pytest.raises(QuestionError, match="min_answer_probability"):
         fake_pipeline.ask(Query("What is the road charge?", min_answer_probability=1.5))
     with pytest.raises(TopKError):

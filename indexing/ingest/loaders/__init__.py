@@ -120,6 +120,8 @@ def load_bytes(
     if parser is None:
         raise DocumentLoadError(f"{doc_id}: unsupported file type {suffix or '(none)'!r}")
     text, title, pages = parser(data, doc_id, max_chars)
+    if "\x00" in text:  # from any parser (a PDF's text too): no store may be handed it
+        raise DocumentLoadError(f"{doc_id}: the extracted text contains a NUL character")
     if not text.strip():
         raise DocumentLoadError(f"{doc_id}: no text found")
     return Document(

@@ -1,4 +1,5 @@
-"""POST /v1/ask: cited verbatim answers (or an honest abstention) with the passages read."""
+"""POST /v1/ask: cited verbatim answers, confident or "not sure" (or an honest abstention), with the
+passages read."""
 
 from __future__ import annotations
 
