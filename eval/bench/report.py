@@ -120,9 +120,10 @@ def markdown(report: dict[str, Any]) -> str:
             "## Reader runtimes side by side (seed corpus, in process, answer cache off)",
             "",
             f"The same {runtimes['questions']} seed questions through each runtime in turn (interleaved "
-            f"question by question), then {runtimes['asks_per_level']} questions at each client count "
-            "(threads calling the pipeline at once). Batched: questions read at the same time share one "
-            f"forward pass. Load average after: {runtimes.get('load_average')}.",
+            f"question by question), then about {runtimes['asks_per_level']} questions per runtime at each "
+            "client count (threads calling the pipeline at once), in rounds that rotate through the "
+            "runtimes. Batched: questions read at the same time share one forward pass. Load average "
+            f"after: {runtimes.get('load_average')}.",
             "",
             *runtimes_table(runtimes),
             "",
