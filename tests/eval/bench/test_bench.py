@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import mmap
 import time
 from pathlib import Path
 from typing import Any
@@ -172,10 +173,15 @@ def test_cli_rejects_tiny_sizes(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_percentile_is_nearest_rank_and_the_sampler_sees_memory_grow() -> None:
     assert [percentile([4.0, 1.0, 3.0, 2.0], q) for q in (0.25, 0.5, 0.95)] == [1.0, 2.0, 4.0]
+    # Fresh pages from the kernel: a malloc'd block can reuse freed, still-resident heap that earlier
+    # tests left behind (the RSS then does not grow, and this failed after the model tests).
+    block = mmap.mmap(-1, 64 * 2**20)
     with MemorySampler(interval=0.01) as memory:
-        block = b"x" * (64 * 2**20)
+        for offset in range(0, len(block), 4096):
+            block[offset] = 1
         time.sleep(0.05)
-    assert len(block) and memory.peak - memory.samples[0][1] >= 32 * 2**20
+    assert memory.peak - memory.samples[0][1] >= 32 * 2**20
+    block.close()
 
 
 @pytest.mark.e2e
