@@ -6,7 +6,10 @@ answers. A logistic regression over those features becomes the answer probabilit
 of kinds of text (SQuAD dev, PolicyQA dev, the project's own policies) and each weighs the same in total, so
 that no one corpus decides what a probability means. Two levels are chosen on the same sets:
 - `threshold`: the lowest at which the answers given confidently are right `CONFIDENT_PRECISION` of the time;
-- `floor`: the lowest at which at most `UNANSWERABLE_PASS` of the unanswerable questions still get an answer.
+- `floor`: the level that gives users the most, the highest F1 over all questions with "not sure" answers
+  shown (the mean over the sets, each weighing the same). "No answer" is for nothing plausible found: a
+  floor set to keep most unanswerable questions of SQuAD v2.0 (written to look answerable) unanswered
+  withheld half the right answers on clean documents.
 Between them an answer is given as "not sure"; below the floor, none.
 """
 
@@ -39,7 +42,6 @@ DEFAULT_OPEN = [f"{SHARED_DATA / 'squad' / 'dev.json.gz'}:calibrate"] + (
 )
 DEFAULT_SCOPED = [f"{SHARED_DATA / 'policyqa' / 'dev.json.gz'}:calibrate"]
 CONFIDENT_PRECISION = 0.9  # a confident answer is right at least this often on the mixture
-UNANSWERABLE_PASS = 0.2  # above the floor, at most this share of unanswerable questions gets an answer
 
 # The features a calibration is fitted on: what the evidence says about this answer (the reader's margins
 # against the no-answer score, agreement across passages, the question's words around the answer, the
@@ -289,16 +291,13 @@ def choose_levels(tops_per_set: Sequence[Sequence[Top]]) -> tuple[float, float]:
         if answered > 0 and right / answered >= CONFIDENT_PRECISION:
             threshold = t
             break
-    with_unanswerable = [[t for t in tops if not t.golds] for tops in tops_per_set]
-    with_unanswerable = [u for u in with_unanswerable if u]
-    floor = threshold
+    floor, best = threshold, -1.0
     for f in THRESHOLD_GRID:
         if f > threshold:
             break
-        passing = [np.mean([bool(t.text) and t.probability >= f for t in u]) for u in with_unanswerable]
-        if not passing or float(np.mean(passing)) <= UNANSWERABLE_PASS:
-            floor = f
-            break
+        shown_f1 = float(np.mean([outcome_metrics(tops, threshold, f)["f1"] for tops in tops_per_set]))
+        if shown_f1 > best + 1e-9:  # ties keep the lower floor: fewer right answers withheld
+            floor, best = f, shown_f1
     return threshold, floor
 
 
@@ -332,7 +331,7 @@ def run_calibrate(args: argparse.Namespace, settings: Settings, models: Any) -> 
         "right_means": "token F1 >= 0.5 with a gold answer",
         "weights": "each set the same in total, each question the same within its set",
         "threshold_chosen_by": f"confident answers right >= {CONFIDENT_PRECISION:.0%} on the mixture",
-        "floor_chosen_by": f"at most {UNANSWERABLE_PASS:.0%} of unanswerable questions answered (set mean)",
+        "floor_chosen_by": "the highest F1 over all questions, not-sure answers shown (set mean)",
         "limit": args.limit,
         "sets": per_set,
         "top_k": settings.top_k,
