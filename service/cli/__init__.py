@@ -31,6 +31,19 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", dict[str, Handler]], None]
 
 
+def lazy_handler(module: str, name: str) -> Handler:
+    """A handler that imports `module` only when its command runs: a command's registration must not
+    load what only running it needs (torch, FAISS, the web stack), or every command pays for it."""
+
+    def handler(args: argparse.Namespace, settings: Settings) -> int:
+        import importlib
+
+        run_command: Handler = getattr(importlib.import_module(module), name)
+        return run_command(args, settings)
+
+    return handler
+
+
 def _settings_from(args: argparse.Namespace) -> Settings:
     overrides: dict[str, object] = {}
     if getattr(args, "index_dir", None):
@@ -162,11 +175,13 @@ def _print_answers(result: dict[str, Any], tty: bool) -> None:
 
 
 def quiet_libraries() -> None:
-    """Keep library progress bars and advisories off the terminal; errors still show."""
-    import transformers
+    """Keep library progress bars and advisories off the terminal; errors still show.
 
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    Through the environment, which transformers and huggingface_hub read when they load: importing
+    transformers here to configure it cost every command (`--help`, a one-line error, a question
+    forwarded to a running service) most of a second, and torch with it on some paths."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     for noisy in ("transformers", "sentence_transformers", "httpx"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
