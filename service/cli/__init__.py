@@ -13,7 +13,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
@@ -26,6 +26,9 @@ from citeqa.indexing.errors import CiteqaError
 from citeqa.service.cli import serve as serve_commands
 from citeqa.service.settings import Settings
 from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    from citeqa.service.qa.pipeline import QAPipeline
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", dict[str, Handler]], None]
@@ -50,6 +53,8 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         overrides["index_dir"] = Path(args.index_dir)
     if getattr(args, "device", None):
         overrides["device"] = args.device
+    if getattr(args, "corpus", None):
+        overrides["corpus_dir"] = Path(args.corpus)
     return Settings(**overrides)  # type: ignore[arg-type]
 
 
@@ -61,21 +66,26 @@ def _highlight(text: str, start: int, end: int, tty: bool) -> str:
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     from citeqa.service.qa.pipeline import QAPipeline
 
-    pipeline = QAPipeline(settings)
     corpus = Path(args.path) if args.path else settings.corpus_dir
+    cmd_index_folder(QAPipeline(settings), corpus, replace=args.replace, rebuild=args.rebuild)
+    return 0
+
+
+def cmd_index_folder(pipeline: QAPipeline, corpus: Path, replace: bool, rebuild: bool) -> None:
+    """Index `corpus` into the pipeline's store and print the one-line summary (`index`, `serve --index`)."""
     previous = pipeline.sources(corpus).recorded_corpus()
     if (
         previous is not None
         and previous != corpus.resolve()
-        and not args.replace
+        and not replace
         and pipeline.store.live_version() is not None
     ):
         raise CiteqaError(
             f"the index at {pipeline.index_dir} holds the folder {previous}; indexing {corpus} instead "
-            "would replace its documents (a running service too): pass --replace to do that, "
-            "or use another CITEQA_DATA_DIR"
+            "would replace its documents (a running service too): pass --replace to do that, or give that "
+            f"folder its own index: `citeqa serve --corpus {corpus}` (CITEQA_DATA_DIR unset)"
         )
-    report = pipeline.index_folder(corpus, rebuild=args.rebuild, show_progress=sys.stderr.isatty())
+    report = pipeline.index_folder(corpus, rebuild=rebuild, show_progress=sys.stderr.isatty())
     for problem in report.problems:
         print(f"skipped {problem.path}: {problem.reason}", file=sys.stderr)
     print(
@@ -84,7 +94,6 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
         f"{len(report.unchanged)} unchanged; {report.embedded_chunks} chunks embedded) "
         f"in {report.seconds:.1f}s -> {pipeline.store.describe()}"
     )
-    return 0
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
