@@ -148,4 +148,7 @@ def test_a_question_forwarded_to_a_running_service_loads_no_model(
     )
     assert run.returncode == 0, run.stderr[-800:]
     assert "answered by the service" in run.stderr and "25 days" in run.stdout
+    assert (
+        "Source: A policy, 2. Leave [a.txt" in run.stdout
+    )  # the section path, as chat and the page write it
     assert not modules & MODELS, sorted(modules & MODELS)

@@ -43,7 +43,7 @@ from citeqa.indexing.store.base import (
     check_compatible,
 )
 from citeqa.indexing.store.bm25 import BM25Index
-from citeqa.indexing.types import Chunk, Document, DocumentInfo, PageSpan
+from citeqa.indexing.types import Chunk, Document, DocumentInfo, PageSpan, SectionSpan
 
 log = logging.getLogger(__name__)
 _VERSION_NAME = re.compile(r"v-[0-9A-Za-z-]{1,64}")
@@ -59,14 +59,18 @@ DATA_FILES = (SQLITE_FILE, EMBEDDINGS_FILE, FAISS_FILE)
 # there, so tests can stop a build at exact points; unset, it costs one dict lookup per stage.
 CRASH_AT_ENV = "CITEQA_TEST_CRASH_AT"
 
+# `sections` (JSON [{start, end, path}]) and `section` (JSON [heading, ...]) came later: a version written
+# before them has neither column and reads as having no sections (see IndexSnapshot._columns).
 _SCHEMA = """
 CREATE TABLE documents (
     id TEXT PRIMARY KEY, title TEXT NOT NULL, date TEXT, content_hash TEXT NOT NULL,
-    source TEXT, pages TEXT NOT NULL, text TEXT NOT NULL, chunk_count INTEGER NOT NULL
+    source TEXT, pages TEXT NOT NULL, text TEXT NOT NULL, chunk_count INTEGER NOT NULL,
+    sections TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE chunks (
     row INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc_id TEXT NOT NULL REFERENCES documents(id),
-    seq INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL, text TEXT NOT NULL
+    seq INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL, text TEXT NOT NULL,
+    section TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX chunks_doc ON chunks(doc_id, seq);
 """
@@ -261,7 +265,7 @@ class IndexWriter:
             for doc in documents:
                 chunks = chunks_by_doc[doc.id]
                 conn.execute(
-                    "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         doc.id,
                         doc.title,
@@ -271,11 +275,15 @@ class IndexWriter:
                         json.dumps([asdict(p) for p in doc.pages]),
                         doc.text,
                         len(chunks),
+                        sections_json(doc.sections),
                     ),
                 )
                 conn.executemany(
-                    "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(row + i, c.id, c.doc_id, c.seq, c.start, c.end, c.text) for i, c in enumerate(chunks)],
+                    "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (row + i, c.id, c.doc_id, c.seq, c.start, c.end, c.text, json.dumps(list(c.section)))
+                        for i, c in enumerate(chunks)
+                    ],
                 )
                 row += len(chunks)
             conn.commit()
@@ -356,6 +364,7 @@ class IndexSnapshot:
         # next garbage collection (88 deleted store.sqlite files, 82 MB, after 60 HTTP updates).
         weakref.finalize(self, self._conn.close)
         self._lock = threading.Lock()
+        self._columns = self._section_columns()
 
     @classmethod
     def open(
@@ -414,6 +423,17 @@ class IndexSnapshot:
             raise _damaged(root, f"{SQLITE_FILE} does not match the manifest")
         return snapshot
 
+    def _section_columns(self) -> tuple[str, str]:
+        """The SQL for (documents.sections, chunks.section): the columns, or '[]' in a version written
+        before they existed, so that an old index reads as one without sections."""
+        try:
+            names = {r[1] for r in self._conn.execute("PRAGMA table_info(chunks)")}
+        except sqlite3.Error:
+            names = set()  # reported by `open`, which counts the rows next
+        if "section" in names:
+            return "sections", "section"
+        return "'[]'", "'[]'"
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
@@ -460,20 +480,22 @@ class IndexSnapshot:
             return {}
         marks = ",".join("?" * len(rows))
         result = self._query(
-            f'SELECT row, id, doc_id, seq, start, "end", text FROM chunks WHERE row IN ({marks})',
+            f'SELECT row, id, doc_id, seq, start, "end", text, {self._columns[1]} FROM chunks '
+            f"WHERE row IN ({marks})",
             [int(r) for r in rows],
         )
-        return {r[0]: Chunk(id=r[1], doc_id=r[2], seq=r[3], start=r[4], end=r[5], text=r[6]) for r in result}
+        return {r[0]: _chunk(r) for r in result}
 
     def chunk_texts(self) -> list[tuple[int, str]]:
         return [(r[0], r[1]) for r in self._query("SELECT row, text FROM chunks ORDER BY row")]
 
     def chunks_of(self, doc_id: str) -> list[tuple[int, Chunk]]:
         rows = self._query(
-            'SELECT row, id, doc_id, seq, start, "end", text FROM chunks WHERE doc_id = ? ORDER BY seq',
+            f'SELECT row, id, doc_id, seq, start, "end", text, {self._columns[1]} FROM chunks '
+            "WHERE doc_id = ? ORDER BY seq",
             [doc_id],
         )
-        return [(r[0], Chunk(id=r[1], doc_id=r[2], seq=r[3], start=r[4], end=r[5], text=r[6])) for r in rows]
+        return [(r[0], _chunk(r)) for r in rows]
 
     def rows_of_documents(self, doc_ids: Sequence[str]) -> list[int]:
         if not doc_ids:
@@ -483,14 +505,23 @@ class IndexSnapshot:
 
     def document(self, doc_id: str) -> Document | None:
         rows = self._query(
-            "SELECT id, text, title, content_hash, date, source, pages FROM documents WHERE id = ?", [doc_id]
+            f"SELECT id, text, title, content_hash, date, source, pages, {self._columns[0]} FROM documents "
+            "WHERE id = ?",
+            [doc_id],
         )
         if not rows:
             return None
         r = rows[0]
         pages = tuple(PageSpan(**p) for p in json.loads(r[6]))
         return Document(
-            id=r[0], text=r[1], title=r[2], content_hash=r[3], date=r[4], source=r[5], pages=pages
+            id=r[0],
+            text=r[1],
+            title=r[2],
+            content_hash=r[3],
+            date=r[4],
+            source=r[5],
+            pages=pages,
+            sections=sections_from(json.loads(r[7])),
         )
 
     def documents(self) -> list[Document]:
@@ -528,6 +559,21 @@ class IndexSnapshot:
 
     def document_count(self) -> int:
         return int(self._query("SELECT count(*) FROM documents")[0][0])
+
+
+def _chunk(r: Sequence[Any]) -> Chunk:
+    """A chunk from (row, id, doc_id, seq, start, end, text, section JSON)."""
+    return Chunk(
+        id=r[1], doc_id=r[2], seq=r[3], start=r[4], end=r[5], text=r[6], section=tuple(json.loads(r[7]))
+    )
+
+
+def sections_json(sections: Sequence[SectionSpan]) -> str:
+    return json.dumps([{"start": s.start, "end": s.end, "path": list(s.path)} for s in sections])
+
+
+def sections_from(data: Sequence[dict[str, Any]]) -> tuple[SectionSpan, ...]:
+    return tuple(SectionSpan(int(s["start"]), int(s["end"]), tuple(s["path"])) for s in data)
 
 
 def _read_manifest(directory: Path, root: Path) -> Manifest:

@@ -40,7 +40,7 @@ from citeqa.indexing.store.base import (
     check_compatible,
 )
 from citeqa.indexing.store.bm25 import BM25Index
-from citeqa.indexing.store.local import CRASH_AT_ENV, ivf_list_count
+from citeqa.indexing.store.local import CRASH_AT_ENV, ivf_list_count, sections_from, sections_json
 from citeqa.indexing.types import Chunk, Document, DocumentInfo, PageSpan
 from pgvector.psycopg import register_vector
 from psycopg.conninfo import conninfo_to_dict
@@ -48,7 +48,7 @@ from psycopg_pool import ConnectionPool
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # Each entry brings the schema from its index to the next version; all run in one transaction.
 _MIGRATIONS = [
     """
@@ -63,6 +63,12 @@ _MIGRATIONS = [
         source TEXT, pages JSONB NOT NULL, text TEXT NOT NULL, chunk_count INTEGER NOT NULL
     );
     """,
+    # 2: section paths. Existing rows read as having none; a chunks table made by a later rebuild has the
+    # column from _CHUNKS_TABLE.
+    """
+    ALTER TABLE citeqa_documents ADD COLUMN IF NOT EXISTS sections JSONB NOT NULL DEFAULT '[]';
+    ALTER TABLE IF EXISTS citeqa_chunks ADD COLUMN IF NOT EXISTS section TEXT[] NOT NULL DEFAULT '{}';
+    """,
 ]
 # The chunks table is (re)made by a full rebuild, since its vector column has the embedder's dimension.
 _CHUNKS_TABLE = """
@@ -71,7 +77,7 @@ CREATE TABLE citeqa_chunks (
     row BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id TEXT NOT NULL,
     doc_id TEXT NOT NULL REFERENCES citeqa_documents(id) ON DELETE CASCADE,
     seq INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL, text TEXT NOT NULL,
-    embedding vector({dimension}) NOT NULL
+    embedding vector({dimension}) NOT NULL, section TEXT[] NOT NULL DEFAULT '{{}}'
 );
 CREATE INDEX citeqa_chunks_doc ON citeqa_chunks (doc_id, seq);
 """
@@ -100,7 +106,7 @@ VERSION_POLL_S = 0.25
 EF_SEARCH = 256
 ANN_THRESHOLD = 50_000  # the local store's `auto` switches to IVF at the same size
 BM25_STATE = "state.json"
-_CHUNK_COLUMNS = 'row, id, doc_id, seq, start, "end", text'
+_CHUNK_COLUMNS = 'row, id, doc_id, seq, start, "end", text, section'
 
 
 class DatabaseError(StoreUnavailableError):
@@ -444,7 +450,7 @@ def _insert(conn: psycopg.Connection[Any], updates: Sequence[DocumentUpdate]) ->
         return
     with conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO citeqa_documents VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            "INSERT INTO citeqa_documents VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
             [
                 (
                     d.id,
@@ -455,6 +461,7 @@ def _insert(conn: psycopg.Connection[Any], updates: Sequence[DocumentUpdate]) ->
                     json.dumps([asdict(p) for p in d.pages]),
                     d.text,
                     len(u.chunks),
+                    sections_json(d.sections),
                 )
                 for u in updates
                 for d in [u.document]
@@ -462,15 +469,14 @@ def _insert(conn: psycopg.Connection[Any], updates: Sequence[DocumentUpdate]) ->
         )
         # Binary COPY: the fastest way in for many vectors.
         with cur.copy(
-            'COPY citeqa_chunks (id, doc_id, seq, start, "end", text, embedding) '
+            'COPY citeqa_chunks (id, doc_id, seq, start, "end", text, embedding, section) '
             "FROM STDIN WITH (FORMAT BINARY)"
         ) as copy:
-            copy.set_types(["text", "text", "int4", "int4", "int4", "text", "vector"])
+            copy.set_types(["text", "text", "int4", "int4", "int4", "text", "vector", "text[]"])
             for u in updates:
                 vectors = np.asarray(u.embeddings, dtype=np.float32)
-                for chunk, vector in zip(u.chunks, vectors, strict=True):
-                    row = (chunk.id, chunk.doc_id, chunk.seq, chunk.start, chunk.end, chunk.text, vector)
-                    copy.write_row(row)
+                for c, vector in zip(u.chunks, vectors, strict=True):
+                    copy.write_row((c.id, c.doc_id, c.seq, c.start, c.end, c.text, vector, list(c.section)))
 
 
 def _chunk_entries(
@@ -503,7 +509,7 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 
 def _chunk(r: Sequence[Any]) -> Chunk:
-    return Chunk(id=r[1], doc_id=r[2], seq=r[3], start=r[4], end=r[5], text=r[6])
+    return Chunk(id=r[1], doc_id=r[2], seq=r[3], start=r[4], end=r[5], text=r[6], section=tuple(r[7] or ()))
 
 
 class PostgresSnapshot:
@@ -575,14 +581,16 @@ class PostgresSnapshot:
 
     def document(self, doc_id: str) -> Document | None:
         rows = self._query(
-            "SELECT id, text, title, content_hash, date, source, pages FROM citeqa_documents WHERE id = %s",
+            "SELECT id, text, title, content_hash, date, source, pages, sections FROM citeqa_documents "
+            "WHERE id = %s",
             [doc_id],
         )
         return _document(rows[0]) if rows else None
 
     def documents(self) -> list[Document]:
         rows = self._query(
-            "SELECT id, text, title, content_hash, date, source, pages FROM citeqa_documents ORDER BY id"
+            "SELECT id, text, title, content_hash, date, source, pages, sections FROM citeqa_documents "
+            "ORDER BY id"
         )
         return [_document(r) for r in rows]
 
@@ -629,4 +637,5 @@ def _document(r: Sequence[Any]) -> Document:
         date=r[4],
         source=r[5],
         pages=tuple(PageSpan(**p) for p in r[6]),
+        sections=sections_from(r[7]),
     )

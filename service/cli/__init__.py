@@ -161,6 +161,8 @@ def _ask_service(args: argparse.Namespace, settings: Settings) -> dict[str, Any]
 
 
 def _print_answers(result: dict[str, Any], tty: bool) -> None:
+    from citeqa.service.wire import section_label
+
     if result["no_answer"]:
         print(result["message"])
         if result["passages"]:
@@ -174,7 +176,8 @@ def _print_answers(result: dict[str, Any], tty: bool) -> None:
         label = "Answer" if number == 1 else f"Alternative {number - 1}"
         print(f"{label}: {answer['text']}   (score {answer['score']:.2f})")
         page = f", page {c['page']}" if c["page"] else ""
-        print(f"  Source: {c['title']} [{c['doc_id']}{page}, chars {c['start']}-{c['end']}]")
+        section = f", {section_label(c['section'])}" if c.get("section") else ""
+        print(f"  Source: {c['title']}{section} [{c['doc_id']}{page}, chars {c['start']}-{c['end']}]")
         context = c["context"]
         marked = _highlight(context["text"], c["start"] - context["start"], c["end"] - context["start"], tty)
         print(textwrap.indent("..." + " ".join(marked.split()) + "...", "  "))

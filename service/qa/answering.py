@@ -166,6 +166,7 @@ class AnswerAggregator:
             passage_id=chunk.id,
             passage=TextSpan(chunk.text, chunk.start, chunk.end),
             context=context_window(text, start, end, self.config.context_chars),
+            section=document.section_at(start) or chunk.section,
         )
         return Answer(
             text=text[start:end],

@@ -40,6 +40,9 @@ class Citation:
     passage_id: str
     passage: TextSpan
     context: TextSpan
+    # The headings the answer lies under, outermost first (("2. Leave", "2.2 Entitlement")); () when the
+    # document has none. Policy readers cite by section.
+    section: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
