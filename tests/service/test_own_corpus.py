@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -22,6 +23,7 @@ from citeqa.service.cli import main
 from citeqa.service.settings import DEFAULT_CORPUS, REPO_ROOT, Settings, corpus_data_dir
 
 from tests.conftest import child_env
+from tests.e2e.test_web_page import BROWSER, rendered
 
 POLICY = (
     "# Leave Policy\n\nEffective date: 1 March 2025\n\n## 2. Annual leave\n\n"
@@ -129,10 +131,20 @@ def test_serve_corpus_indexes_and_serves_that_folder_in_its_own_place(tmp_path: 
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
-        answer = httpx.post(
-            f"{url}/v1/ask", json={"question": "How many days of annual leave do full-time staff get?"}
-        ).json()
+        question = "How many days of annual leave do full-time staff get?"
+        answer = httpx.post(f"{url}/v1/ask", json={"question": question}).json()
         assert answer["answers"] and "27 days" in answer["answers"][0]["text"]
+        # The citation carries its section: in the API, chat's Sources, and on the page.
+        assert answer["answers"][0]["citation"]["section"] == ["2. Annual leave"]
+        assert answer["answers"][0]["citation"]["date"] == "2025-03-01"
+        chat = httpx.post(
+            f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": question}]}
+        ).json()
+        assert "*Leave Policy*, 2. Annual leave, characters" in chat["choices"][0]["message"]["content"]
+        assert chat["citations"][0]["section"] == ["2. Annual leave"]
+        if BROWSER is not None:
+            dom = rendered(f"{url}/?q={quote(question)}")
+            assert "Leave Policy (2025-03-01), 2. Annual leave, characters" in dom
         own = tmp_path / corpus_data_dir(corpus)
         assert (own / "index" / "CURRENT").is_file()
         assert list((tmp_path / ".citeqa" / "index").iterdir()) == []  # the other index untouched
@@ -145,7 +157,7 @@ def test_serve_corpus_indexes_and_serves_that_folder_in_its_own_place(tmp_path: 
             timeout=120,
         )
         assert asked.returncode == 0 and "answered by the service" in asked.stderr, asked.stderr
-        assert "27 days" in asked.stdout
+        assert "27 days" in asked.stdout and "Source: Leave Policy, 2. Annual leave [leave.md" in asked.stdout
     finally:
         server.terminate()
         server.wait(timeout=30)
