@@ -364,6 +364,20 @@ def test_a_citation_carries_the_section_of_its_answer() -> None:
     assert wire["citation"]["section"] == ["2. GIFTS AND HOSPITALITY", "2.2 Hospitality"]
 
 
+def test_an_answer_never_runs_across_table_rows() -> None:
+    doc = load_bytes(TRAVEL_HTML.encode(), "travel.html")
+    start = doc.text.index("City: London")
+    chunk = Chunk("travel.html#1", doc.id, 1, start, len(doc.text), doc.text[start:])
+    passage = Passage(chunk=chunk, title=doc.title, rank=1, score=1.0, dense_score=0.5, bm25_score=1.0)
+    across = chunk.text.index("£55"), chunk.text.index("Manchester") + len("Manchester")
+    within = chunk.text.index("£120"), chunk.text.index("£120") + 4
+    candidates = [SpanCandidate(0, *across, 12.0, 0.0), SpanCandidate(0, *within, 9.0, 0.0)]
+    answers, _ = AnswerAggregator(AnsweringConfig(min_probability=0.0)).aggregate(
+        "What is the hotel limit in Manchester?", candidates, [passage], {doc.id: doc}.get
+    )
+    assert [a.text for a in answers] == ["£120"]
+
+
 def _update(doc: Document) -> DocumentUpdate:
     chunks = Chunker(_words, ChunkingConfig(max_tokens=64, overlap_tokens=8)).chunk(doc)
     vectors = np.random.default_rng(0).standard_normal((len(chunks), 8)).astype(np.float32)
