@@ -194,6 +194,12 @@ def quiet_libraries() -> None:
     forwarded to a running service) most of a second, and torch with it on some paths."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # Already loaded (the CLI called in-process, as the tests and library users do): it has read the
+    # environment, so it is told directly, at no import cost.
+    transformers = sys.modules.get("transformers")
+    if transformers is not None:
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
     for noisy in ("transformers", "sentence_transformers", "httpx"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
