@@ -11,12 +11,15 @@ export TOKENIZERS_PARALLELISM := false
 install: $(STAMP)
 
 # torch first, pinned: that version's CPU wheel lies on this disk, a plain `torch` would pull a CUDA build.
+# Under a lock, re-checking the stamp inside it: `make run` and `make test` started together install once.
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	flock .install.lock sh -c '\
+	  test $(STAMP) -nt pyproject.toml && exit 0; \
+	  test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) && \
+	  $(BIN)/pip install --quiet --upgrade pip && \
+	  $(BIN)/pip install --quiet torch==2.13.0 && \
+	  $(BIN)/pip install --quiet -e ".[dev]" && \
+	  touch $(STAMP)'
 
 index: install
 	$(BIN)/citeqa index
@@ -29,9 +32,9 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q
 
-# Everything that needs no model (tests marked `slow` load the real models): under a minute.
+# The unit lane: no model, no server (tests marked `integration` load the real models, `e2e` start servers).
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not integration and not e2e"
 
 # Score the pipeline on the seed set and gate on eval/baseline.json (reports in reports/eval/).
 eval: install
@@ -69,4 +72,4 @@ postgres-stop: install
 	$(BIN)/citeqa postgres stop
 
 clean:
-	rm -rf .citeqa .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .citeqa .pytest_cache .mypy_cache .ruff_cache build .install.lock

@@ -21,13 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from citeqa.service.qa.pipeline import QAPipeline
+    from citeqa.service.qa.query import Query
     from citeqa.service.qa.types import Answer, AskResult, Passage, SearchResult
     from citeqa.service.settings import Settings
 
-__all__ = ["Answer", "AskResult", "Passage", "QAPipeline", "SearchResult", "Settings"]
+__all__ = ["Answer", "AskResult", "Passage", "QAPipeline", "Query", "SearchResult", "Settings"]
 
 _HOMES = {
     "QAPipeline": "citeqa.service.qa.pipeline",
+    "Query": "citeqa.service.qa.query",
     "Settings": "citeqa.service.settings",
     "Answer": "citeqa.service.qa.types",
     "AskResult": "citeqa.service.qa.types",

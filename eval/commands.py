@@ -163,7 +163,7 @@ def pipeline_for(
         elif not pipeline.ready:
             print(f"no index at {pipeline.index_dir}: indexing {settings.corpus_dir} first", file=sys.stderr)
             pipeline.index_folder(settings.corpus_dir, show_progress=progress)
-        missing = {i.doc_id for i in eval_set.items} - set(pipeline.index.snapshot.manifest.documents)
+        missing = {i.doc_id for i in eval_set.items} - pipeline.document_ids()
         if missing:
             print(
                 f"warning: {len(missing)} gold documents are not in the index, e.g. {sorted(missing)[0]}",

@@ -26,10 +26,10 @@ from citeqa.eval.metrics import (
     risk_coverage,
     sweep_threshold,
 )
-from citeqa.indexing.errors import CiteqaError
+from citeqa.indexing.errors import CiteqaError, DocumentNotFoundError, QuestionError
 from citeqa.indexing.types import Document
 from citeqa.service.qa.answering import AnswerAggregator
-from citeqa.service.qa.pipeline import QAPipeline, QuestionError
+from citeqa.service.qa.pipeline import QAPipeline
 from citeqa.service.qa.types import Answer
 from citeqa.service.wire import ask_json, passage_json
 
@@ -38,8 +38,10 @@ NDCG_K = 10
 
 
 def replay_decision(aggregator: AnswerAggregator, candidates: Sequence[Answer], threshold: float) -> str:
-    """The answer the pipeline gives at `threshold`: its own `decide`, replayed ("" = abstain)."""
-    answers, _ = aggregator.decide(candidates, threshold=threshold)
+    """The answer the pipeline gives when it answers nothing below `threshold`: its own `decide`,
+    replayed ("" = abstain). Confident or "not sure" does not change which text comes first, so one
+    cut stands for both the floor and the threshold."""
+    answers, _ = aggregator.decide(candidates, min_answer_probability=threshold, floor=threshold)
     return answers[0].text if answers else ""
 
 
@@ -96,7 +98,10 @@ class PipelineBackend:
 
     def document(self, doc_id: str) -> Document | None:
         if doc_id not in self._documents:
-            self._documents[doc_id] = self.pipeline.index.snapshot.document(doc_id)
+            try:
+                self._documents[doc_id] = self.pipeline.document(doc_id)[0]
+            except DocumentNotFoundError:
+                self._documents[doc_id] = None
         return self._documents[doc_id]
 
 
@@ -225,6 +230,19 @@ class QuestionResult:
     def correct(self) -> bool:
         return self.em == 1.0
 
+    @property
+    def outcome(self) -> str:
+        """ "answer" (confident), "not_sure" or "none" (no answer, or the question failed). A service that
+        predates confidence levels only gives confident answers."""
+        if self.abstained or not self.answers:
+            return "none"
+        return str(self.answers[0].get("confidence_level", "answer"))
+
+    @property
+    def right(self) -> bool:
+        """The answer given is right (token F1 >= 0.5 with a gold answer); never for an abstention."""
+        return not self.abstained and is_right(self.prediction, self.item.answers)
+
 
 @dataclass
 class EvalReport:
@@ -312,6 +330,7 @@ class Evaluator:
                 "retrieval_depth": self.retrieval_depth,
                 "scope": self.scope,
                 "answer_threshold": self.aggregator.threshold if self.aggregator else None,
+                "answer_floor": self.aggregator.floor if self.aggregator else None,
                 "limit": len(self.eval_set.items),
             },
             summary=summary,
@@ -395,10 +414,12 @@ class Evaluator:
         probabilities = [answer.score for answer, _ in tops]
         right = [is_right(answer.text, golds) for answer, golds in tops]
         calibration = reliability(probabilities, right)
-        threshold = self.aggregator.threshold
-        agreement = mean([float(self.decide(r.candidates or [], threshold) == r.prediction) for r in scored])
+        # The live answer is the first at or above the floor: what the replay at the floor gives.
+        floor = self.aggregator.floor
+        agreement = mean([float(self.decide(r.candidates or [], floor) == r.prediction) for r in scored])
         return {
-            "threshold": threshold,
+            "threshold": self.aggregator.threshold,
+            "floor": floor,
             "best_threshold": sweep.best_threshold,
             "best_f1": sweep.best_f1,
             "best_em": sweep.best_em,
@@ -449,9 +470,39 @@ class Evaluator:
         summary["p99_ms"] = total["p99"]
         summary["qps"] = round(len(results) / ask_wall_s, 3) if ask_wall_s > 0 else None
         summary["errors"] = sum(1 for r in results if r.error is not None)
+        summary.update(outcome_counts(results))
         summary["answer_threshold"] = self.aggregator.threshold if self.aggregator else None
+        summary["answer_floor"] = self.aggregator.floor if self.aggregator else None
         summary["best_answer_threshold"] = confidence["best_threshold"] if confidence else None
         summary["ece"] = confidence["ece"] if confidence else None
         for coverage, accuracy in (confidence["risk_coverage"] if confidence else {}).items():
             summary[f"accuracy@{coverage}"] = accuracy
         return summary
+
+
+OUTCOMES = ("answer", "not_sure", "none")
+
+
+def outcome_counts(results: Sequence[QuestionResult]) -> dict[str, Any]:
+    """The three outcomes, counted over answerable and unanswerable questions, and how often each kind
+    of answer is right: the two operating points of risk-coverage (confident only; confident or not sure).
+
+    `outcome_<o>_answerable` / `_unanswerable`: questions of that kind with that outcome;
+    `<o>_right`: share of the `<o>` answers that are right; `coverage_<o>`: share of questions answered
+    at that level or better, and `accuracy_<o>` the share of those answers right."""
+    out: dict[str, Any] = {}
+    for outcome in OUTCOMES:
+        of_kind = [r for r in results if r.outcome == outcome]
+        out[f"outcome_{outcome}"] = len(of_kind)
+        out[f"outcome_{outcome}_answerable"] = sum(1 for r in of_kind if r.item.answerable)
+        out[f"outcome_{outcome}_unanswerable"] = sum(1 for r in of_kind if not r.item.answerable)
+        if outcome != "none":
+            out[f"{outcome}_right"] = mean([float(r.right) for r in of_kind])
+    for label, levels in (("answer", {"answer"}), ("not_sure", {"answer", "not_sure"})):
+        given = [r for r in results if r.outcome in levels]
+        out[f"coverage_{label}"] = len(given) / len(results) if results else None
+        out[f"accuracy_{label}"] = mean([float(r.right) for r in given])
+    answerable = [r for r in results if r.item.answerable]
+    # What a user sees: the right answer among the confident or "not sure" ones.
+    out["answerable_right"] = mean([float(r.right) for r in answerable])
+    return out

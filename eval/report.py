@@ -19,6 +19,12 @@ TABLE_ROWS: tuple[tuple[str, str, bool], ...] = (
     ("no_ans_accuracy", "accuracy (unanswerable)", True),
     ("abstention_precision", "abstention precision", True),
     ("abstention_recall", "abstention recall", True),
+    ("outcome_answer", "confident answers", False),
+    ("outcome_not_sure", "not-sure answers", False),
+    ("outcome_none", "no answer", False),
+    ("answer_right", "confident answers right", True),
+    ("not_sure_right", "not-sure answers right", True),
+    ("answerable_right", "answerable: right (confident or not sure)", True),
     ("recall@1", "recall@1", True),
     ("recall@3", "recall@3", True),
     ("recall@5", "recall@5", True),
@@ -32,6 +38,7 @@ TABLE_ROWS: tuple[tuple[str, str, bool], ...] = (
     ("p99_ms", "latency p99 (ms)", False),
     ("qps", "questions per second", False),
     ("answer_threshold", "answer probability threshold", False),
+    ("answer_floor", "answer probability floor", False),
     ("best_answer_threshold", "F1-best threshold on this set", False),
     ("ece", "expected calibration error", False),
     ("accuracy@50%", "right at 50% answered", True),
@@ -77,6 +84,7 @@ def _question_json(result: QuestionResult) -> dict[str, Any]:
         "doc_id": item.doc_id,
         "prediction": result.prediction,
         "abstained": result.abstained,
+        "outcome": result.outcome,
         "em": result.em,
         "f1": round(result.f1, 4),
         "score": result.answers[0]["score"] if result.answers else None,
@@ -92,6 +100,35 @@ def _question_json(result: QuestionResult) -> dict[str, Any]:
         "timings_ms": result.timings_ms,
         "error": result.error,
     }
+
+
+def outcome_table(summary: dict[str, Any]) -> list[str]:
+    """The three outcomes by kind of question, and the risk-coverage of the two kinds of answer."""
+    if "outcome_none" not in summary:
+        return []
+    lines = [
+        "## Outcomes",
+        "",
+        "| outcome | answerable | unanswerable | all | right | coverage (this level or better) | "
+        "right among those |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for outcome, label in (("answer", "confident"), ("not_sure", "not sure"), ("none", "no answer")):
+        right = _fmt(summary.get(f"{outcome}_right"), True) if outcome != "none" else ""
+        coverage = _fmt(summary.get(f"coverage_{outcome}"), True) if outcome != "none" else ""
+        accuracy = _fmt(summary.get(f"accuracy_{outcome}"), True) if outcome != "none" else ""
+        lines.append(
+            f"| {label} | {summary[f'outcome_{outcome}_answerable']} | "
+            f"{summary[f'outcome_{outcome}_unanswerable']} | {summary[f'outcome_{outcome}']} | {right} | "
+            f"{coverage} | {accuracy} |"
+        )
+    lines += [
+        "",
+        "An answer is right when its token F1 with a gold answer is at least 0.5. Answerable questions "
+        f"answered right, confident or not sure: {_fmt(summary.get('answerable_right'), True)}.",
+        "",
+    ]
+    return lines
 
 
 def report_json(report: EvalReport) -> dict[str, Any]:
@@ -117,8 +154,10 @@ def report_markdown(report: EvalReport) -> str:
         f"# Evaluation: {report.dataset}",
         "",
         f"Backend: {report.backend}. Top-k read: {report.config['top_k']}; scope: {report.config['scope']}; "
-        f"answer threshold: {report.config['answer_threshold']}; wall time {report.wall_s} s.",
+        f"answer threshold: {report.config['answer_threshold']}; "
+        f"floor: {report.config.get('answer_floor')}; wall time {report.wall_s} s.",
         "",
+        *outcome_table(s),
         "| metric | value |",
         "| --- | --- |",
     ]
@@ -162,7 +201,10 @@ def report_markdown(report: EvalReport) -> str:
     lines += ["", f"## Wrong or abstained ({len(misses)} of {len(report.results)})", ""]
     for r in misses:
         item = r.item
-        status = "error" if r.error else ("abstained" if r.abstained else f"wrong (F1 {100 * r.f1:.0f}%)")
+        level = " (not sure)" if r.outcome == "not_sure" else ""
+        status = (
+            "error" if r.error else ("abstained" if r.abstained else f"wrong{level} (F1 {100 * r.f1:.0f}%)")
+        )
         if r.abstained and not item.answerable:
             status = "abstained (correct: unanswerable)"
         lines.append(f"### {item.id}: {status}")

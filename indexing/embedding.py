@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from citeqa.indexing.tokenizers import PerThreadTokenizer
@@ -48,6 +48,29 @@ def resolve_dtype(device: str, dtype: str) -> str:
     if device == "cuda":
         return "float16"
     return "bfloat16" if cpu_has_fast_bf16() else "float32"
+
+
+class TextEmbedder(Protocol):
+    """What indexing and retrieval need of an embedder: unit vectors for texts, and the tokenizer whose
+    wordpieces size the chunks. Cheap to construct; `warm_up()` loads the model."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def max_tokens(self) -> int: ...
+
+    @property
+    def tokenizer(self) -> Any: ...
+
+    def warm_up(self) -> None: ...
+
+    def embed(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray: ...
+
+    def embed_query(self, text: str) -> np.ndarray: ...
 
 
 class Embedder:

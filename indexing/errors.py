@@ -27,3 +27,23 @@ class EmptyCorpusError(CiteqaError):
 
 class DocumentLoadError(CiteqaError):
     pass
+
+
+class DocumentNotFoundError(CiteqaError):
+    pass
+
+
+class QuestionError(CiteqaError):
+    """The question itself is unusable (empty, too long)."""
+
+
+class TopKError(QuestionError):
+    """top_k outside the configured range."""
+
+
+class PostgresServerError(CiteqaError):
+    """The local PostgreSQL server (`citeqa postgres`) cannot be started or stopped."""
+
+
+class DatasetError(CiteqaError):
+    """The evaluation file is missing or malformed."""

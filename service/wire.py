@@ -8,8 +8,18 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from citeqa.indexing.types import DocumentInfo
-from citeqa.service.qa.types import Answer, AskResult, Passage, SearchResult
+from citeqa.service.qa.query import Query
+from citeqa.service.qa.types import (
+    Answer,
+    AskResult,
+    Citation,
+    ConfidenceLevel,
+    Outcome,
+    Passage,
+    SearchResult,
+)
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.dataclasses import dataclass as wire_dataclass
 
 # Hard caps that hold whatever the settings say; the pipeline enforces the configured question limit.
 MAX_TOP_K = 50
@@ -47,39 +57,45 @@ class AskRequest(BaseModel):
         default=None,
         ge=0.0,
         le=1.0,
-        description="answer only with answers at least this likely to be right (their `score`); default: "
-        "the threshold calibrated with the reader. 0 always answers when the reader finds a span.",
+        description="answers at least this likely to be right (their `score`) are confident "
+        '(`confidence_level` "answer"); less likely ones, down to the calibrated floor, come back '
+        '"not_sure". Default: the threshold calibrated with the reader. 0: every answer the reader '
+        "finds is confident.",
+    )
+    best_guess: bool = Field(
+        default=False,
+        description="when no answer reaches the floor, return the most probable one anyway, marked "
+        '"not_sure" (no_answer stays false whenever the reader found any span)',
     )
 
+    def query(self) -> Query:
+        return Query.of(
+            self.question,
+            self.top_k,
+            self.max_answers,
+            self.document_ids,
+            self.min_answer_probability,
+            self.best_guess,
+        )
 
-class Span(BaseModel):
-    text: str
-    start: int
-    end: int
 
-
-class CitationOut(BaseModel):
-    doc_id: str
-    title: str
-    date: str | None
-    start: int
-    end: int
-    page: int | None
-    section: list[str] = Field(
-        default_factory=list,
-        description='the headings it lies under, outermost first (e.g. ["2. Annual leave", '
-        '"2.2 Entitlement"]); empty when the document has none',
-    )
-    sentence: Span
-    passage_id: str
-    passage: Span
-    context: Span
+# The domain's Citation (service/qa/types.py) with the document URL: its fields are declared once, there.
+@wire_dataclass(frozen=True)
+class CitationOut(Citation):
     url: str = Field(description="the document endpoint at this span")
+
+
+CONFIDENCE_LEVEL_DESCRIPTION = (
+    '"answer": the probability that it is right (`score`) reached the answer threshold; '
+    '"not_sure": below the threshold but at or above the floor (or a best guess asked for below it): '
+    "low confidence, check the cited source"
+)
 
 
 class AnswerOut(BaseModel):
     text: str = Field(description="verbatim: the document's text[start:end]")
-    score: float
+    score: float = Field(description="the calibrated probability that this answer is right")
+    confidence_level: ConfidenceLevel = Field(description=CONFIDENCE_LEVEL_DESCRIPTION)
     reader_margin: float
     doc_id: str
     start: int
@@ -116,8 +132,14 @@ class AskTimings(BaseModel):
 
 class AskResponse(BaseModel):
     question: str
-    no_answer: bool
-    message: str
+    no_answer: bool = Field(description="no answer reached the floor: `answers` is empty")
+    confidence_level: Outcome = Field(
+        description='the best answer\'s `confidence_level`, or "none" when there is no answer'
+    )
+    message: str = Field(
+        description="empty for a confident answer; else what to tell the reader (low confidence, or "
+        "that no answer was found in the documents)"
+    )
     answers: list[AnswerOut]
     passages: list[PassageOut]
     timings_ms: AskTimings
@@ -256,6 +278,11 @@ class ChatCompletionRequest(BaseModel):
     model: str | None = None
     messages: list[ChatMessage] = Field(min_length=1, max_length=500)
     stream: bool = False
+    best_guess: bool = Field(
+        default=False,
+        description="citeqa's own option: when no answer reaches the floor, reply with the most probable "
+        "one anyway, marked not sure",
+    )
 
 
 class ChatCitation(BaseModel):
@@ -271,6 +298,7 @@ class ChatCitation(BaseModel):
     sentence: str
     url: str
     score: float
+    confidence_level: ConfidenceLevel = Field(description=CONFIDENCE_LEVEL_DESCRIPTION)
 
 
 class ChatReplyMessage(BaseModel):
@@ -299,6 +327,9 @@ class ChatCompletionResponse(BaseModel):
     usage: ChatUsage = Field(default_factory=ChatUsage)
     citations: list[ChatCitation]
     no_answer: bool
+    confidence_level: Outcome = Field(
+        description='the best answer\'s `confidence_level`, or "none" when there is no answer'
+    )
 
 
 class ModelCard(BaseModel):
@@ -358,12 +389,13 @@ def answer_out(answer: Answer) -> AnswerOut:
     return AnswerOut(
         text=answer.text,
         score=answer.score,
+        confidence_level=answer.confidence_level,
         reader_margin=answer.reader_margin,
         doc_id=citation.doc_id,
         start=citation.start,
         end=citation.end,
         citation=CitationOut(
-            **{**dataclasses.asdict(citation), "section": list(citation.section)},
+            **{f.name: getattr(citation, f.name) for f in dataclasses.fields(citation)},
             url=document_url(citation.doc_id, citation.start, citation.end),
         ),
     )
@@ -373,6 +405,7 @@ def ask_response(result: AskResult) -> AskResponse:
     return AskResponse(
         question=result.question,
         no_answer=result.no_answer,
+        confidence_level=result.confidence_level,
         message=result.message,
         answers=[answer_out(a) for a in result.answers],
         passages=[passage_out(p) for p in result.passages],

@@ -19,6 +19,8 @@ from citeqa.service.qa.pipeline import QAPipeline
 from citeqa.service.qa.reader import Reader, TransformersReader
 from citeqa.service.settings import REPO_ROOT, Settings
 
+from tests.fakes import FixedSpanReader, HashingEmbedder
+
 SEEDS = REPO_ROOT / "seeds"
 
 
@@ -40,12 +42,23 @@ SEED_DOC_ID = "000_d31740c80f9a4c4e.txt"
 MODEL_FIXTURES = frozenset({"embedder", "reader"})
 
 
+LANES = frozenset({"integration", "e2e"})  # unmarked tests are the unit lane: no model, no server
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that uses the real models, through any fixture, is `slow`: `make test-fast` leaves it out.
-    Tests that load them another way (a CLI run, a subprocess) carry the mark themselves."""
-    for item in items:
-        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.slow)
+    """Each test says its lane with a mark; this only refuses a test whose mark is missing, so that the
+    unit lane (`make test-fast`) can never load a real model by accident."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ()))
+        and not LANES & {mark.name for mark in item.iter_markers()}
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "these tests load the real models but are marked neither integration nor e2e: "
+            + ", ".join(unmarked[:5])
+        )
 
 
 @pytest.fixture(scope="session")
@@ -123,3 +136,27 @@ def database_url(postgres_server: str) -> str:
     name = f"t_{uuid.uuid4().hex[:12]}"
     pgserver.create_database(postgres_server, name)
     return postgres_server.rsplit("/", 1)[0] + f"/{name}"
+
+
+# --- the unit lane's pipeline: fake models (tests/fakes.py), real chunking, FAISS, SQLite and BM25 ---------
+FAKE_CORPUS = {
+    "water.txt": "Water Rules\nThe Lisbon water levy is 3 percent of the bill. Farmers pay no levy at all.",
+    "roads.txt": "Road Rules\nLorries over 12 tonnes pay a road charge of 40 euros a day in the city centre.",
+}
+FAKE_ANSWERS = {"water levy": "3 percent", "road charge": "40 euros a day", "farmers": "no levy"}
+
+
+@pytest.fixture
+def fake_pipeline(tmp_path: Path) -> QAPipeline:
+    """A fresh, indexed pipeline over FAKE_CORPUS on the fakes. The reader folder has no calibration, so
+    answers follow the reader's own margin rule and no shipped calibration changes these tests."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name, text in FAKE_CORPUS.items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    settings = Settings(
+        data_dir=tmp_path / "data", corpus_dir=corpus, reader_path=tmp_path / "no-reader", device="cpu"
+    )
+    pipeline = QAPipeline(settings, embedder=HashingEmbedder(), reader=FixedSpanReader(FAKE_ANSWERS))
+    pipeline.index_folder(corpus)
+    return pipeline

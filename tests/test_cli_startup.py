@@ -16,6 +16,9 @@ import pytest
 
 from tests.conftest import child_env
 
+# Child processes (a fresh interpreter is the only honest count of what a command imports).
+pytestmark = pytest.mark.e2e
+
 # What only running a command needs: models (torch, transformers), the index (FAISS, tantivy), the web stack
 # (fastapi, uvicorn, MCP), Postgres (psycopg), charts (matplotlib).
 HEAVY = frozenset(

@@ -3,7 +3,7 @@
 By default it starts `citeqa serve` itself on a free 127.0.0.1 port (over the index in CITEQA_DATA_DIR),
 waits for /readyz, drives the load, samples the server's resident memory, and stops it:
 
-    PYTHONPATH=$PWD python bench/load_api.py --clients 20 --seconds 30 [--unique]
+    python -m citeqa.eval.bench.load_api --clients 20 --seconds 30 [--unique]
 
 With --url it drives a server that is already running (loopback only); --pid adds its memory.
 Prints one JSON object: requests per second, latency percentiles, errors, server memory.

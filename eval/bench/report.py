@@ -102,7 +102,7 @@ def markdown(report: dict[str, Any]) -> str:
             "rows BM25 returned over that of the exact top 30 (1.0 = as good; below 1 only where the "
             "pruned path ran). *real* vectors are embeddings of the chunk texts; "
             "*synthetic* vectors are real embeddings of template chunks plus Gaussian noise (see "
-            "bench/corpus.py), used where embedding every chunk would take hours. Index bytes/chunk is "
+            "eval/bench/corpus.py), used where embedding every chunk would take hours. Index bytes/chunk is "
             "the serialized FAISS index (vectors and search structure, what stays in RAM); embeddings.npy "
             "stays on disk, memory-mapped, and only the re-ranked rows are read.",
             "",

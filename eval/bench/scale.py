@@ -13,7 +13,7 @@ import faiss
 import numpy as np
 from citeqa.eval.bench.corpus import make_corpus, variant_vectors
 from citeqa.eval.bench.measure import Stopwatch, load_average, peak_memory, summarize_ms
-from citeqa.indexing.embedding import Embedder
+from citeqa.indexing.embedding import TextEmbedder
 from citeqa.indexing.store import BM25_DIR, IndexSnapshot, IndexSpec, IndexWriter
 from citeqa.service.qa.pipeline import QAPipeline
 from citeqa.service.qa.reader import Reader
@@ -78,7 +78,7 @@ def run_size(
     templates: Sequence[str],
     template_vectors: np.ndarray,
     real_limit: int,
-    embedder: Embedder,
+    embedder: TextEmbedder,
     reader: Reader,
     base_settings: Settings,
     questions: Sequence[str],

@@ -15,8 +15,8 @@ Anything else (a 5xx, an unexpected status, a connection error, a timeout) count
 The server's resident memory is sampled every second; "start" is taken once the warm-up (the first
 10% of the run, at most 30 s) is over, so that lazily built caches do not read as a leak.
 
-    PYTHONPATH=$PWD python bench/soak.py --seconds 300 --clients 20     # the full soak
-    PYTHONPATH=$PWD python bench/soak.py --seconds 10 --clients 5       # the short form CI runs
+    python -m citeqa.eval.bench.soak --seconds 300 --clients 20     # the full soak
+    python -m citeqa.eval.bench.soak --seconds 10 --clients 5       # the short form CI runs
 
 Prints a table and one JSON line; exits 1 when any request failed (or with --max-rss-growth-mb,
 when memory grew by more than that).

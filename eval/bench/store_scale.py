@@ -2,7 +2,7 @@
 
     citeqa bench-stores --sizes 100000 [--database-url postgresql://...] [--report out.json]
 
-Both stores get the same synthetic corpus (seed sentences recombined, `bench/corpus.py`) with the same
+Both stores get the same synthetic corpus (seed sentences recombined, `eval/bench/corpus.py`) with the same
 precomputed vectors (a template's real embedding plus noise), so ingest times the store alone: local
 (FAISS + SQLite + tantivy files, a new version) and Postgres (COPY into pgvector, HNSW or IVF build, a
 versions row). Search is the service's HybridRetriever after the query embedding (the same for both stores,

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from citeqa.eval.datasets import POLICYQA_PARTS, SQUAD_DEV_PARTS, DatasetError, squad_articles
+from citeqa.eval.datasets import POLICYQA_PARTS, SQUAD_DEV_PARTS, squad_articles
 from citeqa.eval.metrics import exact_match, f1_score
+from citeqa.indexing.errors import DatasetError
 from citeqa.service.qa.answering import normalize_answer
 
 

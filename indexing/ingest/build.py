@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from citeqa.indexing.embedding import Embedder
+from citeqa.indexing.embedding import TextEmbedder
 from citeqa.indexing.errors import CiteqaError, EmptyCorpusError
 from citeqa.indexing.ingest.chunking import Chunker, ChunkingConfig
 from citeqa.indexing.ingest.loaders import LOADER_VERSION, LoadProblem
@@ -42,7 +42,7 @@ class IndexBuilder:
     def __init__(
         self,
         store: Store | Path,
-        embedder: Embedder,
+        embedder: TextEmbedder,
         chunking: ChunkingConfig,
         index_type: str = "auto",
         ann_threshold: int = 50_000,

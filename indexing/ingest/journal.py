@@ -17,12 +17,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from citeqa.indexing.durable import fsync_dir
+from citeqa.indexing.durable import fsync_dir, write_atomically
 from citeqa.indexing.ingest.loaders import content_hash
 from citeqa.indexing.ingest.sources import DocumentSources
 
@@ -97,9 +96,8 @@ class UpdateJournal:
     # --- internals -----------------------------------------------------------------------
     def _begin(self, intent: dict[str, Any], previous: bytes | None) -> None:
         if previous is not None:
-            _write_synced(self.folder / PREVIOUS_FILE, previous)
-        _write_synced(self.folder / INTENT_FILE, json.dumps(intent).encode("utf-8"))
-        fsync_dir(self.folder)
+            write_atomically(self.folder / PREVIOUS_FILE, previous)
+        write_atomically(self.folder / INTENT_FILE, json.dumps(intent).encode("utf-8"))
 
     def _end(self) -> None:
         (self.folder / INTENT_FILE).unlink(missing_ok=True)
@@ -138,12 +136,3 @@ class UpdateJournal:
         self.sources.restore_upload(doc_id, previous)
         if intent.get("was_deleted"):
             self.sources.mark_deleted(doc_id)
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)

@@ -9,16 +9,16 @@ so an upload survives `citeqa index` and a deleted document does not come back.
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from pathlib import Path
 
+from citeqa.indexing.durable import write_atomically
 from citeqa.indexing.errors import CiteqaError
 from citeqa.indexing.ingest.loaders import LoadedCorpus, load_corpus
 
 UPLOADS = "uploads"
 DELETED = "deleted.json"
 CORPUS_RECORD = "corpus.json"  # the folder the last build indexed
+UPLOAD_NAMES = "upload-names.json"  # the file names uploads were sent under, by id
 
 
 class DocumentSources:
@@ -27,6 +27,7 @@ class DocumentSources:
         self.uploads_dir = data_dir / UPLOADS
         self.deleted_file = data_dir / DELETED
         self.corpus_record = data_dir / CORPUS_RECORD
+        self.upload_names_file = data_dir / UPLOAD_NAMES
 
     def load(self) -> LoadedCorpus:
         """The corpus folder's documents less the deleted ones, with uploads added or replacing."""
@@ -50,13 +51,27 @@ class DocumentSources:
     def record_corpus(self) -> None:
         if self.recorded_corpus() != self.corpus_dir.resolve():
             folder = {"folder": str(self.corpus_dir.resolve())}
-            _write_atomically(self.corpus_record, json.dumps(folder).encode("utf-8"))
+            write_atomically(self.corpus_record, json.dumps(folder).encode("utf-8"))
 
     def upload_path(self, doc_id: str) -> Path:
         """The file an upload is kept in; ids are plain file names, never paths."""
         if not doc_id or "/" in doc_id or "\\" in doc_id or doc_id.startswith("."):
             raise CiteqaError(f"invalid document id {doc_id!r}")
         return self.uploads_dir / doc_id
+
+    def upload_names(self) -> dict[str, str]:
+        """The file names uploads were sent under, by id (uploads/ holds documents only)."""
+        try:
+            names = json.loads(self.upload_names_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return names if isinstance(names, dict) else {}
+
+    def remember_upload_name(self, doc_id: str, original: str) -> None:
+        names = self.upload_names()
+        if names.get(doc_id) != original:
+            names[doc_id] = original
+            write_atomically(self.upload_names_file, json.dumps(names, ensure_ascii=False).encode("utf-8"))
 
     def deleted(self) -> set[str]:
         if not self.deleted_file.is_file():
@@ -70,7 +85,7 @@ class DocumentSources:
         """Keep the upload; returns the bytes it replaced, so a failed update can be undone."""
         path = self.upload_path(doc_id)
         previous = path.read_bytes() if path.is_file() else None
-        _write_atomically(path, data)
+        write_atomically(path, data)
         self._set_deleted(doc_id, False)
         return previous
 
@@ -79,7 +94,7 @@ class DocumentSources:
         if previous is None:
             path.unlink(missing_ok=True)
         else:
-            _write_atomically(path, previous)
+            write_atomically(path, previous)
 
     def forget(self, doc_id: str) -> None:
         """Record a deletion: drop the upload and keep a corpus document out of later builds."""
@@ -95,14 +110,4 @@ class DocumentSources:
         current = self.deleted()
         updated = current | {doc_id} if deleted else current - {doc_id}
         if updated != current:
-            _write_atomically(self.deleted_file, json.dumps(sorted(updated), indent=1).encode("utf-8"))
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with tmp.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())  # on disk before the index that names it goes live
-    os.replace(tmp, path)
+            write_atomically(self.deleted_file, json.dumps(sorted(updated), indent=1).encode("utf-8"))

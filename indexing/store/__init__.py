@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from citeqa.indexing.store.base import (
+    CRASH_AT_ENV,
     FORMAT_VERSION,
     DocumentUpdate,
     IndexSpec,
@@ -17,23 +18,24 @@ from citeqa.indexing.store.base import (
 
 if TYPE_CHECKING:
     from citeqa.indexing.store.bm25 import BM25Index, bm25_tokens
+    from citeqa.indexing.store.faiss_index import (
+        COMPRESSED_INDEX_TYPES,
+        INDEX_TYPES,
+        build_faiss_index,
+        set_faiss_threads,
+    )
     from citeqa.indexing.store.local import (
         BM25_DIR,
-        COMPRESSED_INDEX_TYPES,
-        CRASH_AT_ENV,
         CURRENT_FILE,
         DATA_FILES,
         EMBEDDINGS_FILE,
         FAISS_FILE,
-        INDEX_TYPES,
         MANIFEST,
         SQLITE_FILE,
         IndexSnapshot,
         IndexWriter,
         LocalStore,
-        build_faiss_index,
         current_version_dir,
-        set_faiss_threads,
         write_lock,
     )
 
@@ -43,24 +45,23 @@ _LAZY = {
     "BM25Index": "bm25",
     "bm25_tokens": "bm25",
     **{
+        name: "faiss_index"
+        for name in ("COMPRESSED_INDEX_TYPES", "INDEX_TYPES", "build_faiss_index", "set_faiss_threads")
+    },
+    **{
         name: "local"
         for name in (
             "BM25_DIR",
-            "COMPRESSED_INDEX_TYPES",
-            "CRASH_AT_ENV",
             "CURRENT_FILE",
             "DATA_FILES",
             "EMBEDDINGS_FILE",
             "FAISS_FILE",
-            "INDEX_TYPES",
             "MANIFEST",
             "SQLITE_FILE",
             "IndexSnapshot",
             "IndexWriter",
             "LocalStore",
-            "build_faiss_index",
             "current_version_dir",
-            "set_faiss_threads",
             "write_lock",
         )
     },

@@ -6,6 +6,9 @@ by service replicas). Chunks are addressed by integer row ids that stay valid fo
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -13,10 +16,13 @@ from typing import Any, Protocol
 
 import numpy as np
 from citeqa.indexing.errors import IndexMismatchError
-from citeqa.indexing.types import Chunk, Document, DocumentInfo
+from citeqa.indexing.types import Chunk, Document, DocumentInfo, SectionSpan
 from pydantic import TypeAdapter
 
 FORMAT_VERSION = 1
+# Test hook for the crash-safety tests: `stage`, or `stage:<doc id>` for an update of that document,
+# makes a writer SIGKILL itself there, as abruptly as a power cut.
+CRASH_AT_ENV = "CITEQA_TEST_CRASH_AT"
 # (row id, score) pairs, best first.
 Hits = list[tuple[int, float]]
 
@@ -133,3 +139,19 @@ def check_compatible(manifest: Manifest, expected: IndexSpec, where: object) -> 
         raise IndexMismatchError(
             f"index at {where} was built with {', '.join(problems)}; re-index with `citeqa index --rebuild`"
         )
+
+
+def crash_point(stage: str, doc_ids: Sequence[str] = ()) -> None:
+    """Die here when the test hook (CRASH_AT_ENV) names `stage`, or `stage:<id>` of one of `doc_ids`."""
+    wanted = os.environ.get(CRASH_AT_ENV)
+    if wanted and (wanted == stage or wanted in {f"{stage}:{d}" for d in doc_ids}):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# Section spans as both stores keep them: JSON [{"start", "end", "path": [heading, ...]}].
+def sections_json(sections: Sequence[SectionSpan]) -> str:
+    return json.dumps([{"start": s.start, "end": s.end, "path": list(s.path)} for s in sections])
+
+
+def sections_from(data: Sequence[dict[str, Any]]) -> tuple[SectionSpan, ...]:
+    return tuple(SectionSpan(int(s["start"]), int(s["end"]), tuple(s["path"])) for s in data)

@@ -17,7 +17,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import sqlite3
 import threading
 import time
@@ -41,9 +40,17 @@ from citeqa.indexing.store.base import (
     Manifest,
     StoreSnapshot,
     check_compatible,
+    crash_point,
+    sections_from,
+    sections_json,
 )
 from citeqa.indexing.store.bm25 import BM25Index
-from citeqa.indexing.types import Chunk, Document, DocumentInfo, PageSpan, SectionSpan
+from citeqa.indexing.store.faiss_index import (
+    COMPRESSED_INDEX_TYPES,
+    build_faiss_index,
+    exact_rerank,
+)
+from citeqa.indexing.types import Chunk, Document, DocumentInfo, PageSpan
 
 log = logging.getLogger(__name__)
 _VERSION_NAME = re.compile(r"v-[0-9A-Za-z-]{1,64}")
@@ -57,7 +64,6 @@ BM25_DIR = "bm25"
 DATA_FILES = (SQLITE_FILE, EMBEDDINGS_FILE, FAISS_FILE)
 # Test hook (tests/indexing/test_crash_safety.py): naming a stage here makes the writer SIGKILL itself
 # there, so tests can stop a build at exact points; unset, it costs one dict lookup per stage.
-CRASH_AT_ENV = "CITEQA_TEST_CRASH_AT"
 
 # `sections` (JSON [{start, end, path}]) and `section` (JSON [heading, ...]) came later: a version written
 # before them has neither column and reads as having no sections (see IndexSnapshot._columns).
@@ -82,18 +88,6 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def set_faiss_threads(threads: int) -> None:
-    """Process-wide: one query scans with one thread. A second OpenMP thread made a 20k-chunk flat
-    search 3x slower on two busy cores (thread wake-ups cost more than the scan)."""
-    faiss.omp_set_num_threads(threads)
-
-
-def _crash_point(stage: str) -> None:
-    """Die as abruptly as a power cut when the test hook names `stage` (see CRASH_AT_ENV)."""
-    if os.environ.get(CRASH_AT_ENV) == stage:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @contextlib.contextmanager
@@ -127,75 +121,6 @@ def _damaged(root: Path, what: str) -> CorruptIndexError:
     return CorruptIndexError(f"index at {root} is damaged ({what}); re-run `citeqa index --rebuild`")
 
 
-INDEX_TYPES = ("auto", "flat", "hnsw", "ivf_sq8")
-# Index kinds whose stored vectors are lossy: their scores are re-computed exactly from embeddings.npy.
-COMPRESSED_INDEX_TYPES = frozenset({"ivf_sq8"})
-# FAISS warns below 39 training points per list; fewer points give poor centroids.
-_MIN_POINTS_PER_LIST = 39
-_TRAINING_POINTS_PER_LIST = 64
-
-
-def choose_index_type(count: int, index_type: str, ann_threshold: int) -> str:
-    """`auto`: exact search while it is cheap, the compressed IVF index from `ann_threshold` chunks on."""
-    if index_type not in INDEX_TYPES:
-        raise ValueError(f"unknown index type {index_type!r} (use {', '.join(INDEX_TYPES)})")
-    if index_type == "auto":
-        return "ivf_sq8" if count >= ann_threshold else "flat"
-    return index_type
-
-
-def ivf_list_count(count: int) -> int:
-    """About 2 * sqrt(count) inverted lists (a power of two), never so many that lists train badly."""
-    target = 1 << max(0, round(np.log2(max(2.0 * np.sqrt(max(count, 1)), 1.0))))
-    return max(1, min(target, count // _MIN_POINTS_PER_LIST))
-
-
-def default_nprobe(nlist: int) -> int:
-    """Lists scanned per query. On the benchmark's data, after re-ranking: 100k chunks (512 lists,
-    nprobe 16) recall@10 0.974; 1M chunks (2048 lists, nprobe 32) 0.993 in 1.6 ms."""
-    return max(1, min(nlist, max(16, nlist // 64)))
-
-
-def build_faiss_index(
-    vectors: np.ndarray, index_type: str, ann_threshold: int, seed: int = 0
-) -> tuple[faiss.Index, str]:
-    """Exact inner product for small collections; a compressed approximate index for large ones.
-
-    `ann_threshold` is the size from which `auto` picks the approximate index. `ivf_sq8` keeps one
-    byte per dimension in inverted lists (about 0.4 KB per 384-d chunk); its shortlist is re-ranked
-    exactly by the retriever from embeddings.npy.
-    """
-    dimension = vectors.shape[1]
-    kind = choose_index_type(len(vectors), index_type, ann_threshold)
-    if kind == "ivf_sq8" and len(vectors) == 0:
-        kind = "flat"  # nothing to train centroids on; the next build with data picks again
-    index: faiss.Index
-    if kind == "flat":
-        index = faiss.IndexFlatIP(dimension)
-    elif kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dimension, 32, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 80
-    else:
-        nlist = ivf_list_count(len(vectors))
-        quantizer = faiss.IndexFlatIP(dimension)
-        ivf = faiss.IndexIVFScalarQuantizer(
-            quantizer, dimension, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
-        )
-        sample_size = min(len(vectors), nlist * _TRAINING_POINTS_PER_LIST)
-        rng = np.random.default_rng(seed)
-        sample = vectors[np.sort(rng.choice(len(vectors), sample_size, replace=False))]
-        ivf.cp.min_points_per_centroid = 1  # small explicit builds (tests) may train on few points
-        # Ten k-means rounds instead of 25: centroids only route the search, and exact re-ranking
-        # fixes the order, so the extra rounds cost minutes at 1M chunks for no measurable recall.
-        ivf.cp.niter = 10
-        ivf.train(np.ascontiguousarray(sample, dtype=np.float32))
-        ivf.nprobe = default_nprobe(nlist)
-        index = ivf  # faiss's Python wrapper keeps `quantizer` alive as long as `ivf`
-    if len(vectors):
-        index.add(vectors)
-    return index, kind
-
-
 class IndexWriter:
     """Writes a complete new version of the index and makes it live atomically."""
 
@@ -218,14 +143,14 @@ class IndexWriter:
         staging.mkdir()
         try:
             chunk_count = self._write_sqlite(staging / SQLITE_FILE, documents, chunks_by_doc)
-            _crash_point("after_sqlite")
+            crash_point("after_sqlite")
             if chunk_count != len(embeddings):
                 raise ValueError(f"{chunk_count} chunks but {len(embeddings)} embeddings")
             vectors = np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1, spec.dimension)
             np.save(staging / EMBEDDINGS_FILE, vectors)
             index, kind = build_faiss_index(vectors, index_type, ann_threshold)
             faiss.write_index(index, str(staging / FAISS_FILE))
-            _crash_point("after_faiss")
+            crash_point("after_faiss")
             BM25Index.create(staging / BM25_DIR, _bm25_entries(documents, chunks_by_doc))
             files = [*DATA_FILES, *_bm25_files(staging)]
             for name in files:
@@ -244,14 +169,14 @@ class IndexWriter:
             )
             (staging / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8")
             fsync_file(staging / MANIFEST)
-            _crash_point("before_rename")
+            crash_point("before_rename")
             final = self.root / version
             staging.rename(final)
             self._point_current_at(version)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        _crash_point("after_swap")
+        crash_point("after_swap")
         self._remove_stale(keep={version})
         return manifest
 
@@ -295,7 +220,7 @@ class IndexWriter:
         tmp = self.root / f".{CURRENT_FILE}.{uuid.uuid4().hex[:8]}"
         tmp.write_text(version + "\n", encoding="utf-8")
         fsync_file(tmp)
-        _crash_point("before_swap")
+        crash_point("before_swap")
         os.replace(tmp, self.root / CURRENT_FILE)
         fsync_dir(self.root)
 
@@ -568,14 +493,6 @@ def _chunk(r: Sequence[Any]) -> Chunk:
     )
 
 
-def sections_json(sections: Sequence[SectionSpan]) -> str:
-    return json.dumps([{"start": s.start, "end": s.end, "path": list(s.path)} for s in sections])
-
-
-def sections_from(data: Sequence[dict[str, Any]]) -> tuple[SectionSpan, ...]:
-    return tuple(SectionSpan(int(s["start"]), int(s["end"]), tuple(s["path"])) for s in data)
-
-
 def _read_manifest(directory: Path, root: Path) -> Manifest:
     try:
         data = json.loads((directory / MANIFEST).read_bytes())
@@ -611,18 +528,6 @@ def _load_vectors(directory: Path, manifest: Manifest, root: Path) -> tuple[fais
     if embeddings.shape != (manifest.chunk_count, manifest.dimension) or embeddings.dtype != np.float32:
         raise _damaged(root, f"{EMBEDDINGS_FILE} does not match the manifest")
     return index, embeddings
-
-
-def exact_rerank(
-    embeddings: np.ndarray, rows: np.ndarray, query: np.ndarray, k: int
-) -> list[tuple[int, float]]:
-    """The best `k` of `rows` by exact inner product with the full-precision (memory-mapped) vectors."""
-    rows = np.unique(rows[rows >= 0])  # sorted rows read the memory map front to back
-    if len(rows) == 0:
-        return []
-    scores = np.asarray(embeddings[rows], dtype=np.float32) @ query
-    order = np.argsort(-scores, kind="stable")[:k]
-    return [(int(rows[i]), float(scores[i])) for i in order]
 
 
 class LocalStore:

@@ -16,15 +16,11 @@ import subprocess
 from pathlib import Path
 
 import psycopg
-from citeqa.indexing.errors import CiteqaError
+from citeqa.indexing.errors import PostgresServerError
 
 SERVER_USER = "postgres"
 DATABASE = "citeqa"
 PORT_FILE = "port"
-
-
-class PostgresServerError(CiteqaError):
-    pass
 
 
 def _bin_dir() -> Path:

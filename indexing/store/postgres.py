@@ -15,9 +15,7 @@ import fcntl
 import functools
 import json
 import logging
-import os
 import shutil
-import signal
 import threading
 import time
 import uuid
@@ -29,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import psycopg
+from citeqa.indexing.durable import write_atomically
 from citeqa.indexing.errors import IndexNotFoundError, StoreUnavailableError
 from citeqa.indexing.store.base import (
     FORMAT_VERSION,
@@ -38,9 +37,12 @@ from citeqa.indexing.store.base import (
     Manifest,
     StoreSnapshot,
     check_compatible,
+    crash_point,
+    sections_from,
+    sections_json,
 )
 from citeqa.indexing.store.bm25 import BM25Index
-from citeqa.indexing.store.local import CRASH_AT_ENV, ivf_list_count, sections_from, sections_json
+from citeqa.indexing.store.faiss_index import ivf_list_count
 from citeqa.indexing.types import Chunk, Document, DocumentInfo, PageSpan
 from pgvector.psycopg import register_vector
 from psycopg.conninfo import conninfo_to_dict
@@ -323,7 +325,7 @@ class PostgresStore:
             ).fetchone()
             assert version is not None
             manifest = self._manifest(conn, int(version[0]), spec)
-            _crash_point("pg_before_commit", upserted)
+            crash_point("pg_before_commit", upserted)
         self._polled_at = 0.0  # the next query looks again, and finds this version
         return manifest
 
@@ -379,9 +381,7 @@ class PostgresStore:
         return state if isinstance(state, dict) else {}
 
     def _write_state(self, state: dict[str, Any]) -> None:
-        tmp = self.bm25_dir / f".{BM25_STATE}.{uuid.uuid4().hex[:8]}"
-        tmp.write_text(json.dumps(state), encoding="utf-8")
-        os.replace(tmp, self.bm25_dir / BM25_STATE)
+        write_atomically(self.bm25_dir / BM25_STATE, json.dumps(state).encode("utf-8"))
 
 
 def migrate(conn: psycopg.Connection[Any]) -> None:
@@ -431,14 +431,6 @@ def _configure(conn: psycopg.Connection[Any], ef_search: int) -> None:
 def default_probes(lists: int) -> int:
     """IVF lists a Postgres search scans: 16 of 2048 at 1M chunks (recall@10 0.988, dense p50 11.6 ms)."""
     return min(lists, max(16, lists // 128))
-
-
-def _crash_point(stage: str, doc_ids: Sequence[str]) -> None:
-    """Test hook (see local.CRASH_AT_ENV): `stage`, or `stage:<doc id>` for an update of that document,
-    makes this process SIGKILL itself there, inside the open transaction."""
-    wanted = os.environ.get(CRASH_AT_ENV)
-    if wanted and (wanted == stage or wanted in {f"{stage}:{d}" for d in doc_ids}):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _version_name(version: int) -> str:

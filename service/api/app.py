@@ -80,7 +80,8 @@ def create_app(settings: Settings | None = None, pipeline: QAPipeline | None = N
     app = FastAPI(
         title="citeqa",
         version="0.1.0",
-        summary="Verbatim answers with exact citations from your documents, or an honest 'not in them'.",
+        summary="Verbatim answers with exact citations from your documents, each confident or 'not sure', "
+        "or an honest 'no answer found'.",
         lifespan=lifespan,
         # Served from local files below: the defaults load Swagger UI and ReDoc from a CDN (blank offline).
         docs_url=None,

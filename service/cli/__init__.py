@@ -6,6 +6,7 @@ is the installed `citeqa`, so each import points down the layers."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from citeqa.indexing.errors import CiteqaError
 from citeqa.service.cli import serve as serve_commands
+from citeqa.service.qa.query import Query
 from citeqa.service.settings import Settings
 from pydantic import ValidationError
 
@@ -108,19 +110,18 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     result = None if args.no_service else _ask_service(args, settings)
     if result is None:
         pipeline.warm_up()
-        result = ask_json(
-            pipeline.ask(
-                args.question,
-                top_k=args.top_k,
-                max_answers=args.max_answers,
-                min_probability=args.min_probability,
-            )
-        )
+        result = ask_json(pipeline.ask(_query(args)))
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False))
         return 0
     _print_answers(result, sys.stdout.isatty())
     return 0
+
+
+def _query(args: argparse.Namespace) -> Query:
+    return Query.of(
+        args.question, args.top_k, args.max_answers, None, args.min_answer_probability, args.best_guess
+    )
 
 
 def _ask_service(args: argparse.Namespace, settings: Settings) -> dict[str, Any] | None:
@@ -132,12 +133,7 @@ def _ask_service(args: argparse.Namespace, settings: Settings) -> dict[str, Any]
     live_version = make_store(settings.resolved_index_dir, database_url=url).live_version()
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     base = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}"
-    body = {
-        "question": args.question,
-        "top_k": args.top_k,
-        "max_answers": args.max_answers,
-        "min_answer_probability": args.min_probability,
-    }
+    body = dataclasses.asdict(_query(args))
     try:
         ready = httpx.get(f"{base}/readyz", timeout=0.5)
         if (
@@ -170,11 +166,17 @@ def _print_answers(result: dict[str, Any], tty: bool) -> None:
             where = f"{best['doc_id']}, chars {best['start']}-{best['end']}"
             print(f"\nClosest passage ({best['title']}, {where}):")
             print(textwrap.indent(textwrap.fill(best["text"][:400], 100), "  "))
+            print("\n(--best-guess shows the most probable answer anyway, marked not sure)")
         return
     for number, answer in enumerate(result["answers"], start=1):
         c = answer["citation"]
+        # A service older than confidence levels gives confident answers only.
+        not_sure = answer.get("confidence_level", "answer") == "not_sure"
         label = "Answer" if number == 1 else f"Alternative {number - 1}"
-        print(f"{label}: {answer['text']}   (score {answer['score']:.2f})")
+        level = ", not sure" if not_sure else ""
+        print(f"{label}: {answer['text']}   (probability {answer['score']:.2f}{level})")
+        if not_sure and number == 1:
+            print("  Low confidence — check the source.")
         page = f", page {c['page']}" if c["page"] else ""
         section = f", {section_label(c['section'])}" if c.get("section") else ""
         print(f"  Source: {c['title']}{section} [{c['doc_id']}{page}, chars {c['start']}-{c['end']}]")
@@ -248,9 +250,15 @@ def build_parser(*more: Register) -> tuple[argparse.ArgumentParser, dict[str, Ha
     p.add_argument("--top-k", type=int, help="passages to retrieve and read")
     p.add_argument("--max-answers", type=int, help="answers to show (best first)")
     p.add_argument(
-        "--min-probability",
+        "--min-answer-probability",
         type=float,
-        help="answer only with answers at least this likely to be right (default: the calibrated threshold)",
+        help="answers less likely than this to be right are shown as not sure instead of confident "
+        "(default: the calibrated threshold)",
+    )
+    p.add_argument(
+        "--best-guess",
+        action="store_true",
+        help="when no answer reaches the floor, show the most probable one anyway, marked not sure",
     )
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.add_argument(
@@ -294,9 +302,9 @@ def run(parser: argparse.ArgumentParser, handlers: dict[str, Handler], argv: Seq
         if value is not None and value < 1:
             print(f"citeqa: error: --{value_name.replace('_', '-')} must be at least 1", file=sys.stderr)
             return 2
-    probability = getattr(args, "min_probability", None)
+    probability = getattr(args, "min_answer_probability", None)
     if probability is not None and not 0.0 <= probability <= 1.0:
-        print("citeqa: error: --min-probability must be between 0 and 1", file=sys.stderr)
+        print("citeqa: error: --min-answer-probability must be between 0 and 1", file=sys.stderr)
         return 2
     try:
         settings = _settings_from(args)

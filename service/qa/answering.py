@@ -24,14 +24,19 @@ from citeqa.service.qa.confidence import (
 from citeqa.service.qa.reader import SpanCandidate
 from citeqa.service.qa.types import Answer, Citation, Passage, TextSpan
 
-NO_ANSWER_MESSAGE = "No answer was found in the indexed documents."
+# What a result says besides its answers. Never more than the evidence: that this search found no answer,
+# not that the documents hold none (a question worded differently, or a wider top_k, may find one).
+NO_ANSWER_MESSAGE = "I found no answer in the documents."
+NOT_SURE_MESSAGE = "Low confidence — check the source."
 _EDGE_JUNK = string.whitespace + ",;:"
 
 
 @dataclass(frozen=True)
 class AnsweringConfig:
     max_answers: int = 3
-    min_probability: float | None = None  # abstain below this; None: the calibration's own threshold
+    # A confident answer from this probability up; None: the calibration's threshold. Below it, down to
+    # the calibration's floor, answers are "not sure".
+    min_answer_probability: float | None = None
     context_chars: int = 120
     max_candidates: int = 10  # distinct answers scored per question
 
@@ -56,7 +61,8 @@ def context_window(text: str, start: int, end: int, chars: int) -> TextSpan:
 
 
 class AnswerAggregator:
-    """Distinct answers with their evidence, scored by the calibrator; abstains below its threshold."""
+    """Distinct answers with their evidence, scored by the calibrator; confident from its threshold,
+    "not sure" from its floor, none below."""
 
     def __init__(self, config: AnsweringConfig, calibrator: Calibrator | None = None) -> None:
         self.config = config
@@ -64,9 +70,15 @@ class AnswerAggregator:
 
     @property
     def threshold(self) -> float:
-        return (
-            self.calibrator.threshold if self.config.min_probability is None else self.config.min_probability
-        )
+        """The probability from which an answer is confident."""
+        configured = self.config.min_answer_probability
+        return self.calibrator.threshold if configured is None else configured
+
+    @property
+    def floor(self) -> float:
+        """The probability below which no answer is given (the calibration's floor, never above the
+        threshold in use)."""
+        return min(self.calibrator.effective_floor, self.threshold)
 
     def aggregate(
         self,
@@ -80,14 +92,29 @@ class AnswerAggregator:
         return self.decide(self.rank(question, candidates, passages, get_document), max_answers)
 
     def decide(
-        self, ranked: Sequence[Answer], max_answers: int | None = None, threshold: float | None = None
+        self,
+        ranked: Sequence[Answer],
+        max_answers: int | None = None,
+        min_answer_probability: float | None = None,
+        floor: float | None = None,
+        best_guess: bool = False,
     ) -> tuple[list[Answer], bool]:
-        """The answers at or above the threshold, at most `max_answers`; none means abstain.
+        """The answers at or above the floor, at most `max_answers`, each with its confidence level:
+        "answer" from the threshold up, "not_sure" below it. None means abstain.
 
-        The evaluation replays exactly this on `rank`'s output to sweep thresholds."""
+        `min_answer_probability` replaces the threshold for this decision, `floor` the floor (never
+        above the threshold). `best_guess`: when no answer reaches the floor, the most probable one
+        anyway, "not_sure". The evaluation replays exactly this on `rank`'s output to sweep thresholds."""
         limit = max_answers or self.config.max_answers
-        cut = self.threshold if threshold is None else threshold
-        answers = [a for a in ranked if a.score >= cut][:limit]
+        threshold = self.threshold if min_answer_probability is None else min_answer_probability
+        cut = min(self.calibrator.effective_floor if floor is None else floor, threshold)
+        kept = [a for a in ranked if a.score >= cut][:limit]
+        if not kept and best_guess and ranked:
+            kept = [ranked[0]]
+        answers = [
+            dataclasses.replace(a, confidence_level="answer" if a.score >= threshold else "not_sure")
+            for a in kept
+        ]
         return answers, not answers
 
     def rank(

@@ -1,4 +1,5 @@
-"""A bounded LRU cache of ask results, keyed on the normalised question, index version and parameters.
+"""A bounded LRU cache of ask results, keyed on `Query.cache_key`: the normalised question, index version
+and options.
 
 The index version is part of the key, so an index update makes every older entry unreachable;
 those entries then age out of the LRU order instead of being served. Hits show on /metrics as the
@@ -9,26 +10,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
 
 from citeqa.service.qa.types import AskResult
-
-
-def question_key(question: str) -> str:
-    """Case and spacing do not change the answer: the reader and embedder are uncased models."""
-    return " ".join(question.casefold().split())
-
-
-def ask_key(
-    question: str,
-    index_version: str,
-    top_k: int,
-    max_answers: int | None,
-    document_ids: Sequence[str] | None,
-    min_probability: float | None = None,
-) -> tuple[Hashable, ...]:
-    docs = None if document_ids is None else tuple(sorted(set(document_ids)))
-    return (question_key(question), index_version, top_k, max_answers, docs, min_probability)
 
 
 class AnswerCache:

@@ -16,10 +16,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from citeqa.indexing.durable import write_atomically
 from citeqa.indexing.errors import CiteqaError
 from citeqa.service.qa.retrieval import bm25_tokens
 
 CALIBRATION_FILE = "calibration.json"
+
+# The floor of a calibration that does not give one: half its threshold. Between the floor and the
+# threshold an answer is shown as "not sure", with its probability and its cited passage, so that the
+# reader can check it; below the floor nothing is shown. No data chose this fraction: it is the
+# judgement that an answer at least half as likely to be right as the least likely confident one is
+# worth a glance at its source, while one less likely than that is mostly noise. A fitted calibration
+# (`citeqa calibrate`) stores the floor it chose on held-out data instead.
+DEFAULT_FLOOR_FRACTION = 0.5
 
 # What an answer's probability is computed from. Question-level features (the same for every candidate
 # of one question) let the model learn "this question is not answered here"; candidate-level ones rank.
@@ -115,7 +124,11 @@ def type_match(question: str, answer: str) -> float:
 
 @dataclass
 class Calibrator:
-    """P(right) = sigmoid(intercept + coef . (features - mean) / scale); abstain below `threshold`."""
+    """P(right) = sigmoid(intercept + coef . (features - mean) / scale).
+
+    Three outcomes: a confident answer at or above `threshold`, a "not sure" one from `floor` up to it,
+    none below `floor`. `floor` None: `DEFAULT_FLOOR_FRACTION` of the threshold, resolved when used, so
+    that it follows a threshold set after construction (as `citeqa calibrate` does)."""
 
     features: list[str]
     mean: list[float]
@@ -124,8 +137,11 @@ class Calibrator:
     intercept: float
     threshold: float
     meta: dict[str, Any] = field(default_factory=dict)
+    floor: float | None = None
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0 or (self.floor is not None and not 0.0 <= self.floor <= 1.0):
+            raise CiteqaError("calibration: threshold and floor must be probabilities between 0 and 1")
         n = len(self.features)
         if not (len(self.mean) == len(self.scale) == len(self.coef) == n) or n == 0:
             raise CiteqaError("calibration: features, mean, scale and coef must have the same length")
@@ -135,6 +151,13 @@ class Calibrator:
         self._mean = np.asarray(self.mean, dtype=np.float64)
         self._scale = np.where(np.asarray(self.scale, dtype=np.float64) > 0, self.scale, 1.0)
         self._coef = np.asarray(self.coef, dtype=np.float64)
+
+    @property
+    def effective_floor(self) -> float:
+        """The probability below which no answer is given: `floor`, or its default; never above the
+        threshold (a floor above it would leave no room for "not sure" and hide confident answers)."""
+        floor = DEFAULT_FLOOR_FRACTION * self.threshold if self.floor is None else self.floor
+        return min(floor, self.threshold)
 
     def matrix(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
         return np.asarray([[row[name] for name in self.features] for row in rows], dtype=np.float64)
@@ -148,16 +171,16 @@ class Calibrator:
     @classmethod
     def margin_only(cls) -> Calibrator:
         """The reader's own decision, for a reader nobody calibrated: answer when a span beats its window's
-        no-answer score (margin > 0), with probability sigmoid(margin / 4)."""
-        return cls(["margin"], [0.0], [4.0], [1.0], 0.0, 0.5, {"fitted": False})
+        no-answer score (margin > 0), with probability sigmoid(margin / 4). Its floor is its threshold
+        (no "not sure" band): sigmoid(margin / 4) is no probability anyone measured, so a fraction of it
+        would mark nothing in particular; a best guess can still be asked for."""
+        return cls(["margin"], [0.0], [4.0], [1.0], 0.0, 0.5, {"fitted": False}, floor=0.5)
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
 
     def save(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        write_atomically(path, (json.dumps(self.to_json(), indent=2) + "\n").encode("utf-8"))
 
     @classmethod
     def load(cls, path: Path) -> Calibrator:
@@ -171,6 +194,7 @@ class Calibrator:
                 intercept=float(raw["intercept"]),
                 threshold=float(raw["threshold"]),
                 meta=dict(raw.get("meta") or {}),
+                floor=None if raw.get("floor") is None else float(raw["floor"]),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise CiteqaError(f"cannot read the calibration {path}: {exc}") from exc

@@ -10,8 +10,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from citeqa.indexing.embedding import Embedder
-from citeqa.indexing.errors import CiteqaError, IndexNotFoundError
+from citeqa.indexing.embedding import Embedder, TextEmbedder
+from citeqa.indexing.errors import (
+    CiteqaError,
+    DocumentNotFoundError,
+    IndexNotFoundError,
+    QuestionError,
+    TopKError,
+)
 from citeqa.indexing.ingest.build import BuildReport, IndexBuilder
 from citeqa.indexing.ingest.chunking import ChunkingConfig
 from citeqa.indexing.ingest.journal import UpdateJournal
@@ -19,12 +25,18 @@ from citeqa.indexing.ingest.loaders import load_bytes
 from citeqa.indexing.ingest.sources import DocumentSources
 from citeqa.indexing.store import Store, make_store, set_faiss_threads
 from citeqa.indexing.types import Document
-from citeqa.service.qa.answering import NO_ANSWER_MESSAGE, AnswerAggregator, AnsweringConfig
-from citeqa.service.qa.cache import AnswerCache, ask_key
+from citeqa.service.qa.answering import (
+    NO_ANSWER_MESSAGE,
+    NOT_SURE_MESSAGE,
+    AnswerAggregator,
+    AnsweringConfig,
+)
+from citeqa.service.qa.cache import AnswerCache
 from citeqa.service.qa.confidence import Calibrator
+from citeqa.service.qa.query import Query
 from citeqa.service.qa.reader import Reader, TransformersReader
 from citeqa.service.qa.retrieval import HybridRetriever, SearchIndex
-from citeqa.service.qa.types import Answer, AskResult, Passage, SearchResult
+from citeqa.service.qa.types import Answer, AskResult, DocumentPage, Passage, SearchResult
 from citeqa.service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,23 +44,18 @@ log = logging.getLogger(__name__)
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-class QuestionError(CiteqaError):
-    """The question itself is unusable (empty, too long)."""
-
-
-class TopKError(QuestionError):
-    """top_k outside the configured range."""
-
-
-class DocumentNotFoundError(CiteqaError):
-    pass
-
-
 @dataclasses.dataclass(frozen=True)
 class RankedAnswers:
     passages: list[Passage]
     answers: list[Answer]  # every distinct answer, best probability first
     timings_ms: dict[str, float]
+
+
+def outcome_message(answers: Sequence[Answer]) -> str:
+    """What a result says of itself: nothing when its best answer is confident."""
+    if not answers:
+        return NO_ANSWER_MESSAGE
+    return NOT_SURE_MESSAGE if answers[0].confidence_level == "not_sure" else ""
 
 
 class QAPipeline:
@@ -59,9 +66,13 @@ class QAPipeline:
     """
 
     def __init__(
-        self, settings: Settings | None = None, embedder: Embedder | None = None, reader: Reader | None = None
+        self,
+        settings: Settings | None = None,
+        embedder: TextEmbedder | None = None,
+        reader: Reader | None = None,
     ) -> None:
-        """Pass `embedder` and `reader` to share already-loaded models between pipelines."""
+        """Pass `embedder` and `reader` to share already-loaded models between pipelines (or, in the
+        unit tests, to run the pipeline on fakes)."""
         self.settings = settings or Settings()
         s = self.settings
         self.embedder = embedder or Embedder(
@@ -81,7 +92,7 @@ class QAPipeline:
         self.aggregator = AnswerAggregator(
             AnsweringConfig(
                 max_answers=s.max_answers,
-                min_probability=s.min_answer_probability,
+                min_answer_probability=s.min_answer_probability,
                 context_chars=s.context_chars,
             ),
             # Fitted for this reader (`citeqa calibrate`) and stored in its folder; a small JSON file.
@@ -197,35 +208,45 @@ class QAPipeline:
 
     def ask(
         self,
-        question: str,
+        query: Query | str,
+        *,
         top_k: int | None = None,
         max_answers: int | None = None,
         document_ids: Sequence[str] | None = None,
-        min_probability: float | None = None,
+        min_answer_probability: float | None = None,
+        best_guess: bool = False,
     ) -> AskResult:
-        """`min_probability` replaces the calibrated threshold for this question: answers estimated less
-        likely than it to be right are withheld (0 answers whenever the reader found a span)."""
-        question = self.validate_question(question)
+        """Answer a `Query` (the front ends build one), or a question with the same options by name.
+
+        `min_answer_probability` replaces the calibrated threshold for this question: answers less likely
+        than it to be right come back "not sure" (down to the floor) instead of confident. `best_guess`:
+        when no answer reaches the floor, the most probable one anyway, "not sure"."""
+        if isinstance(query, str):
+            query = Query.of(query, top_k, max_answers, document_ids, min_answer_probability, best_guess)
+        question = self.validate_question(query.question)
         index = self.index
         started = time.perf_counter()
-        top_k = self._top_k(top_k)
-        if min_probability is not None and not 0.0 <= min_probability <= 1.0:
-            raise QuestionError(f"min_probability must be between 0 and 1 (got {min_probability})")
-        key = ask_key(question, index.snapshot.version, top_k, max_answers, document_ids, min_probability)
+        top_k = self._top_k(query.top_k)
+        threshold = query.min_answer_probability
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise QuestionError(f"min_answer_probability must be between 0 and 1 (got {threshold})")
+        key = query.cache_key(index.snapshot.version, top_k)
         cached = self.answer_cache.get(key)
         if cached is not None:
             elapsed = round((time.perf_counter() - started) * 1000, 2)
             # The HTTP schema wants every stage; a cached answer spent nothing on retrieval or reading.
             timings = {"cache": elapsed, "retrieve": 0.0, "read": 0.0, "total": elapsed}
             return dataclasses.replace(cached, question=question, timings_ms=timings)
-        ranked = self.rank_answers(index, question, top_k, document_ids)
-        answers, no_answer = self.aggregator.decide(ranked.answers, max_answers, min_probability)
+        ranked = self.rank_answers(index, question, top_k, query.document_ids)
+        answers, no_answer = self.aggregator.decide(
+            ranked.answers, query.max_answers, threshold, best_guess=query.best_guess
+        )
         result = AskResult(
             question=question,
             answers=answers,
             passages=ranked.passages,
             no_answer=no_answer,
-            message=NO_ANSWER_MESSAGE if no_answer else "",
+            message=outcome_message(answers),
             timings_ms={**ranked.timings_ms, "total": round((time.perf_counter() - started) * 1000, 2)},
             index_version=index.snapshot.version,
             candidates=ranked.answers,
@@ -251,6 +272,37 @@ class QAPipeline:
         return RankedAnswers(passages, answers, timings)
 
     # --- documents -------------------------------------------------------------------------
+    @property
+    def index_version(self) -> str:
+        return self.index.snapshot.version
+
+    def document_ids(self) -> set[str]:
+        return set(self.index.snapshot.manifest.documents)
+
+    @property
+    def document_count(self) -> int:
+        return len(self.index.snapshot.manifest.documents)
+
+    def has_document(self, doc_id: str) -> bool:
+        """Whether the live index holds `doc_id` (False while no index is loaded)."""
+        return self.ready and self.index.snapshot.document(doc_id) is not None
+
+    def document(self, doc_id: str) -> tuple[Document, str]:
+        """A document of the live index, with that index's version."""
+        snapshot = self.index.snapshot
+        document = snapshot.document(doc_id)
+        if document is None:
+            raise DocumentNotFoundError(f"no document with id {doc_id!r}")
+        return document, snapshot.version
+
+    def chunk_count(self, doc_id: str) -> int:
+        return len(self.index.snapshot.chunks_of(doc_id))
+
+    def documents(self, offset: int = 0, limit: int = 50) -> DocumentPage:
+        snapshot = self.index.snapshot
+        infos = snapshot.document_infos(offset=offset, limit=limit)
+        return DocumentPage(infos, snapshot.document_count(), offset, limit, snapshot.version)
+
     def sources(self, corpus: Path | None = None) -> DocumentSources:
         return DocumentSources(corpus or self.settings.corpus_dir, self.settings.data_dir)
 
@@ -277,13 +329,18 @@ class QAPipeline:
             self.reload()
         return report
 
-    def upload_document(self, doc_id: str, data: bytes) -> tuple[Document, BuildReport]:
-        """Index an uploaded file and keep it in the data directory, so that re-indexing keeps it.
+    def upload_document(
+        self, doc_id: str, data: bytes, original_name: str | None = None
+    ) -> tuple[Document, BuildReport]:
+        """Index an uploaded file and keep it in the data directory, so that re-indexing keeps it;
+        `original_name`, the file name it was sent under, is remembered to tell renamed uploads apart.
 
         Journaled: after a crash at any point the upload is either fully in or fully out."""
         document = load_bytes(data, doc_id)
         with self._update_lock, self.journal().upload(doc_id, data, self._indexed_hash):
             report = self.add_documents([document])
+        if original_name is not None:
+            self.sources().remember_upload_name(doc_id, original_name)
         return document, report
 
     def delete_document(self, doc_id: str) -> BuildReport:

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from citeqa.indexing.embedding import Embedder
+from citeqa.indexing.embedding import TextEmbedder
 from citeqa.indexing.store import StoreSnapshot, bm25_tokens
 from citeqa.service.qa.types import Passage
 
@@ -42,7 +42,7 @@ _SPARSE_WORKERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="citeqa-b
 
 
 class HybridRetriever:
-    def __init__(self, embedder: Embedder, candidates_k: int = 30, rrf_k: int = 60) -> None:
+    def __init__(self, embedder: TextEmbedder, candidates_k: int = 30, rrf_k: int = 60) -> None:
         self.embedder = embedder
         self.candidates_k = candidates_k
         self.rrf_k = rrf_k

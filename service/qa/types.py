@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
-from citeqa.indexing.types import Chunk
+from citeqa.indexing.types import Chunk, DocumentInfo
+
+# How sure an answer is: "answer" at or above the answer threshold (confident); "not_sure" between the
+# floor and that threshold, or a best guess asked for below the floor. Below the floor: no answer at all.
+ConfidenceLevel = Literal["answer", "not_sure"]
+# A whole result: its best answer's level, or "none" when it gives no answer.
+Outcome = Literal["answer", "not_sure", "none"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,8 @@ class Citation:
     context: TextSpan
     # The headings the answer lies under, outermost first (("2. Leave", "2.2 Entitlement")); () when the
     # document has none. Policy readers cite by section.
-    section: tuple[str, ...] = ()
+    # (By keyword only: the wire's CitationOut extends this class with a field of its own.)
+    section: tuple[str, ...] = field(default=(), kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,7 @@ class Answer:
     reader_margin: float  # span score minus the no-answer score of its window
     citation: Citation
     features: dict[str, float] = field(default_factory=dict, compare=False)  # what `score` came from
+    confidence_level: ConfidenceLevel = "answer"  # set by `AnswerAggregator.decide`
 
     @property
     def start(self) -> int:
@@ -79,6 +88,11 @@ class AskResult:
     # replays the abstention decision on.
     candidates: list[Answer] = field(default_factory=list)
 
+    @property
+    def confidence_level(self) -> Outcome:
+        """The best answer's confidence level, or "none" when there is no answer."""
+        return self.answers[0].confidence_level if self.answers else "none"
+
 
 @dataclass
 class SearchResult:
@@ -86,3 +100,14 @@ class SearchResult:
     passages: list[Passage]
     timings_ms: dict[str, float] = field(default_factory=dict)
     index_version: str = ""
+
+
+@dataclass(frozen=True)
+class DocumentPage:
+    """One page of the live index's documents."""
+
+    documents: list[DocumentInfo]
+    total: int
+    offset: int
+    limit: int
+    index_version: str

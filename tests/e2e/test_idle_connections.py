@@ -24,6 +24,8 @@ from citeqa.service.settings import REPO_ROOT
 
 from tests.conftest import child_env
 
+pytestmark = pytest.mark.e2e
+
 CHILD_FILE_LIMIT = 512
 IDLE_SOCKETS = 600
 HEADER_TIMEOUT_S = 3

@@ -31,7 +31,7 @@ from citeqa.service.settings import REPO_ROOT, Settings
 
 from tests.conftest import child_env
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 API_KEY = "replica-test-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from citeqa.service.qa.pipeline import QAPipeline, QuestionError
+from citeqa.indexing.errors import QuestionError
+from citeqa.service.qa.pipeline import QAPipeline
 
 from tests.conftest import SEED_DOC_ID
+
+pytestmark = pytest.mark.e2e
 
 KNOWN = [
     ("Which city was the first Made in China 2025 pilot demonstration city?", "Ningbo"),
@@ -62,7 +65,7 @@ def test_unanswerable_question_abstains_but_returns_passages(
     result = seed_pipeline.ask(question)
     assert result.no_answer
     assert result.answers == []
-    assert "No answer" in result.message
+    assert result.message == "I found no answer in the documents."
     assert result.passages
 
 

@@ -17,6 +17,8 @@ from openai import OpenAI
 
 from tests.e2e.conftest import API_KEY, LiveServer
 
+pytestmark = pytest.mark.e2e
+
 QUESTION = "Which city was the first Made in China 2025 pilot demonstration city?"
 
 

@@ -40,14 +40,17 @@ def test_fit_learns_that_margin_predicts_right_answers() -> None:
     threshold, metrics = choose_threshold(sets, calibrator)
     assert 0.1 < threshold < 0.9  # between the two groups
     assert metrics["synthetic"]["f1"] > 0.8 and metrics["synthetic"]["ece"] < 0.1
-    # The chosen threshold is the replayed decision's best: the pipeline's own `decide` reproduces it.
+    # The chosen threshold is the replayed decision's best: the pipeline's own `decide` reproduces it
+    # when it answers nothing below it (the floor at the threshold: no "not sure" band).
     aggregator = AnswerAggregator(
-        AnsweringConfig(), Calibrator(**{**calibrator.to_json(), "threshold": threshold})
+        AnsweringConfig(),
+        Calibrator(**{**calibrator.to_json(), "threshold": threshold, "floor": threshold}),
     )
     f1 = np.mean([bool(aggregator.decide(aggregator.score(a))[0]) == bool(g) for g, a in questions])
     assert f1 == pytest.approx(metrics["synthetic"]["f1"])
 
 
+@pytest.mark.integration
 def test_calibrate_command_writes_a_calibration_the_pipeline_uses(
     tmp_path: Path, tiny_squad: Path, embedder: Embedder, reader: Reader, seed_pipeline: QAPipeline
 ) -> None:

@@ -34,6 +34,7 @@ def _evaluator(eval_set: EvalSet, pipeline: QAPipeline | None = None) -> Evaluat
     return Evaluator(eval_set, top_k=Settings().top_k, aggregator=aggregator, show_progress=False)
 
 
+@pytest.mark.integration
 def test_evaluator_in_process_writes_reports(seed_pipeline: QAPipeline, tmp_path: Path) -> None:
     report = _evaluator(_sample(), seed_pipeline).run(PipelineBackend(seed_pipeline))
     summary = report.summary
@@ -65,6 +66,7 @@ def test_evaluator_in_process_writes_reports(seed_pipeline: QAPipeline, tmp_path
     assert (tmp_path / "report" / "latency.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.integration
 def test_a_bad_question_is_counted_not_fatal(seed_pipeline: QAPipeline) -> None:
     blank = EvalItem(id="blank", question="   ", answers=("Ningbo",), doc_id="000_d31740c80f9a4c4e.txt")
     report = _evaluator(EvalSet("blank", [blank]), seed_pipeline).run(PipelineBackend(seed_pipeline))
@@ -114,6 +116,7 @@ def http_service(seed_pipeline: QAPipeline) -> Iterator[str]:
         server.server_close()
 
 
+@pytest.mark.e2e
 def test_evaluator_over_http(seed_pipeline: QAPipeline, http_service: str) -> None:
     settings = seed_pipeline.settings
     client = HttpBackend(http_service, settings.corpus_dir)
@@ -129,6 +132,7 @@ def test_evaluator_over_http(seed_pipeline: QAPipeline, http_service: str) -> No
     assert all(r.timings_ms["total"] == r.timings_ms["client"] for r in report.results)
 
 
+@pytest.mark.integration
 def test_squad_format_end_to_end_with_gate(
     tmp_path: Path, tiny_squad: Path, embedder: Embedder, reader: Reader, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -66,7 +66,7 @@ def tiny_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_windows_label_answer_tokens_and_cls(tiny_set: Path) -> None:
     from transformers import AutoTokenizer
 
@@ -85,7 +85,7 @@ def test_windows_label_answer_tokens_and_cls(tiny_set: Path) -> None:
     assert examples[2].answer_start is None and all(w.start == w.end == 0 for w in unanswerable)
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_train_reader_learns_and_writes_a_reader_the_service_loads(
     tiny_set: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import faiss
 import numpy as np
 import pytest
-from citeqa.indexing.store.local import build_faiss_index, choose_index_type, exact_rerank, ivf_list_count
+from citeqa.indexing.store.faiss_index import (
+    build_faiss_index,
+    choose_index_type,
+    exact_rerank,
+    ivf_list_count,
+)
 
 
 def clustered_unit_vectors(count: int, dimension: int = 64, seed: int = 0) -> np.ndarray:

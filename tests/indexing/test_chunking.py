@@ -37,6 +37,7 @@ def test_sentence_spans_are_trimmed_and_exact() -> None:
     assert [text[s:e] for s, e in spans] == ["First one.", "Second;", "third!", "Fourth line"]
 
 
+@pytest.mark.integration
 def test_seed_chunks_hold_offsets_and_token_budget(tokenizer: object, seed_text: str) -> None:
     config = ChunkingConfig(max_tokens=64, overlap_tokens=16)
     chunks = Chunker(tokenizer, config).chunk(_doc(seed_text))  # type: ignore[arg-type]
@@ -56,6 +57,7 @@ def test_seed_chunks_hold_offsets_and_token_budget(tokenizer: object, seed_text:
     )
 
 
+@pytest.mark.integration
 def test_long_sentence_is_cut_not_truncated(tokenizer: object) -> None:
     text = " ".join(f"word{i}" for i in range(600))  # one sentence, far over the budget
     chunks = Chunker(tokenizer, ChunkingConfig(max_tokens=50, overlap_tokens=0)).chunk(_doc(text))  # type: ignore[arg-type]
@@ -69,6 +71,7 @@ _alphabet = st.sampled_from(
 )
 
 
+@pytest.mark.integration
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.lists(_alphabet, min_size=0, max_size=400).map("".join), size=st.integers(8, 40))
 def test_chunk_offsets_hold_for_any_text(tokenizer: object, text: str, size: int) -> None:
@@ -79,11 +82,13 @@ def test_chunk_offsets_hold_for_any_text(tokenizer: object, text: str, size: int
         assert chunk.text
 
 
+@pytest.mark.integration
 def test_chunker_rejects_bad_config(tokenizer: object) -> None:
     with pytest.raises(ValueError):
         Chunker(tokenizer, ChunkingConfig(max_tokens=32, overlap_tokens=32))  # type: ignore[arg-type]
 
 
+@pytest.mark.integration
 def test_chunk_ids_are_stable(tokenizer: object, seed_text: str) -> None:
     doc = load_bytes(seed_text.encode(), "seed.txt")
     first = Chunker(tokenizer).chunk(doc)  # type: ignore[arg-type]
@@ -92,6 +97,7 @@ def test_chunk_ids_are_stable(tokenizer: object, seed_text: str) -> None:
     assert [c.id for c in first][:2] == ["seed.txt#0", "seed.txt#1"]
 
 
+@pytest.mark.integration
 def test_one_huge_word_is_cut_to_the_character_budget(tokenizer: object) -> None:
     """M3: the tokenizer makes a word over 100 characters one token; chunks still stay small."""
     word = "x" * 200_000
@@ -105,12 +111,14 @@ def test_one_huge_word_is_cut_to_the_character_budget(tokenizer: object) -> None
     assert covered.count("x") >= len(word)  # every character of the word is in some chunk
 
 
+@pytest.mark.integration
 def test_character_budget_leaves_ordinary_text_alone(tokenizer: object, seed_text: str) -> None:
     uncapped = ChunkingConfig(max_tokens=64, overlap_tokens=16, max_chars=10**9)
     capped = Chunker(tokenizer, ChunkingConfig(max_tokens=64, overlap_tokens=16)).chunk(_doc(seed_text))  # type: ignore[arg-type]
     assert capped == Chunker(tokenizer, uncapped).chunk(_doc(seed_text))  # type: ignore[arg-type]
 
 
+@pytest.mark.integration
 def test_cited_sentence_runs_past_the_chunk_edge(tokenizer: object) -> None:
     """A sentence cut between two chunks is quoted whole, not stopped at the chunk's edge."""
     long_sentence = "The board " + " ".join(f"reviewed item {i}" for i in range(15)) + " and approved Ningbo."

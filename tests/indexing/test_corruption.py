@@ -31,6 +31,8 @@ from citeqa.service.settings import REPO_ROOT
 
 from tests.conftest import child_env
 
+pytestmark = pytest.mark.e2e
+
 PipelineFactory = Callable[..., QAPipeline]
 SEED_QUESTION = "Which city was the first Made in China 2025 pilot demonstration city?"
 JUNK = bytes(range(256)) * 16  # NULs, invalid UTF-8, no structure

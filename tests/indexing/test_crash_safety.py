@@ -26,6 +26,8 @@ from citeqa.service.settings import REPO_ROOT, Settings
 
 from tests.conftest import child_env
 
+pytestmark = pytest.mark.e2e
+
 SEEDS = REPO_ROOT / "seeds"
 SEED_DOC_ID = "000_d31740c80f9a4c4e.txt"
 PipelineFactory = Callable[..., QAPipeline]

@@ -154,6 +154,7 @@ def hostile_corpus(tmp_path: Path) -> Path:
     return corpus
 
 
+@pytest.mark.integration
 def test_corpus_with_hostile_files_indexes_the_good_ones(
     hostile_corpus: Path, make_pipeline: PipelineFactory
 ) -> None:
@@ -167,7 +168,7 @@ def test_corpus_with_hostile_files_indexes_the_good_ones(
     assert result.answers and "45 days" in result.answers[0].text
 
 
-@pytest.mark.slow  # the CLI loads the models itself
+@pytest.mark.integration
 def test_cli_index_reports_each_skipped_file(
     hostile_corpus: Path,
     tmp_path: Path,

@@ -356,7 +356,7 @@ def test_a_citation_carries_the_section_of_its_answer() -> None:
     passage = Passage(chunk=chunk, title=doc.title, rank=1, score=1.0, dense_score=0.5, bm25_score=1.0)
     local = chunk.text.index("£100")
     candidate = SpanCandidate(0, local, local + 4, 9.0, 0.0)
-    answers, _ = AnswerAggregator(AnsweringConfig(min_probability=0.0)).aggregate(
+    answers = AnswerAggregator(AnsweringConfig()).rank(
         "How much hospitality needs approval?", [candidate], [passage], {doc.id: doc}.get
     )
     assert answers[0].citation.section == ("2. GIFTS AND HOSPITALITY", "2.2 Hospitality")
@@ -372,7 +372,7 @@ def test_an_answer_never_runs_across_table_rows() -> None:
     across = chunk.text.index("£55"), chunk.text.index("Manchester") + len("Manchester")
     within = chunk.text.index("£120"), chunk.text.index("£120") + 4
     candidates = [SpanCandidate(0, *across, 12.0, 0.0), SpanCandidate(0, *within, 9.0, 0.0)]
-    answers, _ = AnswerAggregator(AnsweringConfig(min_probability=0.0)).aggregate(
+    answers = AnswerAggregator(AnsweringConfig()).rank(
         "What is the hotel limit in Manchester?", candidates, [passage], {doc.id: doc}.get
     )
     assert [a.text for a in answers] == ["£120"]
@@ -412,6 +412,7 @@ def test_the_local_store_keeps_sections_and_reads_an_index_from_before_them(tmp_
     old.close()
 
 
+@pytest.mark.e2e
 @pytest.mark.postgres
 def test_the_postgres_store_keeps_sections(database_url: str, tmp_path: Path) -> None:
     from citeqa.indexing.store.postgres import PostgresStore

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from citeqa.indexing.ingest.loaders import content_hash
 from citeqa.indexing.store import DocumentUpdate, IndexSpec
-from citeqa.indexing.store.local import ivf_list_count
+from citeqa.indexing.store.faiss_index import ivf_list_count
 from citeqa.indexing.store.postgres import PostgresStore, default_probes
 from citeqa.indexing.types import Chunk, Document
 
 from tests.indexing.test_ann_index import clustered_unit_vectors
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 DIMENSION = 64
 SPEC = IndexSpec("test-embedder", DIMENSION, {"max_tokens": 32, "overlap_tokens": 8})

@@ -28,6 +28,7 @@ DOCS = {
 }
 
 
+@pytest.mark.integration
 def test_round_trip_keeps_documents_chunks_and_vectors(builder: IndexBuilder, embedder: Embedder) -> None:
     report = builder.build([_doc(k, v) for k, v in DOCS.items()])
     assert sorted(report.added) == ["a.txt", "b.txt"]
@@ -50,6 +51,7 @@ def test_round_trip_keeps_documents_chunks_and_vectors(builder: IndexBuilder, em
     assert set(manifest.documents) == {"a.txt", "b.txt"}
 
 
+@pytest.mark.integration
 def test_incremental_update_embeds_only_changes(builder: IndexBuilder) -> None:
     builder.build([_doc(k, v) for k, v in DOCS.items()])
     first = IndexSnapshot.open(builder.root)
@@ -77,6 +79,7 @@ def test_open_without_index_says_to_build(tmp_path: Path) -> None:
         IndexSnapshot.open(tmp_path / "nothing")
 
 
+@pytest.mark.integration
 def test_manifest_mismatch_says_to_reindex(builder: IndexBuilder) -> None:
     builder.build([_doc("a.txt", DOCS["a.txt"])])
     other = IndexSpec(embedder="some-other-model", dimension=768, chunking={})
@@ -84,6 +87,7 @@ def test_manifest_mismatch_says_to_reindex(builder: IndexBuilder) -> None:
         IndexSnapshot.open(builder.root, expected=other)
 
 
+@pytest.mark.integration
 def test_format_version_mismatch(builder: IndexBuilder) -> None:
     builder.build([_doc("a.txt", DOCS["a.txt"])])
     version_dir = builder.root / (builder.root / CURRENT_FILE).read_text().strip()
@@ -94,6 +98,7 @@ def test_format_version_mismatch(builder: IndexBuilder) -> None:
         IndexSnapshot.open(builder.root)
 
 
+@pytest.mark.integration
 def test_corrupt_vectors_detected(builder: IndexBuilder) -> None:
     builder.build([_doc("a.txt", DOCS["a.txt"])])
     version_dir = builder.root / (builder.root / CURRENT_FILE).read_text().strip()

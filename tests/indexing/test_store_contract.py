@@ -33,7 +33,7 @@ def _postgres_store(request: pytest.FixtureRequest, bm25_dir: Path) -> Store:
     return store
 
 
-@pytest.fixture(params=["local", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["local", pytest.param("postgres", marks=[pytest.mark.e2e, pytest.mark.postgres])])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "local":
         yield LocalStore(tmp_path / "index")
@@ -51,6 +51,7 @@ def test_empty_store_has_no_version(store: Store) -> None:
         store.open()
 
 
+@pytest.mark.integration
 def test_round_trip_keeps_documents_offsets_and_finds_both_ways(store: Store, embedder: Embedder) -> None:
     builder = _builder(store, embedder)
     report = builder.build([_doc("a.txt"), _doc("b.txt")])
@@ -74,6 +75,7 @@ def test_round_trip_keeps_documents_offsets_and_finds_both_ways(store: Store, em
     snapshot.close()
 
 
+@pytest.mark.integration
 def test_updates_add_replace_and_delete_as_new_versions(store: Store, embedder: Embedder) -> None:
     builder = _builder(store, embedder)
     first = builder.build([_doc("a.txt"), _doc("b.txt")]).manifest.version
@@ -99,6 +101,7 @@ def test_updates_add_replace_and_delete_as_new_versions(store: Store, embedder: 
     assert snapshot.dense(vector, 10, []) == [] and snapshot.sparse("levy", 10, []) == []
 
 
+@pytest.mark.integration
 def test_an_index_built_by_another_embedder_is_refused(store: Store, embedder: Embedder) -> None:
     _builder(store, embedder).build([_doc("a.txt")])
     other = IndexSpec(embedder="other-model", dimension=384, chunking={"max_tokens": 32, "overlap_tokens": 8})
@@ -106,6 +109,7 @@ def test_an_index_built_by_another_embedder_is_refused(store: Store, embedder: E
         store.open(expected=other)
 
 
+@pytest.mark.e2e
 @pytest.mark.postgres
 def test_a_second_replica_catches_up_incrementally(
     database_url: str, tmp_path: Path, embedder: Embedder
@@ -132,6 +136,7 @@ def test_a_second_replica_catches_up_incrementally(
         replica_b.close()
 
 
+@pytest.mark.e2e
 @pytest.mark.postgres
 def test_a_damaged_replica_bm25_folder_is_rebuilt_from_the_database(
     database_url: str, tmp_path: Path, embedder: Embedder

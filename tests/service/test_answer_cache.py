@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from citeqa.service.qa.cache import AnswerCache, ask_key
+import pytest
+from citeqa.service.qa.cache import AnswerCache
+from citeqa.service.qa.query import Query
 from citeqa.service.qa.types import AskResult
 
 
@@ -13,12 +15,17 @@ def _result(text: str) -> AskResult:
 
 
 def test_key_ignores_case_and_spacing_but_not_version_or_parameters() -> None:
-    base = ask_key("Which  city?", "v1", 6, None, None)
-    assert base == ask_key(" which city? ", "v1", 6, None, None)
-    assert base != ask_key("Which city?", "v2", 6, None, None)
-    assert base != ask_key("Which city?", "v1", 3, None, None)
-    assert ask_key("q", "v1", 6, None, ["b", "a"]) == ask_key("q", "v1", 6, None, ["a", "b"])
-    assert ask_key("q", "v1", 6, None, ["a"]) != ask_key("q", "v1", 6, None, None)
+    base = Query("Which  city?").cache_key("v1", 6)
+    assert base == Query(" which city? ").cache_key("v1", 6)
+    assert base != Query("Which city?").cache_key("v2", 6)
+    assert base != Query("Which city?").cache_key("v1", 3)
+    assert Query.of("q", document_ids=["b", "a"]).cache_key("v1", 6) == Query.of(
+        "q", document_ids=["a", "b"]
+    ).cache_key("v1", 6)
+    assert Query.of("q", document_ids=["a"]).cache_key("v1", 6) != Query("q").cache_key("v1", 6)
+    assert Query("q", min_answer_probability=0.5).cache_key("v1", 6) != Query("q").cache_key("v1", 6)
+    # A best guess is another answer to the same question: it must not be served from the plain entry.
+    assert Query("q", best_guess=True).cache_key("v1", 6) != Query("q").cache_key("v1", 6)
 
 
 def test_lru_is_bounded_and_keeps_the_recently_used() -> None:
@@ -34,6 +41,7 @@ def test_lru_is_bounded_and_keeps_the_recently_used() -> None:
     assert off.get(("a",)) is None and len(off) == 0
 
 
+@pytest.mark.integration
 def test_pipeline_serves_repeats_from_the_cache_until_the_index_changes(make_pipeline: Any) -> None:
     from citeqa.indexing.ingest.loaders import load_bytes
 

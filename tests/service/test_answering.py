@@ -1,10 +1,18 @@
 from __future__ import annotations
 
 from citeqa.indexing.types import Chunk, Document
-from citeqa.service.qa.answering import AnswerAggregator, AnsweringConfig, normalize_answer
+from citeqa.service.qa.answering import (
+    NO_ANSWER_MESSAGE,
+    NOT_SURE_MESSAGE,
+    AnswerAggregator,
+    AnsweringConfig,
+    normalize_answer,
+)
 from citeqa.service.qa.confidence import FEATURES, Calibrator
 from citeqa.service.qa.reader import SpanCandidate
 from citeqa.service.qa.types import Passage
+
+from tests.service.outcome_fakes import CONFIDENT, FLOOR, NONE, NOT_SURE, THRESHOLD, OutcomePipeline
 
 TEXT = "Intro line.\nThe levy is 5 euros per tonne. It starts in 2024. Farmers pay nothing."
 DOC = Document(id="d.txt", text=TEXT, title="Levy", content_hash="h", date="2024-01-01")
@@ -66,10 +74,14 @@ def test_threshold_and_calibrator_decide_and_rank() -> None:
     assert [a.text for a in ranked] == ["2024", "5 euros"]  # ranked by probability, not margin
     assert ranked[0].score > ranked[1].score
     answers, abstain = aggregator.decide(ranked)
-    assert not abstain and [a.text for a in answers] == [a.text for a in ranked if a.score >= 0.9]
-    assert aggregator.decide(ranked, threshold=1.0) == ([], True)
-    everything, _ = aggregator.decide(ranked, threshold=0.0)
+    # Confident from the threshold (0.9), "not sure" from the floor (by default half of it), none below.
+    assert not abstain
+    assert [a.text for a in answers] == [a.text for a in ranked if a.score >= 0.45]
+    assert [a.confidence_level for a in answers] == ["answer", "not_sure"]  # 0.94 and 0.86
+    assert aggregator.decide(ranked, min_answer_probability=1.0, floor=1.0) == ([], True)
+    everything, _ = aggregator.decide(ranked, min_answer_probability=0.0)
     assert [a.text for a in everything] == ["2024", "5 euros"]
+    assert {a.confidence_level for a in everything} == {"answer"}
 
 
 def test_edge_punctuation_is_trimmed_from_answers() -> None:
@@ -84,3 +96,51 @@ def test_edge_punctuation_is_trimmed_from_answers() -> None:
 
 def test_normalize_answer_follows_squad() -> None:
     assert normalize_answer("The  804.179 Billion, yuan!") == "804179 billion yuan"
+
+
+def test_three_outcomes_confident_not_sure_and_none() -> None:
+    """A confident answer from the threshold, "not sure" from the floor, none below it; the outcome
+    message says no more than that."""
+    pipeline = OutcomePipeline()
+    confident = pipeline.ask(CONFIDENT)
+    assert confident.confidence_level == "answer" and confident.message == ""
+    # 0.9 is confident, 0.4 "not sure", 0.1 below the floor and left out.
+    assert [(a.text, a.confidence_level) for a in confident.answers] == [
+        ("14 days", "answer"),
+        ("5 euros", "not_sure"),
+    ]
+    not_sure = pipeline.ask(NOT_SURE)
+    assert not not_sure.no_answer and not_sure.confidence_level == "not_sure"
+    assert [a.text for a in not_sure.answers] == ["5 euros"]
+    assert not_sure.message == NOT_SURE_MESSAGE == "Low confidence — check the source."
+    none = pipeline.ask(NONE)
+    assert none.no_answer and none.answers == [] and none.confidence_level == "none"
+    assert none.message == NO_ANSWER_MESSAGE == "I found no answer in the documents."
+
+
+def test_best_guess_gives_the_top_answer_below_the_floor_as_not_sure() -> None:
+    pipeline = OutcomePipeline()
+    guess = pipeline.ask(NONE, best_guess=True)
+    assert not guess.no_answer
+    assert [(a.text, a.score, a.confidence_level) for a in guess.answers] == [("Berlin", 0.12, "not_sure")]
+    assert guess.message == NOT_SURE_MESSAGE
+    # Above the floor it changes nothing: a best guess is not a confident answer.
+    assert pipeline.ask(CONFIDENT, best_guess=True).answers == pipeline.ask(CONFIDENT).answers
+    assert pipeline.aggregator.decide([], best_guess=True) == ([], True)  # nothing read: nothing to guess
+
+
+def test_min_answer_probability_moves_the_threshold_and_the_floor_stays_below_it() -> None:
+    pipeline = OutcomePipeline()
+    strict = pipeline.ask(CONFIDENT, min_answer_probability=0.95)
+    assert [(a.text, a.confidence_level) for a in strict.answers] == [
+        ("14 days", "not_sure"),
+        ("5 euros", "not_sure"),
+    ]
+    # Under the floor (0.3) the threshold takes the floor down with it: 0 makes every span confident.
+    anything = pipeline.ask(NONE, min_answer_probability=0.0)
+    assert [a.confidence_level for a in anything.answers] == ["answer"] * 3
+    assert pipeline.aggregator.threshold == THRESHOLD and pipeline.aggregator.floor == FLOOR
+    lowered = AnswerAggregator(
+        AnsweringConfig(min_answer_probability=0.2), pipeline.aggregator.calibrator
+    )  # a configured threshold under the calibrated floor
+    assert lowered.floor == lowered.threshold == 0.2

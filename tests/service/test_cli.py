@@ -7,10 +7,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from citeqa.service.cli import main
+from citeqa.service.cli import _print_answers, main
 from citeqa.service.settings import Settings
+from citeqa.service.wire import ask_json
 
 from tests.conftest import SEEDS
+from tests.service.outcome_fakes import CONFIDENT, NONE, NOT_SURE, OutcomePipeline
 
 
 @pytest.fixture()
@@ -27,7 +29,7 @@ def _one_error_line(err: str) -> str:
     return lines[0]
 
 
-@pytest.mark.slow  # the CLI loads the models itself
+@pytest.mark.integration
 def test_index_then_ask_prints_cited_answer(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     corpus = env / "corpus"
     shutil.copytree(SEEDS, corpus)
@@ -77,7 +79,7 @@ def test_empty_corpus_folder(env: Path, capsys: pytest.CaptureFixture[str]) -> N
 def test_bad_flag_value(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ask", "What?", "--top-k", "0"]) == 2
     assert "--top-k" in _one_error_line(capsys.readouterr().err)
-    assert main(["ask", "What?", "--min-probability", "1.5"]) == 2
+    assert main(["ask", "What?", "--min-answer-probability", "1.5"]) == 2
     assert "between 0 and 1" in _one_error_line(capsys.readouterr().err)
 
 
@@ -87,7 +89,7 @@ def test_bad_setting(env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.
     assert "top_k" in _one_error_line(capsys.readouterr().err)
 
 
-@pytest.mark.slow  # the CLI loads the models itself
+@pytest.mark.integration
 def test_index_from_another_embedder(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     corpus = env / "corpus"
     shutil.copytree(SEEDS, corpus)
@@ -135,3 +137,59 @@ def test_ann_threshold_reads_its_variable_and_the_old_hnsw_name(monkeypatch: pyt
     monkeypatch.setenv("CITEQA_ANN_THRESHOLD", "9")
     assert Settings().ann_threshold == 9
     assert Settings(ann_threshold=4).model_copy(update={"ann_threshold": 5}).ann_threshold == 5
+
+
+def test_ask_prints_how_sure_each_answer_is(capsys: pytest.CaptureFixture[str]) -> None:
+    """The three outcomes as `citeqa ask` prints them (a pipeline without models gives the results)."""
+    pipeline = OutcomePipeline()
+    _print_answers(ask_json(pipeline.ask(CONFIDENT)), tty=False)
+    confident = capsys.readouterr().out
+    assert confident.startswith("Answer: 14 days   (probability 0.90)\n")
+    assert "Alternative 1: 5 euros   (probability 0.40, not sure)" in confident
+    assert "Low confidence" not in confident  # the best answer is confident
+    assert "[[14 days]]" in confident
+
+    _print_answers(ask_json(pipeline.ask(NOT_SURE)), tty=False)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == [
+        "Answer: 5 euros   (probability 0.45, not sure)",
+        "  Low confidence — check the source.",
+    ]
+    assert lines[2] == "  Source: Refund policy [refunds.md, chars 63-70]"
+
+    _print_answers(ask_json(pipeline.ask(NONE)), tty=False)
+    none = capsys.readouterr().out
+    assert none.startswith("I found no answer in the documents.\n")
+    assert "Closest passage (Refund policy" in none and "--best-guess" in none
+
+
+def test_ask_best_guess_flag_reaches_the_pipeline(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], env: Path
+) -> None:
+    fake = OutcomePipeline()
+    monkeypatch.setattr("citeqa.service.qa.pipeline.QAPipeline", lambda settings: _Loaded(fake), raising=True)
+    assert main(["ask", NONE, "--best-guess", "--no-service", "--json"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["confidence_level"] == "not_sure" and body["answers"][0]["text"] == "Berlin"
+    assert main(["ask", CONFIDENT, "--min-answer-probability", "0.95", "--no-service", "--json"]) == 0
+    assert {a["confidence_level"] for a in json.loads(capsys.readouterr().out)["answers"]} == {"not_sure"}
+    assert fake.calls == [
+        {"question": NONE, "best_guess": True},
+        {"question": CONFIDENT, "best_guess": False},
+    ]
+
+
+class _Loaded:
+    """What `cmd_ask` needs of a pipeline besides `ask`: cheap checks and a warm-up, here no-ops."""
+
+    def __init__(self, fake: OutcomePipeline) -> None:
+        self.ask = fake.ask
+
+    def validate_question(self, question: str) -> str:
+        return question
+
+    def require_index(self) -> None:
+        pass
+
+    def warm_up(self) -> None:
+        pass

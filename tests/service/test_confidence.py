@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from citeqa.indexing.errors import CiteqaError
-from citeqa.service.qa.confidence import CALIBRATION_FILE, Calibrator, expected_type, type_match
+from citeqa.service.qa.confidence import (
+    CALIBRATION_FILE,
+    DEFAULT_FLOOR_FRACTION,
+    Calibrator,
+    expected_type,
+    type_match,
+)
 
 
 def test_round_trip_and_probabilities(tmp_path: Path) -> None:
@@ -45,3 +52,30 @@ def test_expected_answer_type() -> None:
     assert type_match("How much is the fee outside Europe?", "75 euros") == 1.0
     assert type_match("How much is the fee outside Europe?", "the fee") == 0.0
     assert type_match("Do you sell data?", "no") == 0.5
+
+
+def test_the_floor_is_stored_with_the_calibration_or_half_the_threshold(tmp_path: Path) -> None:
+    fitted = Calibrator(["margin"], [0.0], [1.0], [1.0], 0.0, 0.6, floor=0.15)
+    fitted.save(tmp_path / CALIBRATION_FILE)
+    loaded = Calibrator.for_reader(tmp_path)
+    assert loaded.floor == loaded.effective_floor == 0.15
+    # A calibration from before floors existed: half its threshold, following a threshold set later.
+    raw = {k: v for k, v in fitted.to_json().items() if k != "floor"}
+    (tmp_path / CALIBRATION_FILE).write_text(json.dumps(raw), encoding="utf-8")
+    older = Calibrator.for_reader(tmp_path)
+    assert older.floor is None and older.effective_floor == DEFAULT_FLOOR_FRACTION * 0.6 == 0.3
+    older.threshold = 0.5
+    assert older.effective_floor == 0.25
+    # A floor above the threshold would hide confident answers: it stops at the threshold.
+    assert Calibrator(["margin"], [0.0], [1.0], [1.0], 0.0, 0.4, floor=0.7).effective_floor == 0.4
+    # The margin-only rule of an uncalibrated reader has no "not sure" band.
+    rule = Calibrator.margin_only()
+    assert rule.effective_floor == rule.threshold
+
+
+@pytest.mark.parametrize("field", ["threshold", "floor"])
+def test_a_floor_or_threshold_outside_0_1_is_refused(tmp_path: Path, field: str) -> None:
+    raw = Calibrator(["margin"], [0.0], [1.0], [1.0], 0.0, 0.6, floor=0.2).to_json()
+    (tmp_path / CALIBRATION_FILE).write_text(json.dumps({**raw, field: 1.5}), encoding="utf-8")
+    with pytest.raises(CiteqaError, match="between 0 and 1"):
+        Calibrator.for_reader(tmp_path)

@@ -26,6 +26,8 @@ from citeqa.service.settings import REPO_ROOT, Settings
 
 from tests.conftest import child_env
 
+pytestmark = pytest.mark.e2e
+
 DOC_ID = "harbor_retention.txt"
 DOC_TEXT = (
     "Harbor Authority Records Policy\n\n"

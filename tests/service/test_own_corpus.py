@@ -80,6 +80,7 @@ def test_serve_with_a_busy_port_indexes_nothing(
     assert time.monotonic() - started < 60  # no model was loaded (the real check: nothing written)
 
 
+@pytest.mark.e2e  # a child process: make, then citeqa
 def test_make_run_with_a_busy_port_indexes_nothing(busy_port: int, tmp_path: Path) -> None:
     """The Makefile's own recipe (`-o` skips the install step, which this checkout has done)."""
     if shutil.which("make") is None:
@@ -103,7 +104,7 @@ def test_make_run_with_a_busy_port_indexes_nothing(busy_port: int, tmp_path: Pat
     assert not (tmp_path / "data" / "index").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_serve_corpus_indexes_and_serves_that_folder_in_its_own_place(tmp_path: Path) -> None:
     """`citeqa serve --corpus DIR` from a directory whose .citeqa already holds another folder's index:
     no --replace, no refusal, the other index untouched; `CITEQA_CORPUS_DIR=DIR citeqa ask` then finds

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from citeqa.indexing.ingest.loaders import load_bytes
 from citeqa.service.qa.pipeline import QAPipeline
 
 from tests.conftest import PipelineFactory
+
+pytestmark = pytest.mark.integration
 
 
 def test_add_and_delete_documents(make_pipeline: PipelineFactory) -> None:

@@ -11,7 +11,7 @@ from citeqa.service.qa.pipeline import QAPipeline
 from citeqa.service.qa.reader import Reader
 from citeqa.service.settings import REPO_ROOT, Settings
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 SEED_DOC_ID = "000_d31740c80f9a4c4e.txt"
 HARBOR = (

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from citeqa.service.qa.reader import Reader, WindowLogits, decode_window
 
 
@@ -31,6 +32,7 @@ def test_decode_respects_max_answer_length_and_order() -> None:
     assert [s.score for s in spans] == [7.0, 6.0, 5.0, 5.0, 3.0]
 
 
+@pytest.mark.integration
 def test_reader_finds_the_span_in_one_batch(reader: Reader) -> None:
     passages = [
         "The committee meets every spring in Lisbon.",

@@ -27,12 +27,14 @@ def test_rrf_scores_first_everywhere_as_one() -> None:
     assert [i for i, _ in fused] == [1, 3, 2]
 
 
+@pytest.mark.integration
 def test_hybrid_search_on_seeds_finds_the_number(seed_pipeline: QAPipeline) -> None:
     result = seed_pipeline.search("804.179 billion", top_k=3)
     assert "804.179 billion" in result.passages[0].chunk.text
     assert result.passages[0].bm25_score is not None
 
 
+@pytest.mark.integration
 def test_search_restricted_to_documents(seed_pipeline: QAPipeline) -> None:
     assert seed_pipeline.search("Ningbo", document_ids=["missing.txt"]).passages == []
 
@@ -62,6 +64,7 @@ class _Instrumented:
         return getattr(self.snapshot, name)
 
 
+@pytest.mark.integration
 def test_bm25_runs_beside_the_dense_search(seed_pipeline: QAPipeline) -> None:
     instrumented = _Instrumented(seed_pipeline.index.snapshot)
     index = SearchIndex(cast(StoreSnapshot, instrumented))
@@ -70,6 +73,7 @@ def test_bm25_runs_beside_the_dense_search(seed_pipeline: QAPipeline) -> None:
     assert instrumented.threads["dense"] == threading.get_ident() != instrumented.threads["sparse"]
 
 
+@pytest.mark.integration
 def test_a_failing_bm25_search_fails_the_retrieval(seed_pipeline: QAPipeline) -> None:
     failing = _Instrumented(seed_pipeline.index.snapshot, StoreUnavailableError("the database went away"))
     with pytest.raises(StoreUnavailableError, match="went away"):

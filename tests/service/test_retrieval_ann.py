@@ -9,6 +9,7 @@ import pytest
 from citeqa.indexing.embedding import resolve_dtype
 
 
+@pytest.mark.integration
 def test_ivf_pipeline_scores_are_exact_and_match_flat_ranking(make_pipeline: Any) -> None:
     ivf = make_pipeline(index_type="ivf_sq8")
     flat = make_pipeline(index_type="flat")

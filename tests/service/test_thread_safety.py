@@ -11,7 +11,7 @@ import pytest
 from citeqa.indexing.embedding import Embedder
 from citeqa.service.qa.reader import Reader, SpanCandidate
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.integration
 
 THREADS = 8
 # Calls per thread. The race it guards against showed about once in 1,000 reads; CITEQA_STRESS_CALLS

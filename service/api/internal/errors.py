@@ -8,12 +8,14 @@ from citeqa.indexing.errors import (
     CiteqaError,
     CorruptIndexError,
     DocumentLoadError,
+    DocumentNotFoundError,
     EmptyCorpusError,
     IndexMismatchError,
     IndexNotFoundError,
+    QuestionError,
     StoreUnavailableError,
+    TopKError,
 )
-from citeqa.service.qa.pipeline import DocumentNotFoundError, QuestionError, TopKError
 from citeqa.service.wire import error_json
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError

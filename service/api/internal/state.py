@@ -20,6 +20,10 @@ T = TypeVar("T")
 QueryResult = TypeVar("QueryResult", AskResult, SearchResult)
 
 
+# /metrics labels of the three outcomes ("answered" kept from before "not sure" existed: confident only).
+OUTCOME_LABELS = {"answer": "answered", "not_sure": "not_sure", "none": "no_answer"}
+
+
 class StillLoadingError(CiteqaError):
     """Queries came before the models finished loading, or after they failed to load."""
 
@@ -72,7 +76,7 @@ class ServiceState:
         request.state.timings_ms = stages
         self.metrics.observe_stages(stages)
         if isinstance(result, AskResult):
-            self.metrics.answers.labels(outcome="no_answer" if result.no_answer else "answered").inc()
+            self.metrics.answers.labels(outcome=OUTCOME_LABELS[result.confidence_level]).inc()
         return result
 
     async def io(self, fn: Callable[[], T]) -> T:

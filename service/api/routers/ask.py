@@ -1,4 +1,5 @@
-"""POST /v1/ask: cited verbatim answers (or an honest abstention) with the passages read."""
+"""POST /v1/ask: cited verbatim answers, confident or "not sure" (or an honest abstention), with the
+passages read."""
 
 from __future__ import annotations
 
@@ -17,12 +18,6 @@ ERRORS: dict[int | str, dict[str, object]] = {
 async def ask(body: AskRequest, request: Request, state: StateDep, pipeline: PipelineDep) -> AskResponse:
     result = await state.query(
         request,
-        lambda: pipeline.ask(
-            body.question,
-            top_k=body.top_k,
-            max_answers=body.max_answers,
-            document_ids=body.document_ids,
-            min_probability=body.min_answer_probability,
-        ),
+        lambda: pipeline.ask(body.query()),
     )
     return ask_response(result)

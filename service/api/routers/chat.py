@@ -29,7 +29,11 @@ from fastapi.responses import StreamingResponse
 
 router = APIRouter(tags=["chat"])
 
-NO_ANSWER_REPLY = "The indexed documents do not answer this question."
+NO_ANSWER_REPLY = "I found no answer in the documents."
+NOT_SURE_REPLY = "**Not sure.** Low confidence — check the source."
+# A chat tool cannot always send request fields: this reply, alone, asks again for the best guess.
+BEST_GUESS_WORDS = ("best guess", "guess")
+BEST_GUESS_HINT = "Reply *best guess* to see the most likely answer anyway, marked not sure."
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|])")
 _STARTED = int(time.time())
 
@@ -51,6 +55,7 @@ def chat_citations(result: AskResult, base_url: str) -> list[ChatCitation]:
             sentence=a.citation.sentence.text,
             url=document_url(a.doc_id, a.start, a.end, base=base_url),
             score=a.score,
+            confidence_level=a.confidence_level,
         )
         for n, a in enumerate(result.answers, start=1)
     ]
@@ -73,6 +78,8 @@ def _quoted_sentence(result: AskResult, number: int) -> str:
 
 
 def render_markdown(result: AskResult, citations: list[ChatCitation], base_url: str) -> str:
+    """A confident answer in bold; a "not sure" one said to be so, with its probability, before its
+    sources; no answer said as what it is: none found, not proof that the documents hold none."""
     if result.no_answer:
         reply = NO_ANSWER_REPLY
         if result.passages:
@@ -80,27 +87,51 @@ def render_markdown(result: AskResult, citations: list[ChatCitation], base_url: 
             chunk = closest.chunk
             link = document_url(chunk.doc_id, chunk.start, chunk.end, base=base_url)
             reply += f"\n\nThe closest passage is in *{escape_markdown(closest.title)}* ([open]({link}))."
+            if result.candidates:
+                reply += f" {BEST_GUESS_HINT}"
         return reply
     best, *others = citations
-    lines = [f"**{escape_markdown(best.quote)}** [{best.number}]"]
+    lines = []
+    if best.confidence_level == "not_sure":
+        lines.append(f"{NOT_SURE_REPLY} Best guess, probability {best.score:.2f}:\n")
+    lines.append(f"**{escape_markdown(best.quote)}** [{best.number}]")
     if others:
-        alternatives = "; ".join(f"{escape_markdown(c.quote)} [{c.number}]" for c in others)
+        alternatives = "; ".join(
+            f"{escape_markdown(c.quote)} [{c.number}]{_not_sure(c, ' (', ')')}" for c in others
+        )
         lines.append(f"\nOther candidate answers: {alternatives}")
     lines.append("\n**Sources**\n")
     for c in citations:
         section = f", {escape_markdown(section_label(c.section))}" if c.section else ""
         lines.append(
             f"{c.number}. *{escape_markdown(c.title)}*{section}, characters {c.start}–{c.end} "
-            f"(score {c.score:.2f}): “{_quoted_sentence(result, c.number)}” [open]({c.url})"
+            f"(probability {c.score:.2f}{_not_sure(c, ', ')}): "
+            f"“{_quoted_sentence(result, c.number)}” [open]({c.url})"
         )
     return "\n".join(lines)
 
 
-def _question(body: ChatCompletionRequest) -> str:
-    for message in reversed(body.messages):
-        if message.role == "user":
-            return message.text()
-    raise ApiError(422, "no_user_message", "the messages hold no user message to answer")
+def _not_sure(citation: ChatCitation, before: str, after: str = "") -> str:
+    return f"{before}not sure{after}" if citation.confidence_level == "not_sure" else ""
+
+
+def _question(body: ChatCompletionRequest) -> tuple[str, bool]:
+    """The question to answer, and whether the best guess is asked for: by the request's `best_guess`,
+    or by a last user message that only says "best guess" (then the question is the one before it)."""
+    questions = [m.text() for m in body.messages if m.role == "user"]
+    if not questions:
+        raise ApiError(422, "no_user_message", "the messages hold no user message to answer")
+    last = questions[-1]
+    if _asks_for_best_guess(last):
+        if len(questions) < 2:
+            raise ApiError(422, "no_user_message", "a best guess for what? Ask a question first")
+        return questions[-2], True
+    return last, body.best_guess
+
+
+def _asks_for_best_guess(text: str) -> bool:
+    words = " ".join(re.sub(r"[^\w\s]", " ", text.casefold()).split())
+    return words in BEST_GUESS_WORDS
 
 
 def _base_url(request: Request, settings: Settings) -> str:
@@ -137,6 +168,7 @@ def _stream(completion: ChatCompletionResponse) -> Iterator[str]:
         "stop",
         citations=[c.model_dump() for c in completion.citations],
         no_answer=completion.no_answer,
+        confidence_level=completion.confidence_level,
     )
     yield "data: [DONE]\n\n"
 
@@ -153,8 +185,8 @@ def _stream(completion: ChatCompletionResponse) -> Iterator[str]:
 async def chat_completions(
     body: ChatCompletionRequest, request: Request, state: StateDep, pipeline: PipelineDep
 ) -> ChatCompletionResponse | StreamingResponse:
-    question = _question(body)
-    result = await state.query(request, lambda: pipeline.ask(question))
+    question, best_guess = _question(body)
+    result = await state.query(request, lambda: pipeline.ask(question, best_guess=best_guess))
     base_url = _base_url(request, state.settings)
     citations = chat_citations(result, base_url)
     completion = ChatCompletionResponse(
@@ -164,6 +196,7 @@ async def chat_completions(
         choices=[ChatChoice(message=ChatReplyMessage(content=render_markdown(result, citations, base_url)))],
         citations=citations,
         no_answer=result.no_answer,
+        confidence_level=result.confidence_level,
     )
     if body.stream:
         return StreamingResponse(

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import unicodedata
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Annotated
 
 from citeqa.indexing.ingest.loaders import SUPPORTED_SUFFIXES
-from citeqa.indexing.types import Document
 from citeqa.service.api.internal.deps import ApiKeyDep, PipelineDep, StateDep
 from citeqa.service.api.internal.errors import ApiError
-from citeqa.service.qa.pipeline import DocumentNotFoundError, QAPipeline
+from citeqa.service.qa.pipeline import QAPipeline
 from citeqa.service.wire import (
     MAX_OFFSET,
     DeleteResponse,
@@ -36,7 +34,6 @@ MAX_PAGE = 200
 SPAN_CONTEXT_CHARS = 400
 # \w is Unicode-aware: letters and digits of any script stay (`aé.txt` and `añ.txt` are two names).
 _UNSAFE = re.compile(r"[^\w.-]+")
-ORIGINAL_NAMES = "upload-names.json"
 MAX_ID_BYTES = 200  # file systems allow 255 bytes a name; UTF-8 takes up to 4 a character
 
 
@@ -69,26 +66,6 @@ def sanitize_doc_id(filename: str) -> str:
     return f"{stem}.{suffix}"
 
 
-def _names_file(pipeline: QAPipeline) -> Path:
-    """The file names uploads were sent under, by id (beside uploads/, which holds documents only)."""
-    return pipeline.settings.data_dir / ORIGINAL_NAMES
-
-
-def _original_names(pipeline: QAPipeline) -> dict[str, str]:
-    try:
-        names = json.loads(_names_file(pipeline).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return names if isinstance(names, dict) else {}
-
-
-def _remember_name(pipeline: QAPipeline, doc_id: str, original: str) -> None:
-    names = _original_names(pipeline)
-    if names.get(doc_id) != original:
-        names[doc_id] = original
-        _names_file(pipeline).write_text(json.dumps(names, ensure_ascii=False), encoding="utf-8")
-
-
 def _check_name_is_free(pipeline: QAPipeline, doc_id: str, original: str) -> None:
     """Refuse an upload that would silently replace a document it does not name."""
     sources = pipeline.sources()
@@ -98,22 +75,14 @@ def _check_name_is_free(pipeline: QAPipeline, doc_id: str, original: str) -> Non
             "document_in_corpus",
             f"{doc_id} is a document of the corpus folder; delete it first to replace it with an upload",
         )
-    renamed = doc_id != original and _original_names(pipeline).get(doc_id) != original
-    if renamed and pipeline.ready and pipeline.index.snapshot.document(doc_id) is not None:
+    renamed = doc_id != original and sources.upload_names().get(doc_id) != original
+    if renamed and pipeline.has_document(doc_id):
         raise ApiError(
             409,
             "name_collision",
             f"the file name {original!r} becomes the id {doc_id}, which another document has; "
             "rename the file",
         )
-
-
-def _document(pipeline: QAPipeline, doc_id: str) -> tuple[Document, str]:
-    index = pipeline.index
-    doc = index.snapshot.document(doc_id)
-    if doc is None:
-        raise DocumentNotFoundError(f"no document with id {doc_id!r}")
-    return doc, index.snapshot.version
 
 
 @router.get("/v1/documents", response_model=DocumentList, responses=_errors(422, 503))
@@ -124,13 +93,13 @@ async def list_documents(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> DocumentList:
     def page() -> DocumentList:
-        snapshot = pipeline.index.snapshot
+        found = pipeline.documents(offset=offset, limit=limit)
         return DocumentList(
-            documents=[document_summary(i) for i in snapshot.document_infos(offset=offset, limit=limit)],
-            total=snapshot.document_count(),
-            offset=offset,
-            limit=limit,
-            index_version=snapshot.version,
+            documents=[document_summary(i) for i in found.documents],
+            total=found.total,
+            offset=found.offset,
+            limit=found.limit,
+            index_version=found.index_version,
         )
 
     return await state.infer(page)
@@ -149,7 +118,7 @@ async def get_document(
 ) -> DocumentOut:
     if (start is None) != (end is None):
         raise ApiError(422, "invalid_span", "give both start and end, or neither")
-    doc, version = await state.infer(lambda: _document(pipeline, doc_id))
+    doc, version = await state.infer(lambda: pipeline.document(doc_id))
     span = None
     if start is not None and end is not None:
         if start > end or end > len(doc.text):
@@ -227,21 +196,19 @@ async def upload_document(request: Request, state: StateDep, pipeline: PipelineD
 
     def add() -> UploadResponse:
         _check_name_is_free(pipeline, doc_id, original)
-        replaced = pipeline.index.snapshot.document(doc_id) is not None if pipeline.ready else False
+        replaced = pipeline.has_document(doc_id)
         started = time.perf_counter()
-        document, _ = pipeline.upload_document(doc_id, data)
-        _remember_name(pipeline, doc_id, original)
+        document, _ = pipeline.upload_document(doc_id, data, original)
         state.metrics.stage_latency.labels(stage="index_update").observe(time.perf_counter() - started)
-        snapshot = pipeline.index.snapshot
         summary = DocumentSummary(
             id=doc_id,
             title=document.title,
             date=document.date,
-            chunk_count=len(snapshot.chunks_of(doc_id)),
+            chunk_count=pipeline.chunk_count(doc_id),
             length=len(document.text),
             url=document_url(doc_id),
         )
-        return UploadResponse(document=summary, replaced=replaced, index_version=snapshot.version)
+        return UploadResponse(document=summary, replaced=replaced, index_version=pipeline.index_version)
 
     return await state.update(add)
 
@@ -257,6 +224,6 @@ async def delete_document(doc_id: str, state: StateDep, pipeline: PipelineDep) -
         started = time.perf_counter()
         pipeline.delete_document(doc_id)
         state.metrics.stage_latency.labels(stage="index_update").observe(time.perf_counter() - started)
-        return DeleteResponse(deleted=doc_id, index_version=pipeline.index.snapshot.version)
+        return DeleteResponse(deleted=doc_id, index_version=pipeline.index_version)
 
     return await state.update(delete)

@@ -20,12 +20,12 @@ async def healthz() -> HealthResponse:
 async def readyz(state: StateDep) -> Response:
     """Ready once the models and an index are loaded; 503 (with the reason) before."""
     if state.ready:
-        snapshot = state.pipeline.index.snapshot
+        pipeline = state.pipeline
         body = ReadyResponse(
             ready=True,
             message="ready",
-            index_version=snapshot.version,
-            documents=len(snapshot.manifest.documents),
+            index_version=pipeline.index_version,
+            documents=pipeline.document_count,
         )
         return JSONResponse(body.model_dump(), status_code=200)
     if state.load_error:

@@ -9,6 +9,7 @@ from typing import Annotated, Any, TypeVar
 import anyio.to_thread
 from citeqa.indexing.errors import CiteqaError
 from citeqa.service.qa.pipeline import QAPipeline
+from citeqa.service.qa.query import Query
 from citeqa.service.wire import (
     MAX_ANSWERS,
     MAX_TOP_K,
@@ -32,7 +33,10 @@ Runner = Callable[[Callable[[], T]], Awaitable[T]]
 INSTRUCTIONS = (
     "citeqa answers questions about an indexed collection of policy documents with short verbatim "
     "answers and exact citations (document id, character span, passage). Use `ask` for a question and "
-    "`search` to find passages. When `no_answer` is true, the documents do not answer the question."
+    '`search` to find passages. Each answer has a `confidence_level`: "answer" (confident) or '
+    '"not_sure" (low confidence: check the cited source before relying on it). When `no_answer` is '
+    "true, no answer was found in the documents (which does not prove that they hold none): "
+    "`best_guess` returns the most probable answer anyway, marked not sure."
 )
 
 
@@ -62,12 +66,21 @@ def build_mcp_server(
         ] = None,
         min_answer_probability: Annotated[
             float | None,
-            Field(ge=0.0, le=1.0, description="withhold answers less likely than this to be right"),
+            Field(
+                ge=0.0,
+                le=1.0,
+                description="answers less likely than this to be right come back not_sure instead of "
+                "confident (default: the calibrated threshold)",
+            ),
         ] = None,
+        best_guess: Annotated[
+            bool,
+            Field(description="when no answer reaches the floor, return the most probable one, not_sure"),
+        ] = False,
     ) -> AskResponse:
         return await call(
             lambda p: ask_response(
-                p.ask(question, top_k=top_k, max_answers=max_answers, min_probability=min_answer_probability)
+                p.ask(Query.of(question, top_k, max_answers, None, min_answer_probability, best_guess))
             )
         )
 
@@ -83,7 +96,8 @@ def build_mcp_server(
         tool.__annotations__["top_k"] = Annotated[int | None, Field(ge=1, le=max_top_k, description=what)]
     server.tool(
         description="Answer a question from the indexed documents with verbatim, cited answers "
-        "(document id, character span, sentence, passage), or say that the documents do not answer it."
+        '(document id, character span, sentence, passage), each confident ("answer") or "not_sure", '
+        "or say that it found no answer in the documents."
     )(ask)
     server.tool(
         description="Find the passages of the indexed documents that best match a query, with citations."

@@ -74,14 +74,23 @@ function sectionLabel(section) {
 
 function renderAnswer(answer, index, question) {
   const c = answer.citation;
-  const context = c.context;
-  const card = el("article", { className: index === 0 ? "answer best" : "answer" });
+  const notSure = answer.confidence_level === "not_sure";
+  const card = el("article", { className: `answer${index === 0 ? " best" : ""}${notSure ? " not-sure" : ""}` });
   card.dataset.docId = answer.doc_id;
+  card.dataset.confidenceLevel = answer.confidence_level;
   card.append(
-    el("span", { className: "score", textContent: `score ${answer.score.toFixed(2)}` }),
-    el("div", { className: "text", textContent: answer.text }),
-    el("p", { className: "context" }, "…", highlighted(context.text, c.start - context.start, c.end - context.start), "…"),
+    el("span", { className: "score", textContent: `${notSure ? "not sure · " : ""}probability ${answer.score.toFixed(2)}` }),
   );
+  if (notSure) {
+    card.append(el("p", { className: "low-confidence", textContent: "Low confidence — check the source." }));
+  }
+  card.append(el("div", { className: "text", textContent: answer.text }));
+  // A "not sure" answer shows its whole cited passage (whole sentences), so that it can be checked here; a
+  // confident one the words around it.
+  const shown = notSure ? c.passage : c.context;
+  const cut = notSure ? "" : "…";
+  card.append(el("p", { className: notSure ? "context passage-text" : "context" },
+                 cut, highlighted(shown.text, c.start - shown.start, c.end - shown.start), cut));
   const page = c.page ? `, page ${c.page}` : "";
   const cite = el("p", { className: "cite" });
   cite.append(`${c.title}${c.date ? ` (${c.date})` : ""}${sectionLabel(c.section)}${page}, characters ${c.start}–${c.end} · `,
@@ -93,8 +102,9 @@ function renderAnswer(answer, index, question) {
 
 function renderAbstention(result) {
   const box = el("article", { className: "abstain" });
-  box.append(el("strong", { textContent: "The documents do not answer this question." }),
-             el("p", { textContent: "citeqa only answers with text it can quote from the indexed documents." }));
+  // Only what the search shows: it found nothing, which does not prove that the documents hold nothing.
+  box.append(el("strong", { textContent: "I found no answer in the documents." }),
+             el("p", { textContent: "citeqa only answers with text it can quote from the indexed documents; a differently worded question may find one." }));
   if (result.passages.length) {
     box.append(el("p", { textContent: "The closest passages were:" }));
     for (const p of result.passages.slice(0, 2)) {
@@ -103,6 +113,12 @@ function renderAbstention(result) {
                   el("p", { className: "cite" }, `${p.title}${sectionLabel(p.section)} · `, citationLink(p, "open")));
       box.append(item);
     }
+    const guess = el("button", { type: "button", id: "show-best-guess", textContent: "Show the best guess anyway" });
+    guess.addEventListener("click", () => {
+      $("best-guess").checked = true;
+      ask(result.question, Number($("max-answers").value));
+    });
+    box.append(el("p", {}, guess));
   }
   box.append(el("p", {}, feedbackButtons(result.question, null, "Was this right? ")));
   return box;
@@ -129,7 +145,7 @@ async function ask(question, maxAnswers) {
     const result = await api("/v1/ask", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ question, max_answers: maxAnswers }),
+      body: JSON.stringify({ question, max_answers: maxAnswers, best_guess: $("best-guess").checked }),
     });
     const shown = result.answers.filter((a, i) => i === 0 || a.score >= MIN_SHOWN_SCORE);
     if (result.no_answer) {
@@ -137,7 +153,9 @@ async function ask(question, maxAnswers) {
     } else {
       shown.forEach((answer, i) => results.append(renderAnswer(answer, i, result.question)));
     }
-    setStatus(`${result.no_answer ? "No answer" : `${shown.length} answer(s)`} in ${Math.round(result.timings_ms.total)} ms`);
+    const outcome = result.no_answer ? "No answer found"
+      : `${shown.length} answer(s)${result.confidence_level === "not_sure" ? ", not sure" : ""}`;
+    setStatus(`${outcome} in ${Math.round(result.timings_ms.total)} ms`);
     return result;
   } catch (error) {
     setStatus(error.message, true);
@@ -174,7 +192,8 @@ $("ask-form").addEventListener("submit", (event) => {
 
 $("document-close").addEventListener("click", closeDocument);
 
-// Deep links: #doc=<id>&start=<n>&end=<n> opens that span; ?q=<question> asks at once (?n= answers).
+// Deep links: #doc=<id>&start=<n>&end=<n> opens that span; ?q=<question> asks at once (?n= answers,
+// ?guess=1 the best guess when no answer reaches the floor).
 // With both, the span opens once the answers are in, and only if one of them cites it.
 const hash = new URLSearchParams(location.hash.slice(1));
 const linked = hash.get("doc") ? [hash.get("doc"), Number(hash.get("start")), Number(hash.get("end"))] : null;
@@ -183,6 +202,7 @@ const query = params.get("q");
 if ([...$("max-answers").options].some((option) => option.value === params.get("n"))) {
   $("max-answers").value = params.get("n");
 }
+if (params.get("guess") === "1") $("best-guess").checked = true;
 if (query) {
   $("question").value = query;
   ask(query, Number($("max-answers").value)).then((result) => {

@@ -65,6 +65,7 @@ def test_summary_and_quality_scores() -> None:
     assert len(load_questions()) == 99
 
 
+@pytest.mark.integration
 def test_run_size_builds_the_compressed_index_and_reports_recall(
     tmp_path: Path, embedder: Embedder, reader: Reader, templates: list[str]
 ) -> None:
@@ -88,6 +89,7 @@ def test_run_size_builds_the_compressed_index_and_reports_recall(
     assert not (tmp_path / "index-400").exists()  # each size cleans up after itself
 
 
+@pytest.mark.integration
 def test_seed_and_indexing_sections_and_report_files(
     tmp_path: Path, make_pipeline: Any, embedder: Embedder, reader: Reader, templates: list[str]
 ) -> None:
@@ -176,6 +178,7 @@ def test_percentile_is_nearest_rank_and_the_sampler_sees_memory_grow() -> None:
     assert len(block) and memory.peak - memory.samples[0][1] >= 32 * 2**20
 
 
+@pytest.mark.e2e
 @pytest.mark.postgres
 def test_store_bench_measures_both_stores_and_sweeps_on_one_build(database_url: str, tmp_path: Path) -> None:
     report = tmp_path / "stores.json"

@@ -10,8 +10,9 @@ from citeqa.eval.bench.live_server import free_port
 from citeqa.eval.bench.over_http import run_http
 from citeqa.eval.bench.quality import seed_questions
 
+pytestmark = pytest.mark.e2e
 
-@pytest.mark.slow
+
 def test_run_http_times_ask_and_search_against_the_real_server(make_pipeline: Any) -> None:
     pipeline = make_pipeline()
     result = run_http(pipeline.settings, pipeline.settings, seed_questions()[:3], passes=1)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
+
+pytestmark = pytest.mark.integration
 
 QUESTION = "Which city was the first Made in China 2025 pilot demonstration city?"
 UNANSWERABLE = "What is the boiling point of mercury on Mars?"
@@ -43,7 +46,33 @@ def test_ask_abstains_when_documents_do_not_answer(client: TestClient) -> None:
     body = client.post("/v1/ask", json={"question": UNANSWERABLE}).json()
     assert body["no_answer"] is True
     assert body["answers"] == []
-    assert body["message"]
+    assert body["confidence_level"] == "none"
+    # What the search found, not a claim about what the documents hold.
+    assert body["message"] == "I found no answer in the documents."
+
+
+def test_a_confident_answer_says_so(client: TestClient) -> None:
+    body = client.post("/v1/ask", json={"question": QUESTION, "max_answers": 1}).json()
+    assert body["answers"][0]["text"] == "Ningbo"
+    assert body["answers"][0]["confidence_level"] == body["confidence_level"] == "answer"
+    assert body["answers"][0]["score"] >= client.app.state.citeqa.pipeline.aggregator.threshold  # type: ignore[attr-defined]
+    assert body["message"] == ""
+
+
+def test_best_guess_answers_below_the_floor_marked_not_sure(client: TestClient) -> None:
+    body = client.post("/v1/ask", json={"question": UNANSWERABLE, "best_guess": True}).json()
+    assert body["no_answer"] is False and body["confidence_level"] == "not_sure"
+    [guess] = body["answers"]
+    assert guess["confidence_level"] == "not_sure"
+    assert guess["score"] < client.app.state.citeqa.pipeline.aggregator.floor  # type: ignore[attr-defined]
+    assert body["message"] == "Low confidence — check the source."
+    assert 'citeqa_answers_total{outcome="not_sure"}' in client.get("/metrics").text
+    # The best guess is the best of what the reader found: the top answer with no floor at all.
+    anything = client.post("/v1/ask", json={"question": UNANSWERABLE, "min_answer_probability": 0}).json()
+    top = anything["answers"][0]
+    assert (guess["text"], guess["start"]) == (top["text"], top["start"])
+    bad = client.post("/v1/ask", json={"question": UNANSWERABLE, "best_guess": "perhaps"})
+    assert "best_guess" in _error(bad, 422, "invalid_request")["message"]
 
 
 def test_the_threshold_can_be_set_per_question(client: TestClient) -> None:
@@ -53,8 +82,12 @@ def test_the_threshold_can_be_set_per_question(client: TestClient) -> None:
     assert default["no_answer"] is True and anyway["no_answer"] is False
     scores = [a["score"] for a in anyway["answers"]]
     assert scores == sorted(scores, reverse=True) and scores[0] < 0.4  # below the calibrated threshold
+    assert {a["confidence_level"] for a in anyway["answers"]} == {"answer"}
+    # 1: no answer is confident; the best ones come back "not sure" (down to the floor), never confident.
     strict = client.post("/v1/ask", json={"question": QUESTION, "min_answer_probability": 1}).json()
-    assert strict["no_answer"] is True and strict["answers"] == []
+    assert strict["answers"] and {a["confidence_level"] for a in strict["answers"]} == {"not_sure"}
+    assert strict["confidence_level"] == "not_sure"
+    assert strict["message"] == "Low confidence — check the source."
     for bad in (-0.1, 1.5, "high"):
         error = _error(
             client.post("/v1/ask", json={"question": QUESTION, "min_answer_probability": bad}),

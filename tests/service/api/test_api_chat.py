@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from fastapi.testclient import TestClient
+
+pytestmark = pytest.mark.integration
 
 QUESTION = "Which city was the first Made in China 2025 pilot demonstration city?"
 
@@ -38,9 +41,25 @@ def test_chat_says_plainly_when_documents_do_not_answer(client: TestClient) -> N
     body = _chat(client, "What is the boiling point of mercury on Mars?").json()
     assert body["no_answer"] is True
     assert body["citations"] == []
-    assert body["choices"][0]["message"]["content"].startswith(
-        "The indexed documents do not answer this question."
-    )
+    assert body["confidence_level"] == "none"
+    content = body["choices"][0]["message"]["content"]
+    assert content.startswith("I found no answer in the documents.")
+    assert "Reply *best guess*" in content
+
+
+def test_chat_best_guess_by_reply_or_by_field(client: TestClient) -> None:
+    """A chat tool that cannot send `best_guess` replies "best guess" to the question it was not answered."""
+    question = "What is the boiling point of mercury on Mars?"
+    messages = [{"role": "user", "content": question}, {"role": "assistant", "content": "I found no answer"}]
+    reply = client.post(
+        "/v1/chat/completions", json={"messages": [*messages, {"role": "user", "content": "Best guess?"}]}
+    ).json()
+    field = client.post("/v1/chat/completions", json={"messages": messages[:1], "best_guess": True}).json()
+    for body in (reply, field):
+        assert body["no_answer"] is False and body["confidence_level"] == "not_sure"
+        assert body["citations"][0]["confidence_level"] == "not_sure"
+        assert body["choices"][0]["message"]["content"].startswith("**Not sure.** Low confidence")
+    assert reply["citations"] == field["citations"]
 
 
 def test_chat_accepts_content_parts(client: TestClient) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from citeqa.service.api.routers.documents import sanitize_doc_id
 from fastapi.testclient import TestClient
 
@@ -20,6 +21,7 @@ LIGHTHOUSE = (
 )
 
 
+@pytest.mark.integration
 def test_list_documents(client: TestClient) -> None:
     body = client.get("/v1/documents").json()
     assert body["total"] == 1
@@ -31,6 +33,7 @@ def test_list_documents(client: TestClient) -> None:
     assert client.get("/v1/documents", params={"limit": 0}).status_code == 422
 
 
+@pytest.mark.integration
 def test_get_document_whole_and_at_span(client: TestClient, seed_text: str) -> None:
     whole = client.get(f"/v1/documents/{SEED_ID}").json()
     assert whole["text"] == seed_text
@@ -46,6 +49,7 @@ def test_get_document_whole_and_at_span(client: TestClient, seed_text: str) -> N
     assert span["span"]["before"]
 
 
+@pytest.mark.integration
 def test_document_errors(client: TestClient, seed_text: str) -> None:
     assert client.get("/v1/documents/no-such.txt").json()["error"]["code"] == "document_not_found"
     assert client.get("/v1/documents/no-such.txt").status_code == 404
@@ -60,6 +64,7 @@ def test_document_errors(client: TestClient, seed_text: str) -> None:
         assert response.json()["error"]["message"]
 
 
+@pytest.mark.integration
 def test_writes_are_disabled_without_a_configured_key(client: TestClient) -> None:
     upload = client.post("/v1/documents", files={"file": ("a.txt", b"hello")}, headers=AUTH)
     assert upload.status_code == 403
@@ -70,6 +75,7 @@ def test_writes_are_disabled_without_a_configured_key(client: TestClient) -> Non
     assert client.get(f"/v1/documents/{SEED_ID}").status_code == 200
 
 
+@pytest.mark.integration
 def test_missing_or_wrong_key_is_refused(writable_client: ClientFactory) -> None:
     client = writable_client()
     files = {"file": ("a.txt", b"hello there")}
@@ -83,6 +89,7 @@ def test_missing_or_wrong_key_is_refused(writable_client: ClientFactory) -> None
     assert client.get("/v1/documents").json()["total"] == 1
 
 
+@pytest.mark.integration
 def test_upload_ask_replace_and_delete(writable_client: ClientFactory) -> None:
     client = writable_client()
     created = client.post(
@@ -126,6 +133,7 @@ def test_upload_ask_replace_and_delete(writable_client: ClientFactory) -> None:
     assert client.delete("/v1/documents/../../etc/passwd", headers=AUTH).status_code == 404
 
 
+@pytest.mark.integration
 def test_bad_uploads_are_rejected(writable_client: ClientFactory) -> None:
     client = writable_client(max_upload_bytes=4096)
     cases = [
@@ -153,6 +161,7 @@ def test_bad_uploads_are_rejected(writable_client: ClientFactory) -> None:
     assert client.get("/v1/documents").json()["total"] == 1
 
 
+@pytest.mark.integration
 def test_oversize_streamed_upload_without_length_is_cut_off(writable_client: ClientFactory) -> None:
     client = writable_client(max_upload_bytes=4096)
     boundary = "xyz"

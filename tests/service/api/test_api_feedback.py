@@ -11,6 +11,8 @@ from fastapi.testclient import TestClient
 
 from tests.service.api.conftest import ClientFactory
 
+pytestmark = pytest.mark.integration
+
 
 def test_feedback_is_stored_and_exported(
     writable_client: ClientFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

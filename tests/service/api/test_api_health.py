@@ -6,12 +6,15 @@ import re
 import time
 from collections.abc import Callable
 
+import pytest
 from citeqa.indexing.store import current_version_dir
 from citeqa.service.api import create_app
 from citeqa.service.qa.pipeline import QAPipeline
 from fastapi.testclient import TestClient
 
 from tests.service.api.conftest import API_KEY, LOOPBACK_URL, ClientFactory, wait_ready
+
+pytestmark = pytest.mark.integration
 
 
 def test_healthz_and_readyz(client: TestClient) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import anyio
+import pytest
 from citeqa.service.api.routers.mcp import build_mcp_server
 from citeqa.service.qa.pipeline import QAPipeline
 from fastapi.testclient import TestClient
 from mcp import Client
+
+pytestmark = pytest.mark.integration
 
 QUESTION = "Which city was the first Made in China 2025 pilot demonstration city?"
 

@@ -26,6 +26,7 @@ def test_serve_on_a_busy_port_says_only_that(capsys: pytest.CaptureFixture[str])
     assert "serving on" not in err
 
 
+@pytest.mark.e2e
 def test_ask_uses_a_local_service_with_the_same_index(
     make_pipeline: Callable[..., QAPipeline],
     monkeypatch: pytest.MonkeyPatch,

@@ -12,12 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
+import pytest
 from citeqa.eval.bench.live_server import serve_app
 from citeqa.indexing.store import IndexSnapshot
 from citeqa.service.api import create_app
 from citeqa.service.qa.pipeline import QAPipeline
 
 from tests.service.api.conftest import API_KEY
+
+pytestmark = pytest.mark.e2e
 
 SEED_DOC_ID = "000_d31740c80f9a4c4e.txt"
 SEED_QUESTION = "Which city was the first Made in China 2025 pilot demonstration city?"

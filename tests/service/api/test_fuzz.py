@@ -27,6 +27,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+pytestmark = pytest.mark.e2e
+
 API_KEY = "fuzz-key-0123456789"
 CHECKS = [
     not_a_server_error,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from citeqa.service.api.internal.guard import RateLimiter
 from citeqa.service.settings import Settings
 from fastapi.testclient import TestClient
@@ -40,6 +41,7 @@ def test_idle_clients_are_forgotten() -> None:
     assert len(limiter) == 1
 
 
+@pytest.mark.integration
 def test_rate_limit_is_off_by_default(client: TestClient) -> None:
     assert Settings().rate_limit_per_minute == 0
     statuses = {client.get("/v1/documents").status_code for _ in range(60)}

@@ -34,6 +34,7 @@ def raw_get(url: str, path: str, host: str | None) -> tuple[int, bytes]:
     return int(head.split()[1]), body
 
 
+@pytest.mark.e2e
 def test_a_foreign_host_name_is_refused_with_421(server: str) -> None:
     """The probe's request: a page on rebind.attacker.example reads a document from the user's machine."""
     with httpx.Client() as client:
@@ -47,12 +48,14 @@ def test_a_foreign_host_name_is_refused_with_421(server: str) -> None:
         assert httpx.get(f"{server}{path}", headers={"Host": "evil.example"}).status_code == 421
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost:8000", "LOCALHOST", "[::1]:9"])
 def test_loopback_names_are_served(server: str, host: str) -> None:
     status, body = raw_get(server, f"/v1/documents/{SEED_DOC_ID}", host)
     assert status == 200 and b"Ningbo" in body
 
 
+@pytest.mark.e2e
 def test_a_request_without_host_is_refused(server: str) -> None:
     status, _ = raw_get(server, "/healthz", None)
     assert status == 400
@@ -67,6 +70,7 @@ def test_configured_names_are_allowed_and_any_name_when_bound_beyond_loopback() 
     assert Settings(allowed_hosts="*").host_allow_list is None
 
 
+@pytest.mark.e2e
 def test_page_and_api_carry_security_headers(server: str) -> None:
     for path in ("/", "/v1/documents", "/static/app.js", "/docs"):
         headers = httpx.get(f"{server}{path}").headers
@@ -77,6 +81,7 @@ def test_page_and_api_carry_security_headers(server: str) -> None:
     assert "'unsafe-inline'" not in httpx.get(f"{server}/").headers["content-security-policy"]
 
 
+@pytest.mark.e2e
 def test_api_docs_load_their_assets_from_the_service(server: str) -> None:
     """/docs and /redoc worked only online: their scripts came from a CDN."""
     for path in ("/docs", "/redoc"):
@@ -87,6 +92,7 @@ def test_api_docs_load_their_assets_from_the_service(server: str) -> None:
         assert response.status_code == 200 and len(response.content) > 100_000
 
 
+@pytest.mark.e2e
 def test_chat_links_do_not_come_from_an_unchecked_host(make_pipeline: Callable[..., QAPipeline]) -> None:
     """Bound beyond loopback with no allow-list, the Host header is the client's word: links use
     CITEQA_PUBLIC_URL when set, else the address the service is bound to, never that header."""

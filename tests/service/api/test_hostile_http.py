@@ -29,6 +29,8 @@ from pypdf.generic import NameObject, StreamObject
 
 from tests.service.api.conftest import API_KEY, ClientFactory
 
+pytestmark = pytest.mark.e2e
+
 SEED_ID = "000_d31740c80f9a4c4e.txt"
 QUESTION = "Which city was the first Made in China 2025 pilot demonstration city?"
 BURST = 10_000

@@ -10,6 +10,8 @@ from citeqa.service.cli import main
 
 from tests.service.api.conftest import API_KEY, ClientFactory
 
+pytestmark = pytest.mark.integration
+
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 

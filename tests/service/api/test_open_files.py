@@ -14,6 +14,8 @@ from citeqa.service.qa.pipeline import QAPipeline
 
 from tests.service.api.conftest import API_KEY
 
+pytestmark = pytest.mark.e2e
+
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 

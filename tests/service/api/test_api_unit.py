@@ -1,0 +1,51 @@
+"""The HTTP API's logic on the fake models: the request and response shapes, citations, errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from citeqa.service.api import create_app
+from citeqa.service.qa.pipeline import QAPipeline
+from fastapi.testclient import TestClient
+
+from tests.service.api.conftest import LOOPBACK_URL, wait_ready
+
+
+@pytest.fixture
+def fake_client(fake_pipeline: QAPipeline) -> Iterator[TestClient]:
+    with TestClient(create_app(pipeline=fake_pipeline), base_url=LOOPBACK_URL) as client:
+        wait_ready(client)
+        yield client
+
+
+def test_ask_returns_cited_verbatim_answers(fake_client: TestClient) -> None:
+    body = fake_client.post("/v1/ask", json={"question": "How much is the water levy?"}).json()
+    answer = body["answers"][0]
+    assert body["no_answer"] is False and answer["text"] == "3 percent" and answer["doc_id"] == "water.txt"
+    span = fake_client.get(answer["citation"]["url"]).json()["span"]
+    assert span["text"] == "3 percent" and (span["start"], span["end"]) == (answer["start"], answer["end"])
+    assert answer["citation"]["sentence"]["text"].startswith("The Lisbon water levy")
+
+
+def test_ask_without_an_answer_says_so(fake_client: TestClient) -> None:
+    body = fake_client.post("/v1/ask", json={"question": "Who chairs the harbour board?"}).json()
+    assert body["no_answer"] is True and body["answers"] == [] and body["passages"]
+
+
+def test_documents_are_listed_and_counted(fake_client: TestClient) -> None:
+    listing = fake_client.get("/v1/documents").json()
+    assert {d["id"] for d in listing["documents"]} == {"water.txt", "roads.txt"} and listing["total"] == 2
+    ready = fake_client.get("/readyz").json()
+    assert ready["documents"] == 2 and ready["index_version"] == listing["index_version"]
+    missing = fake_client.get("/v1/documents/nothing.txt")
+    assert missing.status_code == 404 and missing.json()["error"]["code"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"question": ""}, {"question": "x", "top_k": 0}, {"question": "x", "min_answer_probability": 2}, {}],
+)
+def test_bad_requests_get_a_json_4xx(fake_client: TestClient, body: dict[str, object]) -> None:
+    response = fake_client.post("/v1/ask", json=body)
+    assert response.status_code == 422 and response.json()["error"]["message"]
