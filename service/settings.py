@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +23,13 @@ def corpus_data_dir(corpus: Path, base: Path = DEFAULT_DATA_DIR) -> Path:
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", resolved.name).strip("-.") or "corpus"
     digest = hashlib.sha256(str(resolved).encode("utf-8")).hexdigest()[:8]
     return base / "corpora" / f"{name[:40]}-{digest}"
+
+
+# An API key shorter than this is refused; one shorter than WEAK_API_KEY_CHARS, or made of few distinct
+# characters, is served with a warning at start-up.
+MIN_API_KEY_CHARS = 12
+WEAK_API_KEY_CHARS = 20
+WEAK_API_KEY_DISTINCT = 10
 
 
 class Settings(BaseSettings):
@@ -102,6 +109,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="JSON request bodies")
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="document uploads")
     inference_workers: int = Field(default=4, ge=1, le=64, description="threads running the models")
+    update_queue_size: int = Field(
+        default=16, ge=1, description="uploads and deletes running or waiting at once; more get 429"
+    )
     feedback_db: Path | None = Field(default=None, description="defaults to <data_dir>/feedback.sqlite3")
     max_feedback_bytes: int = Field(
         default=20 * 1024 * 1024, ge=0, description="feedback store size at which posts get 507; 0 = no cap"
@@ -143,6 +153,38 @@ class Settings(BaseSettings):
         if "data_dir" not in self.model_fields_set and self.corpus_dir.resolve() != DEFAULT_CORPUS.resolve():
             self.data_dir = corpus_data_dir(self.corpus_dir)
         return self
+
+    @field_validator("api_key", mode="after")
+    @classmethod
+    def _usable_api_key(cls, key: SecretStr | None) -> SecretStr | None:
+        """Trimmed (a newline from a secrets file could never be sent back); blank: none. A key that no
+        header can carry (non-ASCII, spaces, control characters) or a short one is refused here, at
+        start-up, rather than found out when every write answers 401. The key is never echoed."""
+        if key is None:
+            return None
+        value = key.get_secret_value().strip()
+        if not value:
+            return None
+        if not value.isascii():
+            raise ValueError("the API key must be ASCII (HTTP headers carry it)")
+        if any(not ("!" <= ch <= "~") for ch in value):
+            raise ValueError("the API key must not contain spaces or control characters")
+        if len(value) < MIN_API_KEY_CHARS:
+            raise ValueError(f"the API key must be at least {MIN_API_KEY_CHARS} characters long")
+        return SecretStr(value)
+
+    @property
+    def api_key_warning(self) -> str | None:
+        """Why the configured key is weak (None: it is not, or there is none); never contains the key."""
+        if self.api_key is None:
+            return None
+        value = self.api_key.get_secret_value()
+        if len(value) < WEAK_API_KEY_CHARS or len(set(value)) < WEAK_API_KEY_DISTINCT:
+            return (
+                f"the API key is weak ({len(value)} characters, {len(set(value))} distinct); "
+                "use a random one, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        return None
 
     @property
     def host_allow_list(self) -> frozenset[str] | None:

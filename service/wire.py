@@ -41,7 +41,8 @@ class ErrorResponse(BaseModel):
 
 # --- ask and search ---------------------------------------------------------------------------
 class AskRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: JSON `true` is not 1 and "0.5" is not 0.5 (both were taken); a JSON integer is still a number.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     question: str = Field(
         min_length=1, max_length=MAX_TEXT_FIELD, examples=["Which city was the first pilot?"]

@@ -86,7 +86,9 @@ class IndexBuilder:
         corpus = sources.corpus_dir
         if not corpus.is_dir():
             raise EmptyCorpusError(f"corpus folder {corpus} does not exist")
-        loaded = sources.load()
+        # Deletions made through any replica, so that an upload file another data directory kept (or a
+        # folder document deleted through another replica) does not come back.
+        loaded = sources.load(self.store.deleted_ids())
         if not loaded.documents:
             detail = f" ({len(loaded.problems)} files skipped)" if loaded.problems else ""
             raise EmptyCorpusError(f"no loadable documents in {corpus}{detail}")
@@ -119,6 +121,9 @@ class IndexBuilder:
         started = time.perf_counter()
         self.check_chunk_budget()
         spec = self.spec()
+        # Deletes asked for (an update), not files gone from the folder (a build): the store records them,
+        # so that no later build brings them back; kept even when the update becomes a rebuild below.
+        asked_deletes = [] if exact else [d for d in deletes if d not in {doc.id for doc in documents}]
         # The lock covers reading the live version, embedding and writing, so that concurrent writers
         # (threads, processes or replicas) each build on the other's result and lose nothing.
         with self.store.write_lock():
@@ -133,7 +138,7 @@ class IndexBuilder:
                 elif exact and keep_uploads:
                     documents = [*documents, *self._service_uploads({d.id for d in documents})]
                 ordered = sorted(documents, key=lambda d: d.id)
-                report = self._write_locked(ordered, deletes, exact, previous, spec)
+                report = self._write_locked(ordered, deletes, exact, previous, spec, asked_deletes)
             finally:
                 if previous is not None:
                     previous.close()
@@ -176,6 +181,7 @@ class IndexBuilder:
         exact: bool,
         previous: StoreSnapshot | None,
         spec: IndexSpec,
+        asked_deletes: Sequence[str] = (),
     ) -> BuildReport:
         old_hashes = previous.manifest.documents if previous is not None else {}
         chunker = Chunker(self.embedder.tokenizer, self.chunking)
@@ -204,7 +210,9 @@ class IndexBuilder:
             removed = sorted(set(old_hashes) - set(by_id))
         else:
             removed = sorted(d for d in set(deletes) if d in old_hashes and d not in by_id)
-        manifest = self.store.write(updates, removed, spec, previous, replace_all=previous is None)
+        manifest = self.store.write(
+            updates, removed, spec, previous, replace_all=previous is None, record_deleted=asked_deletes
+        )
         return BuildReport(
             manifest=manifest,
             added=added,

@@ -29,10 +29,16 @@ class DocumentSources:
         self.corpus_record = data_dir / CORPUS_RECORD
         self.upload_names_file = data_dir / UPLOAD_NAMES
 
-    def load(self) -> LoadedCorpus:
-        """The corpus folder's documents less the deleted ones, with uploads added or replacing."""
+    def load(self, store_deleted: set[str] | frozenset[str] = frozenset()) -> LoadedCorpus:
+        """The corpus folder's documents less the deleted ones, with uploads added or replacing.
+
+        `store_deleted` are the deletions the store recorded (Store.deleted_ids), made through any
+        replica: uploads of those ids kept here are stale copies, removed rather than re-added."""
+        for doc_id in store_deleted:
+            if _is_plain_name(doc_id):
+                self.upload_path(doc_id).unlink(missing_ok=True)
         corpus = load_corpus(self.corpus_dir) if self.corpus_dir.is_dir() else LoadedCorpus([], [])
-        deleted = self.deleted()
+        deleted = self.deleted() | set(store_deleted)
         documents = {d.id: d for d in corpus.documents if d.id not in deleted}
         problems = list(corpus.problems)
         if self.uploads_dir.is_dir():
@@ -98,7 +104,7 @@ class DocumentSources:
 
     def forget(self, doc_id: str) -> None:
         """Record a deletion: drop the upload and keep a corpus document out of later builds."""
-        if "/" not in doc_id and not doc_id.startswith("."):
+        if _is_plain_name(doc_id):
             self.upload_path(doc_id).unlink(missing_ok=True)
         if (self.corpus_dir / doc_id).is_file():
             self._set_deleted(doc_id, True)
@@ -111,3 +117,7 @@ class DocumentSources:
         updated = current | {doc_id} if deleted else current - {doc_id}
         if updated != current:
             write_atomically(self.deleted_file, json.dumps(sorted(updated), indent=1).encode("utf-8"))
+
+
+def _is_plain_name(doc_id: str) -> bool:
+    return bool(doc_id) and "/" not in doc_id and "\\" not in doc_id and not doc_id.startswith(".")

@@ -116,12 +116,17 @@ def make_store(
     nprobe: int = 0,
     pg_ef_search: int = 256,
 ) -> Store:
-    """Postgres when a database URL is given (its BM25 side then lives in `index_dir`), else local files."""
+    """Postgres when a database URL is given (its BM25 side then lives in `index_dir`/postgres-bm25, beside
+    and apart from a local index there), else local files."""
     if database_url:
-        from citeqa.indexing.store.postgres import PostgresStore  # psycopg loads only for this backend
+        from citeqa.indexing.store.postgres import BM25_SUBDIR, PostgresStore  # psycopg loads only here
 
         return PostgresStore(
-            database_url, index_dir, ef_search=pg_ef_search, ann_threshold=ann_threshold, nprobe=nprobe
+            database_url,
+            index_dir / BM25_SUBDIR,
+            ef_search=pg_ef_search,
+            ann_threshold=ann_threshold,
+            nprobe=nprobe,
         )
     from citeqa.indexing.store.local import LocalStore
 

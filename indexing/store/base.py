@@ -112,6 +112,11 @@ class Store(Protocol):
 
     def write_lock(self) -> AbstractContextManager[None]: ...
 
+    def deleted_ids(self) -> set[str]:
+        """Documents deleted through the service and not written since: a build must not bring them
+        back from a file some data directory still holds (an upload kept by another replica)."""
+        ...
+
     def previous(self, spec: IndexSpec) -> StoreSnapshot | None:
         """The live version when its documents can be kept as they are, else None (rebuild all)."""
         ...
@@ -123,9 +128,12 @@ class Store(Protocol):
         spec: IndexSpec,
         previous: StoreSnapshot | None,
         replace_all: bool = False,
+        record_deleted: Sequence[str] = (),
     ) -> Manifest:
         """Publish a new version: `previous`'s documents, less `deletes`, with `updates` added or
-        replacing; with `replace_all`, exactly `updates`. All of it becomes visible at once or not at all."""
+        replacing; with `replace_all`, exactly `updates`. All of it becomes visible at once or not at all.
+        `record_deleted` (deletes asked for through the service, not files gone from the corpus folder)
+        join `deleted_ids()`, in the same version; a document written again leaves it."""
         ...
 
 

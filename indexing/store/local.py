@@ -55,6 +55,8 @@ from citeqa.indexing.types import Chunk, Document, DocumentInfo, PageSpan
 log = logging.getLogger(__name__)
 _VERSION_NAME = re.compile(r"v-[0-9A-Za-z-]{1,64}")
 CURRENT_FILE = "CURRENT"
+# The manifest's `extra` key listing documents deleted through the service (Store.deleted_ids).
+DELETED_KEY = "deleted"
 LOCK_FILE = ".lock"
 MANIFEST = "manifest.json"
 SQLITE_FILE = "store.sqlite"
@@ -135,8 +137,9 @@ class IndexWriter:
         spec: IndexSpec,
         index_type: str = "auto",
         ann_threshold: int = 50_000,
+        extra: dict[str, Any] | None = None,
     ) -> Manifest:
-        """`embeddings` rows follow the chunks of `documents` in order."""
+        """`embeddings` rows follow the chunks of `documents` in order; `extra` goes into the manifest."""
         self.root.mkdir(parents=True, exist_ok=True)
         version = f"v-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
         staging = self.root / f".tmp-{version}"
@@ -166,6 +169,7 @@ class IndexWriter:
                 chunk_count=chunk_count,
                 created_at=time.time(),
                 version=version,
+                extra=dict(extra or {}),
             )
             (staging / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8")
             fsync_file(staging / MANIFEST)
@@ -563,17 +567,30 @@ class LocalStore:
     def write_lock(self) -> contextlib.AbstractContextManager[None]:
         return write_lock(self.root)
 
-    def indexed_hash(self, doc_id: str) -> str | None:
-        """Read from the live manifest alone (crash recovery runs before any index is loaded)."""
+    def _live_manifest_field(self, name: str) -> Any:
+        """One field of the live manifest, read alone (crash recovery runs before any index is loaded);
+        None when there is no index."""
         directory = current_version_dir(self.root)
         if directory is None:
             return None
         try:
-            hashes = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))["documents"]
+            return json.loads((directory / MANIFEST).read_text(encoding="utf-8"))[name]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise _damaged(self.root, f"{MANIFEST} unreadable") from exc
+
+    def indexed_hash(self, doc_id: str) -> str | None:
+        hashes = self._live_manifest_field("documents")
         value = hashes.get(doc_id) if isinstance(hashes, dict) else None
         return str(value) if value is not None else None
+
+    def deleted_ids(self) -> set[str]:
+        """Kept in the live manifest's `extra` and carried from version to version."""
+        try:
+            extra = self._live_manifest_field("extra")
+        except CiteqaError:
+            return set()  # a damaged index is rebuilt; the data directory's deleted.json still holds
+        deleted = extra.get(DELETED_KEY) if isinstance(extra, dict) else None
+        return {str(d) for d in deleted} if isinstance(deleted, list) else set()
 
     def previous(self, spec: IndexSpec) -> IndexSnapshot | None:
         try:
@@ -599,11 +616,13 @@ class LocalStore:
         spec: IndexSpec,
         previous: StoreSnapshot | None,
         replace_all: bool = False,
+        record_deleted: Sequence[str] = (),
     ) -> Manifest:
         """Every version is a complete copy: kept documents' chunks and vectors are copied from `previous`."""
         if previous is not None and not isinstance(previous, IndexSnapshot):
             raise TypeError("the local store copies kept documents from a local snapshot")
         fresh = {u.document.id: u for u in updates}
+        deleted = (self.deleted_ids() | set(record_deleted)) - set(fresh)
         dropped = set(deletes) | set(fresh)
         kept: list[Document] = []
         if previous is not None and not replace_all:
@@ -623,5 +642,11 @@ class LocalStore:
                 blocks.append(np.asarray(previous.embeddings[[r for r, _ in rows_and_chunks]]))
         embeddings = np.concatenate(blocks) if blocks else np.zeros((0, spec.dimension), dtype=np.float32)
         return IndexWriter(self.root).write(
-            documents, chunks_by_doc, embeddings, spec, self.index_type, self.ann_threshold
+            documents,
+            chunks_by_doc,
+            embeddings,
+            spec,
+            self.index_type,
+            self.ann_threshold,
+            extra={DELETED_KEY: sorted(deleted)} if deleted else None,
         )

@@ -50,7 +50,7 @@ from psycopg_pool import ConnectionPool
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Each entry brings the schema from its index to the next version; all run in one transaction.
 _MIGRATIONS = [
     """
@@ -65,7 +65,12 @@ _MIGRATIONS = [
         source TEXT, pages JSONB NOT NULL, text TEXT NOT NULL, chunk_count INTEGER NOT NULL
     );
     """,
-    # 2: section paths. Existing rows read as having none; a chunks table made by a later rebuild has the
+    # Deletions made through the service, until the document is written again: `citeqa index` in any
+    # replica's data directory must not bring back a deleted upload whose file that directory still has.
+    """
+    CREATE TABLE citeqa_deletions (id TEXT PRIMARY KEY, deleted_at TIMESTAMPTZ NOT NULL DEFAULT now());
+    """,
+    # 3: section paths. Existing rows read as having none; a chunks table made by a later rebuild has the
     # column from _CHUNKS_TABLE.
     """
     ALTER TABLE citeqa_documents ADD COLUMN IF NOT EXISTS sections JSONB NOT NULL DEFAULT '[]';
@@ -108,6 +113,10 @@ VERSION_POLL_S = 0.25
 EF_SEARCH = 256
 ANN_THRESHOLD = 50_000  # the local store's `auto` switches to IVF at the same size
 BM25_STATE = "state.json"
+BM25_PREFIX = "index-"
+# This replica's BM25 folder inside the index directory: its own, so that the local store's versions
+# in the same directory are never taken for stale BM25 folders and deleted (they once were).
+BM25_SUBDIR = "postgres-bm25"
 _CHUNK_COLUMNS = 'row, id, doc_id, seq, start, "end", text, section'
 
 
@@ -219,6 +228,10 @@ class PostgresStore:
             row = conn.execute("SELECT content_hash FROM citeqa_documents WHERE id = %s", [doc_id]).fetchone()
         return str(row[0]) if row else None
 
+    def deleted_ids(self) -> set[str]:
+        with self.connection() as conn:
+            return {str(r[0]) for r in conn.execute("SELECT id FROM citeqa_deletions").fetchall()}
+
     def _stored_spec(self, conn: psycopg.Connection[Any]) -> IndexSpec | None:
         row = conn.execute("SELECT value FROM citeqa_meta WHERE key = 'spec'").fetchone()
         return IndexSpec(**json.loads(row[0])) if row else None
@@ -290,9 +303,17 @@ class PostgresStore:
         spec: IndexSpec,
         previous: StoreSnapshot | None,
         replace_all: bool = False,
+        record_deleted: Sequence[str] = (),
     ) -> Manifest:
         upserted = [u.document.id for u in updates]
         with self.connection() as conn, conn.transaction():
+            conn.execute("DELETE FROM citeqa_deletions WHERE id = ANY(%s::text[])", [upserted])
+            if record_deleted:
+                conn.execute(
+                    "INSERT INTO citeqa_deletions (id) SELECT unnest(%s::text[]) "
+                    "ON CONFLICT (id) DO UPDATE SET deleted_at = now()",
+                    [[d for d in record_deleted if d not in upserted]],
+                )
             if replace_all:
                 # Dropping the chunks first spares a row-by-row cascade over every old chunk.
                 conn.execute(_CHUNKS_TABLE.format(dimension=int(spec.dimension)))
@@ -357,11 +378,12 @@ class PostgresStore:
                     else:
                         self._write_state({**state, "version": target})
                         return bm25
-            fresh = f"index-{uuid.uuid4().hex[:12]}"
+            fresh = f"{BM25_PREFIX}{uuid.uuid4().hex[:12]}"
             bm25 = BM25Index.create(self.bm25_dir / fresh, _chunk_entries(conn, None))
             self._write_state({"instance": instance[0] if instance else "", "version": target, "dir": fresh})
             for entry in self.bm25_dir.iterdir():
-                if entry.is_dir() and entry.name != fresh:
+                # Only folders this store made: whatever else lies here is not its to delete.
+                if entry.is_dir() and entry.name.startswith(BM25_PREFIX) and entry.name != fresh:
                     shutil.rmtree(entry, ignore_errors=True)  # open readers keep their mapped files
             self._bm25, self._bm25_dir_name = bm25, fresh
             return bm25

@@ -49,7 +49,7 @@ def _warm_up(state: ServiceState) -> None:
             # One question end to end, so that the first user does not pay for first-call set-up.
             pipeline.ask("What is this document about?")
         else:
-            log.warning("no index at %s: run `citeqa index` or upload a document", pipeline.index_dir)
+            log.warning("no index at %s: run `citeqa index` or upload a document", pipeline.store.describe())
     except CiteqaError as exc:
         # Queries will answer 503 with the same message until the index is repaired.
         state.load_error = str(exc)

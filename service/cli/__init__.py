@@ -83,9 +83,10 @@ def cmd_index_folder(pipeline: QAPipeline, corpus: Path, replace: bool, rebuild:
         and pipeline.store.live_version() is not None
     ):
         raise CiteqaError(
-            f"the index at {pipeline.index_dir} holds the folder {previous}; indexing {corpus} instead "
-            "would replace its documents (a running service too): pass --replace to do that, or give that "
-            f"folder its own index: `citeqa serve --corpus {corpus}` (CITEQA_DATA_DIR unset)"
+            f"the index at {pipeline.store.describe()} holds the folder {previous}; "
+            f"indexing {corpus} instead would replace its documents (a running service too): "
+            "pass --replace to do that, or give that folder its own index: "
+            f"`citeqa serve --corpus {corpus}` (CITEQA_DATA_DIR unset), or use another CITEQA_DATA_DIR"
         )
     report = pipeline.index_folder(corpus, rebuild=rebuild, show_progress=sys.stderr.isatty())
     for problem in report.problems:

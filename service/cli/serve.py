@@ -53,6 +53,8 @@ def _serve(args: argparse.Namespace, settings: Settings, listener: socket.socket
     logging.getLogger("citeqa").setLevel(logging.INFO)
     if settings.api_key is None:
         print("citeqa: uploads and deletes are disabled (no CITEQA_API_KEY)", file=sys.stderr)
+    elif settings.api_key_warning:
+        print(f"citeqa: warning: {settings.api_key_warning}", file=sys.stderr)
     if settings.host_allow_list is None:
         print(
             "citeqa: answering to any Host name; set CITEQA_ALLOWED_HOSTS to the names clients use",

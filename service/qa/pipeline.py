@@ -329,14 +329,23 @@ class QAPipeline:
             self.reload()
         return report
 
+    def read_upload(self, doc_id: str, data: bytes) -> Document:
+        """Parse an upload (DocumentLoadError for what cannot be read) without touching the index."""
+        return load_bytes(data, doc_id)
+
     def upload_document(
-        self, doc_id: str, data: bytes, original_name: str | None = None
+        self,
+        doc_id: str,
+        data: bytes,
+        original_name: str | None = None,
+        document: Document | None = None,
     ) -> tuple[Document, BuildReport]:
         """Index an uploaded file and keep it in the data directory, so that re-indexing keeps it;
-        `original_name`, the file name it was sent under, is remembered to tell renamed uploads apart.
+        `original_name`, the file name it was sent under, is remembered to tell renamed uploads apart;
+        `document`: `data` already parsed (the service parses before an upload queues for the writer).
 
         Journaled: after a crash at any point the upload is either fully in or fully out."""
-        document = load_bytes(data, doc_id)
+        document = document if document is not None else load_bytes(data, doc_id)
         with self._update_lock, self.journal().upload(doc_id, data, self._indexed_hash):
             report = self.add_documents([document])
         if original_name is not None:

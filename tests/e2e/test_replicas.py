@@ -50,6 +50,7 @@ class Cluster:
     database_url: str
     a: Replica
     b: Replica
+    root: Path  # a/ and b/: the replicas' data directories; corpus/: the indexed folder
 
 
 def _start_replica(database_url: str, data_dir: Path, crash_doc: str | None) -> Replica:
@@ -91,7 +92,7 @@ def cluster(
     try:
         for replica in (a, b):
             wait_until_ready(replica.url, 240, process=replica.process)  # type: ignore[arg-type]
-        yield Cluster(database_url, a, b)
+        yield Cluster(database_url, a, b, root)
     finally:
         for replica in (a, b):
             if replica.process.poll() is None:
@@ -179,6 +180,34 @@ def test_concurrent_uploads_through_both_replicas_lose_nothing(cluster: Cluster)
     assert set(names) <= stored
     for replica in (cluster.a, cluster.b):
         assert _seconds_until(lambda r=replica: set(names) <= _listed(r)) <= PROPAGATION_S  # type: ignore[misc]
+
+
+def test_an_upload_through_a_deleted_through_b_stays_deleted_after_citeqa_index_in_a(
+    cluster: Cluster,
+) -> None:
+    """The probe of issue 19: A kept the upload's file in its uploads/, so `citeqa index` run in A's data
+    directory added the deleted document back ("1 added"). The store records deletions; index obeys."""
+    doc_id = "sensitive-memo.txt"
+    text = "Sensitive memo\n\nThe staff salary review moves to the third week of October.\n"
+    assert _upload(cluster.a, doc_id, text).status_code == 201
+    assert (cluster.root / "a" / "uploads" / doc_id).is_file()
+    assert httpx.delete(f"{cluster.b.url}/v1/documents/{doc_id}", headers=AUTH, timeout=60).status_code == 200
+    index = subprocess.run(
+        [sys.executable, "-m", "citeqa.service.cli", "index", str(cluster.root / "corpus")],
+        env=child_env(CITEQA_DATABASE_URL=cluster.database_url, CITEQA_DATA_DIR=str(cluster.root / "a")),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert index.returncode == 0, index.stderr[-2000:]
+    assert "0 added" in index.stdout, index.stdout
+    assert not (cluster.root / "a" / "uploads" / doc_id).exists()  # the stale copy is gone too
+    stored = {r[0] for r in _database(cluster.database_url, "SELECT id FROM citeqa_documents")}
+    assert doc_id not in stored
+    for replica in (cluster.a, cluster.b):
+        replica_404 = lambda r=replica: httpx.get(f"{r.url}/v1/documents/{doc_id}").status_code == 404  # noqa: E731
+        assert _seconds_until(replica_404) <= PROPAGATION_S  # type: ignore[misc]
 
 
 def test_sigkill_inside_the_upload_transaction_leaves_the_database_consistent(cluster: Cluster) -> None:

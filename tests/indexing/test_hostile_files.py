@@ -190,3 +190,13 @@ def test_cli_index_reports_each_skipped_file(
     # Only the data directory gained files; the corpus is untouched.
     after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     assert [p for p in after if p not in before and p.parts[0] != "data"] == []
+
+
+@pytest.mark.parametrize("name", ["late_nul.txt", "late_nul.md", "late_nul.html"])
+def test_a_nul_anywhere_in_a_text_file_is_refused(name: str) -> None:
+    """Issue 19: NUL after the first 8 KiB was kept by the local store and failed Postgres (503, a false
+    outage). Refused alike for every store, before any store sees it."""
+    data = b"Visitor logs are kept for 45 days.\n" * 400 + b"then \x00 a NUL\n"
+    assert len(data) > 8192
+    with pytest.raises(DocumentLoadError, match=rf"^{name}: .*NUL"):
+        load_bytes(data, name)

@@ -429,11 +429,11 @@ def test_the_postgres_store_keeps_sections(database_url: str, tmp_path: Path) ->
         assert sections[-1] == ("2. GIFTS AND HOSPITALITY", "2.2 Hospitality")
         rows = [row for row, _ in snapshot.chunks_of("conduct.txt")]
         assert snapshot.chunks_by_rows(rows[-1:])[rows[-1]].section == sections[-1]
-        # A database of schema 1 (before sections) is migrated on first use and reads as having none.
+        # A database of schema 2 (before sections) is migrated on first use and reads as having none.
         with store.connection() as conn:
             conn.execute("ALTER TABLE citeqa_chunks DROP COLUMN section")
             conn.execute("ALTER TABLE citeqa_documents DROP COLUMN sections")
-            conn.execute("UPDATE citeqa_meta SET value = '1' WHERE key = 'schema_version'")
+            conn.execute("UPDATE citeqa_meta SET value = '2' WHERE key = 'schema_version'")
     finally:
         store.close()
     upgraded = PostgresStore(database_url, tmp_path / "bm25")

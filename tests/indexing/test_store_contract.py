@@ -156,3 +156,30 @@ def test_a_damaged_replica_bm25_folder_is_rebuilt_from_the_database(
         assert len(restarted.open().sparse("804.179", 3)) == 1
     finally:
         restarted.close()
+
+
+@pytest.mark.integration
+def test_a_delete_asked_for_is_recorded_until_the_document_is_written_again(
+    store: Store, embedder: Embedder
+) -> None:
+    """Store.deleted_ids: what `citeqa index` consults so that a deleted upload stays deleted."""
+    builder = _builder(store, embedder)
+    builder.build([_doc("a.txt"), _doc("b.txt"), _doc("c.txt")])
+    assert store.deleted_ids() == set()
+    builder.update([], ["b.txt"])
+    assert store.deleted_ids() == {"b.txt"}
+    # A file gone from the folder (a.txt) is not a delete asked for: it may come back with the file.
+    builder.build([_doc("c.txt")])
+    assert store.deleted_ids() == {"b.txt"}
+    builder.update([_doc("b.txt")])  # uploaded again
+    assert store.deleted_ids() == set()
+
+
+@pytest.mark.integration
+def test_a_delete_is_recorded_even_when_the_update_must_rebuild(store: Store, embedder: Embedder) -> None:
+    """The live version cannot be built on (other chunking): the update re-embeds all, and still records."""
+    _builder(store, embedder).build([_doc("a.txt"), _doc("b.txt")])
+    other = IndexBuilder(store, embedder, ChunkingConfig(max_tokens=48, overlap_tokens=8))
+    report = other.update([], ["b.txt"])
+    assert sorted(report.manifest.documents) == ["a.txt"]
+    assert store.deleted_ids() == {"b.txt"}

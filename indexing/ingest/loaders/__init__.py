@@ -141,6 +141,8 @@ def load_bytes(
         raise DocumentLoadError(f"{doc_id}: unsupported file type {suffix or '(none)'!r}")
     parsed = parser(data, doc_id, max_chars)
     text = parsed.text
+    if "\x00" in text:  # from any parser (a PDF's text too): no store may be handed it
+        raise DocumentLoadError(f"{doc_id}: the extracted text contains a NUL character")
     if not text.strip():
         raise DocumentLoadError(f"{doc_id}: no text found")
     title = shortened(" ".join(parsed.title.split()), 200) if parsed.title and parsed.title.strip() else ""

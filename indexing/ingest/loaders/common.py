@@ -44,6 +44,11 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 def decode_text(data: bytes, name: str) -> str:
     if b"\x00" in data[:8192]:
         raise DocumentLoadError(f"{name}: looks like binary data, not text")
+    if b"\x00" in data:
+        # Anywhere, not only at the start: Postgres cannot store NUL in text and failed the upload
+        # as an outage (503), while the local store kept it and served it back.
+        at = data.index(b"\x00")
+        raise DocumentLoadError(f"{name}: contains a NUL character (byte {at}); not text")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

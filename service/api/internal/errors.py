@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 
 from citeqa.indexing.errors import (
@@ -62,7 +63,11 @@ _HTTP_CODES = {
     422: "invalid_request",
     429: "too_many_requests",
     503: "unavailable",
+    507: "insufficient_storage",
 }
+# A write that found no room: the client may retry once space is freed; nothing of the update was kept
+# (the update journal undoes a half-kept upload).
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 def citeqa_status(exc: CiteqaError) -> tuple[int, str]:
@@ -127,6 +132,15 @@ def install_error_handlers(app: FastAPI) -> None:
             allow = {k.lower(): v for k, v in (exc.headers or {}).items()}.get("allow", "")
             message = _wrong_method_message(request, allow)
         return JSONResponse(error_json(code, message), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(OSError)
+    async def os_error(request: Request, exc: OSError) -> JSONResponse:
+        if exc.errno not in _NO_SPACE:
+            raise exc  # to the handler of unexpected errors below
+        request_id = getattr(request.state, "request_id", "-")
+        log.error("request %s: no space left to write %s", request_id, exc.filename or "a file")
+        message = "the server's disk is full; nothing was changed: retry once space is freed"
+        return JSONResponse(error_json("insufficient_storage", message), status_code=507)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

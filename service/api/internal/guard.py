@@ -80,6 +80,13 @@ class GuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        framing = {k for k, _ in scope.get("headers", ()) if k in (b"content-length", b"transfer-encoding")}
+        if len(framing) == 2:
+            # Framed twice: a proxy in front may read the body by the other header than this server
+            # does, and the rest of the bytes would be taken for another request (smuggling).
+            message = "the request has both Content-Length and Transfer-Encoding; send one"
+            await _reply(send, 400, "ambiguous_framing", message, {"connection": "close"})
+            return
         if self.limiter is not None and scope["path"] not in UNLIMITED_PATHS:
             client = scope.get("client")
             wait = self.limiter.take(client[0] if client else "unknown")

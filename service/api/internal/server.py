@@ -4,7 +4,13 @@ Stock uvicorn arms no timer on a connection that never sends a request, and a ke
 connection that trickles header bytes re-arms nothing either: about a thousand such sockets
 exhausted the common 1,024-file limit and /healthz timed out. Here every connection must finish
 its request headers within `header_timeout_s` of opening (or of its last response), and at the
-connection cap a new connection evicts the longest-idle one, so real requests keep being served.
+connection cap a new connection evicts the one that has waited longest on its client, so real requests
+keep being served.
+
+Waiting on its client is more than idle: a request whose body is still owed (sent a byte every few
+seconds, it would hold its slot for the whole body deadline) and a reply the client does not read are
+stalled by the client too. Only requests the server itself is working on are never evicted. Before
+this, 510 slowly sent bodies held every slot and /healthz was refused for as long as they kept coming.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import asyncio
 import resource
 from typing import Any
 
+import h11
 import uvicorn
 from citeqa.service.settings import Settings
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -24,7 +31,8 @@ ACCEPT_BURST = 64
 
 
 class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a header deadline and idle eviction at the connection cap."""
+    """uvicorn's h11 protocol with a header deadline and, at the connection cap, eviction of the
+    connection that has waited longest on its client."""
 
     max_connections = 500
     header_timeout_s = 10.0
@@ -32,18 +40,18 @@ class GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._header_deadline: asyncio.TimerHandle | None = None
-        self._idle_since = self.loop.time()
+        self._last_progress = self.loop.time()
         self._request_cycle: object = None
         self._arm_header_deadline()
         if len(self.connections) > self.max_connections:
             open_connections = [c for c in self.connections if not c.transport.is_closing()]
             if len(open_connections) > self.max_connections:
-                self._evict_idle(open_connections)
+                self._evict_stalled(open_connections)
 
     def _arm_header_deadline(self) -> None:
         self._cancel_header_deadline()
         self._request_cycle = self.cycle
-        self._idle_since = self.loop.time()
+        self._last_progress = self.loop.time()
         self._header_deadline = self.loop.call_later(self.header_timeout_s, self._close_quietly)
 
     def _cancel_header_deadline(self) -> None:
@@ -60,14 +68,31 @@ class GuardedH11Protocol(H11Protocol):
         """No request in progress: nothing would be lost by closing this connection."""
         return self.cycle is None or self.cycle.response_complete
 
-    def _evict_idle(self, open_connections: list[Any]) -> None:
-        idle = [
-            c for c in open_connections if isinstance(c, GuardedH11Protocol) and c is not self and c._idle
+    @property
+    def _waiting_on_client(self) -> bool:
+        """Idle, or its request stalls on the client: a body still owed, or a reply it does not read.
+        A request the server is working on (the client sent all of it) is never counted."""
+        return self._idle or self.conn.their_state is h11.SEND_BODY or self.flow.write_paused
+
+    def _evict_stalled(self, open_connections: list[Any]) -> None:
+        stalled = [
+            c
+            for c in open_connections
+            if isinstance(c, GuardedH11Protocol) and c is not self and c._waiting_on_client
         ]
-        if idle:
-            min(idle, key=lambda c: c._idle_since)._close_quietly()
+        if stalled:
+            # The least recent progress first: a client sending its body at a real rate keeps its slot.
+            min(stalled, key=lambda c: c._last_progress)._close_quietly()
         else:
-            self._close_quietly()  # every other connection is working: refuse this one
+            self._close_quietly()  # every other connection is being worked on: refuse this one
+
+    def data_received(self, data: bytes) -> None:
+        self._last_progress = self.loop.time()
+        super().data_received(data)
+
+    def resume_writing(self) -> None:
+        self._last_progress = self.loop.time()  # the client read some of the reply
+        super().resume_writing()
 
     def handle_events(self) -> None:
         super().handle_events()

@@ -9,6 +9,7 @@ from typing import TypeVar
 import anyio
 import anyio.to_thread
 from citeqa.indexing.errors import CiteqaError
+from citeqa.service.api.internal.errors import ApiError
 from citeqa.service.api.internal.feedback_store import FeedbackStore
 from citeqa.service.api.internal.metrics import Metrics
 from citeqa.service.qa.pipeline import QAPipeline
@@ -39,6 +40,7 @@ class ServiceState:
         # Created inside the running event loop (in the lifespan).
         self._inference: anyio.CapacityLimiter | None = None
         self._updates: anyio.CapacityLimiter | None = None
+        self._queued_updates = 0  # running or waiting for the update worker
 
     def start(self) -> None:
         self._inference = anyio.CapacityLimiter(self.settings.inference_workers)
@@ -83,5 +85,44 @@ class ServiceState:
         """Blocking I/O that is not model work (SQLite writes)."""
         return await anyio.to_thread.run_sync(fn)
 
-    async def update(self, fn: Callable[[], T]) -> T:
-        return await anyio.to_thread.run_sync(fn, limiter=self._updates)
+    async def update(self, fn: Callable[[], T], request: Request | None = None) -> T:
+        """Run an index update on the single update worker, in turn.
+
+        The queue is bounded (429 beyond `update_queue_size`), and an update still waiting when its
+        client disconnects is dropped, never run: a client that gave up must not keep others waiting.
+        Once running, an update finishes (it is journaled; the disconnect only discards the reply)."""
+        if self._queued_updates >= self.settings.update_queue_size:
+            raise ApiError(
+                429,
+                "update_queue_full",
+                f"{self._queued_updates} uploads or deletes are already queued; retry shortly",
+                headers={"Retry-After": "5"},
+            )
+        self._queued_updates += 1
+        try:
+            if request is None:
+                return await anyio.to_thread.run_sync(fn, limiter=self._updates)
+            result: list[T] = []
+            failure: list[Exception] = []
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(_cancel_on_disconnect, request, tasks.cancel_scope)
+                try:
+                    # Cancelled while `fn` runs, this waits for `fn` to finish (the thread is not abandoned).
+                    result.append(await anyio.to_thread.run_sync(fn, limiter=self._updates))
+                except Exception as exc:  # raised below, outside the group, which would wrap it
+                    failure.append(exc)
+                tasks.cancel_scope.cancel()
+            if failure:
+                raise failure[0]
+            if not result:
+                raise ApiError(499, "client_gone", "the client disconnected before its update ran")
+            return result[0]
+        finally:
+            self._queued_updates -= 1
+
+
+async def _cancel_on_disconnect(request: Request, scope: anyio.CancelScope) -> None:
+    """Once the body has been read, the next message a request receives is its client's disconnect."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()

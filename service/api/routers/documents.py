@@ -170,7 +170,7 @@ _UPLOAD_BODY = {
     response_model=UploadResponse,
     status_code=201,
     dependencies=[ApiKeyDep],
-    responses=_errors(400, 401, 403, 409, 413, 415, 422, 503),
+    responses=_errors(400, 401, 403, 409, 413, 415, 422, 429, 503, 507),
     openapi_extra=_UPLOAD_BODY,
 )
 async def upload_document(request: Request, state: StateDep, pipeline: PipelineDep) -> UploadResponse:
@@ -193,12 +193,15 @@ async def upload_document(request: Request, state: StateDep, pipeline: PipelineD
         data = await upload.read()
     if not data:
         raise ApiError(422, "empty_file", f"{doc_id} is empty")
+    # Parsed here, off the update worker: a file that cannot be read gets its 422 at once instead of
+    # waiting behind the uploads queued for the single writer.
+    parsed = await state.io(lambda: pipeline.read_upload(doc_id, data))
 
     def add() -> UploadResponse:
         _check_name_is_free(pipeline, doc_id, original)
         replaced = pipeline.has_document(doc_id)
         started = time.perf_counter()
-        document, _ = pipeline.upload_document(doc_id, data, original)
+        document, _ = pipeline.upload_document(doc_id, data, original, document=parsed)
         state.metrics.stage_latency.labels(stage="index_update").observe(time.perf_counter() - started)
         summary = DocumentSummary(
             id=doc_id,
@@ -210,20 +213,22 @@ async def upload_document(request: Request, state: StateDep, pipeline: PipelineD
         )
         return UploadResponse(document=summary, replaced=replaced, index_version=pipeline.index_version)
 
-    return await state.update(add)
+    return await state.update(add, request)
 
 
 @router.delete(
     "/v1/documents/{doc_id:path}",
     response_model=DeleteResponse,
     dependencies=[ApiKeyDep],
-    responses=_errors(401, 403, 404, 409, 503),
+    responses=_errors(401, 403, 404, 409, 429, 503),
 )
-async def delete_document(doc_id: str, state: StateDep, pipeline: PipelineDep) -> DeleteResponse:
+async def delete_document(
+    doc_id: str, request: Request, state: StateDep, pipeline: PipelineDep
+) -> DeleteResponse:
     def delete() -> DeleteResponse:
         started = time.perf_counter()
         pipeline.delete_document(doc_id)
         state.metrics.stage_latency.labels(stage="index_update").observe(time.perf_counter() - started)
         return DeleteResponse(deleted=doc_id, index_version=pipeline.index_version)
 
-    return await state.update(delete)
+    return await state.update(delete, request)

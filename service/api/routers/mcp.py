@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
@@ -25,7 +26,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import Field
 from starlette.responses import JSONResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 T = TypeVar("T")
 Runner = Callable[[Callable[[], T]], Awaitable[T]]
@@ -62,20 +63,25 @@ def build_mcp_server(
         question: Annotated[str, Field(min_length=1, description="a natural-language question")],
         top_k: Annotated[int | None, Field(ge=1, le=MAX_TOP_K, description="passages to read")] = None,
         max_answers: Annotated[
-            int | None, Field(ge=1, le=MAX_ANSWERS, description="answers, best first")
+            int | None, Field(ge=1, le=MAX_ANSWERS, strict=True, description="answers, best first")
         ] = None,
+        # Strict, as in /v1/ask: `true` is not 1.0 and "0.5" is not a number.
         min_answer_probability: Annotated[
             float | None,
             Field(
                 ge=0.0,
                 le=1.0,
+                strict=True,
                 description="answers less likely than this to be right come back not_sure instead of "
                 "confident (default: the calibrated threshold)",
             ),
         ] = None,
         best_guess: Annotated[
             bool,
-            Field(description="when no answer reaches the floor, return the most probable one, not_sure"),
+            Field(
+                strict=True,
+                description="when no answer reaches the floor, return the most probable one, not_sure",
+            ),
         ] = False,
     ) -> AskResponse:
         return await call(
@@ -93,7 +99,9 @@ def build_mcp_server(
     # The configured limit, not the hard cap, so that the tools advertise what the pipeline accepts.
     # Set as objects: string annotations could not name this function's local `max_top_k`.
     for tool, what in ((ask, "passages to read"), (search, "passages to return")):
-        tool.__annotations__["top_k"] = Annotated[int | None, Field(ge=1, le=max_top_k, description=what)]
+        tool.__annotations__["top_k"] = Annotated[
+            int | None, Field(ge=1, le=max_top_k, strict=True, description=what)
+        ]
     server.tool(
         description="Answer a question from the indexed documents with verbatim, cited answers "
         '(document id, character span, sentence, passage), each confident ("answer") or "not_sure", '
@@ -147,8 +155,69 @@ class McpHttpEndpoint:
                 self._managers.remove(manager)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            # Stateless with JSON replies: there is no session to stream to (GET) or to end (DELETE).
+            # The SDK would answer a GET with an event stream that never sends anything and never
+            # ends, holding a connection slot for as long as the client likes.
+            message = "the MCP endpoint takes JSON-RPC requests by POST only (no event streams)"
+            reply = JSONResponse(
+                error_json("method_not_allowed", message), status_code=405, headers={"Allow": "POST"}
+            )
+            await reply(scope, receive, send)
+            return
         if not self._managers:
             message = "the MCP endpoint is not running"
             await JSONResponse(error_json("not_ready", message), status_code=503)(scope, receive, send)
             return
-        await self._managers[-1].handle_request(scope, receive, send)
+        body = await _read_body(receive)
+        problem = _invalid_id(body)
+        if problem:
+            await JSONResponse(problem, status_code=400)(scope, receive, send)
+            return
+        await self._managers[-1].handle_request(scope, _replay(body, receive), send)
+
+
+async def _read_body(receive: Receive) -> bytes:
+    """The whole body (the request middleware caps its size, the guard its time)."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """`receive` for the SDK: the body already read, then whatever the connection says next."""
+    pending = [body]
+
+    async def replayed() -> Message:
+        if pending:
+            return {"type": "http.request", "body": pending.pop(), "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+def _invalid_id(body: bytes) -> dict[str, Any] | None:
+    """A JSON-RPC error for a request whose id is present but neither a string nor an integer.
+
+    The SDK takes such a message for a notification (which gets no reply) and answers 202 with nothing,
+    leaving the client to wait forever. Unparsable bodies are left to the SDK, which answers them."""
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(message, dict) or "id" not in message:
+        return None
+    request_id = message["id"]
+    if isinstance(request_id, str) or (isinstance(request_id, int) and not isinstance(request_id, bool)):
+        return None
+    return {
+        "jsonrpc": "2.0",
+        "id": None,
+        "error": {"code": -32600, "message": "invalid request: id must be a string or an integer"},
+    }

@@ -316,6 +316,27 @@ def test_body_that_never_arrives_times_out(guarded: str) -> None:
     assert httpx.get(f"{guarded}/healthz").status_code == 200
 
 
+def test_a_request_framed_by_both_content_length_and_transfer_encoding_is_refused(guarded: str) -> None:
+    """Issue 19: accepted before. Behind a proxy that reads the other header, the bytes after the body
+    this server read would be a second, smuggled request; here it is one 400 and the connection closes."""
+    smuggled = b"GET /v1/documents HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    body = b'{"question": "Why?"}'
+    payload = (
+        b"POST /v1/ask HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n%s"
+        % (len(body), len(body), body, smuggled)
+    )
+    host, port = guarded.removeprefix("http://").split(":")
+    reply = b""
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(payload)
+        while chunk := sock.recv(65536):  # read until the server closes
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 400 "), reply[:200]
+    assert reply.count(b"HTTP/1.1 ") == 1  # the smuggled request got no reply: it was never read
+    assert httpx.get(f"{guarded}/healthz").status_code == 200
+
+
 @pytest.mark.parametrize(
     "junk",
     [
