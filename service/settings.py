@@ -150,7 +150,10 @@ class Settings(BaseSettings):
     def _own_data_dir_for_own_corpus(self) -> Settings:
         # CITEQA_CORPUS_DIR (or `citeqa serve --corpus`) without CITEQA_DATA_DIR: that folder's own index,
         # uploads and feedback, so `index`, `serve`, `ask` and `mcp` agree on it and seeds/ stays intact.
-        if "data_dir" not in self.model_fields_set and self.corpus_dir.resolve() != DEFAULT_CORPUS.resolve():
+        # Not with Postgres: one database holds one corpus whatever the data directory, so there the data
+        # directory's record of its folder must stay in force (indexing another folder is refused).
+        own = self.corpus_dir.resolve() != DEFAULT_CORPUS.resolve() and self.database_url is None
+        if own and "data_dir" not in self.model_fields_set:
             self.data_dir = corpus_data_dir(self.corpus_dir)
         return self
 

@@ -49,6 +49,9 @@ def test_another_folder_gets_its_own_data_directory(tmp_path: Path) -> None:
     # seeds/ keeps the default, and a data directory given explicitly always wins.
     assert Settings(corpus_dir=DEFAULT_CORPUS).data_dir == Settings().data_dir == Path(".citeqa")
     assert Settings(corpus_dir=corpus, data_dir=tmp_path / "d").data_dir == tmp_path / "d"
+    # With Postgres the database is the place, one corpus per database: the data directory (which records
+    # the folder the database holds, and refuses another) is not switched under it.
+    assert Settings(corpus_dir=corpus, database_url="postgresql://h/db").data_dir == Path(".citeqa")
     # What `citeqa serve` re-validates from a dump stays where it was.
     settings = Settings(corpus_dir=corpus)
     assert Settings.model_validate(settings.model_dump()).data_dir == own
