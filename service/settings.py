@@ -143,7 +143,38 @@ class Settings(BaseSettings):
         description="reader and embedder weights; auto: fp16 on CUDA, bf16 on CPUs with bf16 units, "
         "else fp32",
     )
-    faiss_threads: int = Field(default=1, ge=0, description="OpenMP threads for FAISS; 0 = library default")
+    faiss_threads: int = Field(
+        default=1, ge=0, description="OpenMP threads for each FAISS search; 0 = library default"
+    )
+    reader_runtime: Literal["auto", "torch", "onnx"] = Field(
+        default="auto",
+        description="onnx: ONNX Runtime over the export `citeqa export-reader` writes beside the reader; "
+        "torch, and auto (for now: nothing measured beat torch at equal answers), read with torch",
+    )
+    reader_onnx_variant: Literal["int8", "fp32"] = Field(
+        default="fp32",
+        description="which ONNX export the onnx runtime loads; int8 reads about 2x faster than fp32 "
+        "but lost a point of F1 on held-out SQuAD dev",
+    )
+    reader_threads: int = Field(
+        default=0, ge=0, le=256, description="intra-op threads of the reader's runtime; 0 = one per core"
+    )
+    # Off by default: on 2 shared cores a forward pass of one question's 4 windows already keeps both
+    # busy, and merged passes cost the same per window while serialising the rest (`citeqa bench`
+    # measures both side by side; see docs/benchmarks.md#reader-runtimes).
+    reader_batch_windows: int = Field(
+        default=0,
+        ge=0,
+        le=512,
+        description="merge the forward passes of questions read at the same time, up to this many "
+        "windows (question+passage) per pass; 0 = each question runs its own pass in its own thread",
+    )
+    reader_batch_wait_ms: float = Field(
+        default=3.0,
+        ge=0.0,
+        le=50.0,
+        description="how long a batch waits for questions already being tokenized (never for a lone one)",
+    )
     answer_cache_size: int = Field(default=256, ge=0, description="ask results kept (LRU); 0 = no cache")
 
     @model_validator(mode="after")

@@ -39,7 +39,7 @@ def child_env(**variables: str) -> dict[str, str]:
 
 
 SEED_DOC_ID = "000_d31740c80f9a4c4e.txt"
-MODEL_FIXTURES = frozenset({"embedder", "reader"})
+MODEL_FIXTURES = frozenset({"embedder", "reader", "exported_reader_dir"})
 
 
 LANES = frozenset({"integration", "e2e"})  # unmarked tests are the unit lane: no model, no server
@@ -78,6 +78,20 @@ def reader() -> Reader:
     model = TransformersReader(Settings().reader_path, device="cpu")
     model.warm_up()
     return model
+
+
+@pytest.fixture(scope="session")
+def exported_reader_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default reader exported to ONNX (`citeqa export-reader`) in a folder of its own, whose model
+    files link to the real ones: the tests never depend on an export left in models/."""
+    from citeqa.service.qa.onnx_reader import export_reader
+
+    folder = tmp_path_factory.mktemp("reader")
+    for item in Settings().reader_path.iterdir():
+        if item.is_file():
+            (folder / item.name).symlink_to(item)
+    export_reader(folder)
+    return folder
 
 
 PipelineFactory = Callable[..., QAPipeline]

@@ -22,6 +22,11 @@ def register(
     p.add_argument("--report", default="reports/bench", help="folder for report.json, report.md, latency.png")
     p.add_argument("--sizes", help="comma-separated corpus sizes in chunks (default by mode)")
     p.add_argument("--no-http", action="store_true", help="skip the over-HTTP measurements")
+    p.add_argument(
+        "--runtimes-only",
+        action="store_true",
+        help="only the reader runtimes side by side (read time per passage, answers/s at 1/5/20 clients)",
+    )
     handlers["bench"] = lazy_handler("citeqa.eval.bench.run", "cmd_bench")
 
     summary = "the local and Postgres stores side by side at 100k-1M chunks (ingest, search, recall)"

@@ -114,6 +114,31 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else []
 
 
+CPU_FEATURES = {
+    "avx2": "AVX2",
+    "avx512f": "AVX-512",
+    "avx512_bf16": "AVX512-BF16",
+    "avx512_vnni": "AVX512-VNNI",
+    "avx_vnni": "AVX-VNNI",
+    "amx_bf16": "AMX-BF16",
+    "amx_int8": "AMX-INT8",
+}
+
+
+def cpu_features() -> list[str]:
+    """The CPU's vector and matrix extensions that decide the reader's speed: bf16 units make torch's
+    bf16 fast; VNNI/AMX-INT8 make int8 fast; without either, fp32 is what there is."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return [name for flag, name in CPU_FEATURES.items() if flag in flags]
+    except OSError:
+        pass
+    return []
+
+
 def machine_info() -> dict[str, Any]:
     import faiss
     import torch
@@ -131,6 +156,7 @@ def machine_info() -> dict[str, Any]:
     return {
         "cpu": cpu_model,
         "cpu_count": os.cpu_count(),
+        "cpu_features": cpu_features(),
         "memory_gib": round(psutil.virtual_memory().total / 1024**3, 1),
         "python": platform.python_version(),
         "torch": torch.__version__,

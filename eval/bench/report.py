@@ -44,16 +44,45 @@ def stage_table(title: str, stages: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _reader(describe: dict[str, Any]) -> str:
+    if not describe:
+        return "-"
+    return f"{describe.get('runtime')} {describe.get('dtype')}, {describe.get('threads')} threads"
+
+
+def runtimes_table(section: dict[str, Any]) -> list[str]:
+    levels = [t["clients"] for t in section["rows"][0]["throughput"]] if section["rows"] else []
+    lines = [
+        "| runtime | in use | read p50 / p95 ms | read per passage p50 ms | ask p50 ms | "
+        + " | ".join(f"answers/s, {n} client{'s' if n > 1 else ''}" for n in levels)
+        + " | errors | seed EM / F1 |",
+        "|---|---|---:|---:|---:|" + "---:|" * len(levels) + "---:|---|",
+    ]
+    for row in section["rows"]:
+        throughput = " | ".join(f"{t['answers_per_s']:.1f}" for t in row["throughput"])
+        errors = sum(t["errors"] for t in row["throughput"])
+        q = row["quality"]
+        lines.append(
+            f"| {row['label']} | {_reader(row['reader'])} | {_ms(row['read_ms'])} "
+            f"| {row['read_per_passage_ms']['p50']:.1f} | {row['ask_ms']['p50']:.1f} | {throughput} "
+            f"| {errors} | {q['em']:.2f} / {q['f1']:.2f} |"
+        )
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
     machine = report["machine"]
+    features = ", ".join(machine.get("cpu_features", [])) or "none of AVX2/AVX-512/VNNI/AMX"
     out = [
         "# citeqa benchmark",
         "",
         f"Mode: {'quick' if report['quick'] else 'full'}; device {report['device']}; "
-        f"{machine['cpu']}, {machine['cpu_count']} CPUs, {machine['memory_gib']} GiB; "
+        f"{machine['cpu']}, {machine['cpu_count']} CPUs ({features}), {machine['memory_gib']} GiB; "
         f"torch {machine['torch']} "
         f"({machine['torch_threads']} threads), faiss {machine['faiss']}; load average at start "
         f"{machine['load_average_at_start']}; took {report['seconds']:.0f} s.",
+        "",
+        f"Reader in use by default: {_reader(report.get('reader', {}))}.",
         "",
     ]
     indexing = report.get("indexing")
@@ -83,6 +112,20 @@ def markdown(report: dict[str, Any]) -> str:
             f"Quality on eval/data/seed_qa.jsonl: EM {q['em']:.2f}, F1 {q['f1']:.2f} on {q['answerable']} "
             f"answerable questions; abstained on {q['abstained_on_unanswerable']} of {q['unanswerable']} "
             "unanswerable.",
+            "",
+        ]
+    runtimes = report.get("runtimes")
+    if runtimes:
+        out += [
+            "## Reader runtimes side by side (seed corpus, in process, answer cache off)",
+            "",
+            f"The same {runtimes['questions']} seed questions through each runtime in turn (interleaved "
+            f"question by question), then about {runtimes['asks_per_level']} questions per runtime at each "
+            "client count (threads calling the pipeline at once), in rounds that rotate through the "
+            "runtimes. Batched: questions read at the same time share one forward pass. Load average "
+            f"after: {runtimes.get('load_average')}.",
+            "",
+            *runtimes_table(runtimes),
             "",
         ]
     http = report.get("http")

@@ -21,6 +21,7 @@ from citeqa.eval.bench.corpus import make_corpus, make_templates, seed_sentences
 from citeqa.eval.bench.measure import Stopwatch, load_average, machine_info, peak_memory, summarize_ms
 from citeqa.eval.bench.over_http import run_http
 from citeqa.eval.bench.quality import load_questions, score
+from citeqa.eval.bench.readers import bench_runtimes
 from citeqa.eval.bench.report import markdown, write_report
 from citeqa.eval.bench.scale import run_size
 from citeqa.eval.datasets import EvalItem
@@ -42,6 +43,8 @@ class BenchConfig:
     indexing_chunks: int = 2_500
     passes: int = 3  # passes over the seed questions for latency
     http: bool = True
+    runtimes: bool = True  # the reader runtimes side by side (readers.py)
+    asks_per_level: int = 120  # questions asked at each client count there
     report_dir: Path = Path("reports/bench")
 
     @classmethod
@@ -54,6 +57,7 @@ class BenchConfig:
                 templates=300,
                 indexing_chunks=300,
                 passes=1,
+                asks_per_level=40,
                 report_dir=report_dir,
             )
         return cls(quick=False, sizes=sizes or FULL_SIZES, report_dir=report_dir)
@@ -126,6 +130,8 @@ def run_benchmark(config: BenchConfig, settings: Settings, log: Log = _stderr) -
         base.warm_up(require_index=False)
         report["model_load_s"] = round(watch.ms() / 1000, 2)
         report["machine"] = machine_info()
+        describe = getattr(base.reader, "describe", None)
+        report["reader"] = describe() if describe else {}
 
         def pipeline_for(**overrides: Any) -> QAPipeline:
             return QAPipeline(
@@ -135,9 +141,10 @@ def run_benchmark(config: BenchConfig, settings: Settings, log: Log = _stderr) -
         sentences = seed_sentences(settings.corpus_dir)
         templates = make_templates(sentences, config.templates)
 
-        log(f"bench: indexing {config.indexing_chunks} seeds-like chunks")
-        report["indexing"] = bench_indexing(pipeline_for, templates, config.indexing_chunks, work)
-        report["indexing"]["load_average"] = load_average()
+        if config.indexing_chunks:
+            log(f"bench: indexing {config.indexing_chunks} seeds-like chunks")
+            report["indexing"] = bench_indexing(pipeline_for, templates, config.indexing_chunks, work)
+            report["indexing"]["load_average"] = load_average()
 
         log("bench: seed corpus ask/search latency and quality")
         seed_corpus = work / "seed-corpus"
@@ -147,6 +154,19 @@ def run_benchmark(config: BenchConfig, settings: Settings, log: Log = _stderr) -
         items = load_questions()
         report["seed"] = bench_seed(seed_pipeline, items, config.passes)
         report["seed"]["load_average"] = load_average()
+
+        if config.runtimes:
+            log("bench: reader runtimes side by side")
+
+            def seed_pipeline_with(reader: Any, **overrides: Any) -> QAPipeline:
+                return QAPipeline(
+                    seed_pipeline.settings.model_copy(update=overrides), embedder=base.embedder, reader=reader
+                )
+
+            report["runtimes"] = bench_runtimes(
+                seed_pipeline_with, settings, items, config.asks_per_level, log
+            )
+            report["runtimes"]["load_average"] = load_average()
 
         if config.http:
             log("bench: over HTTP against the real server")
@@ -160,7 +180,8 @@ def run_benchmark(config: BenchConfig, settings: Settings, log: Log = _stderr) -
                 log(f"bench: the HTTP measurement failed: {exc}")
                 report["http"] = {"error": str(exc)}
 
-        template_vectors = base.embedder.embed(templates)
+        # Embedded only when a size is measured (`--runtimes-only` measures none).
+        template_vectors = base.embedder.embed(templates[: len(templates) if config.sizes else 1])
         rows = []
         for size in config.sizes:
             log(f"bench: search at {size:,} chunks")
@@ -179,7 +200,8 @@ def run_benchmark(config: BenchConfig, settings: Settings, log: Log = _stderr) -
             )
             last = rows[-1]
             log(f"bench:   {last['search_ms']['p50']:.1f} ms p50, recall@10 {last['recall_at_10']:.3f}")
-        report["scale"] = {"rows": rows, "templates": config.templates, "real_limit": config.real_limit}
+        if rows:
+            report["scale"] = {"rows": rows, "templates": config.templates, "real_limit": config.real_limit}
     report["seconds"] = round(time.perf_counter() - started, 1)
     return report
 
@@ -192,6 +214,9 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     config = BenchConfig.for_mode(args.quick, Path(args.report), sizes)
     if args.no_http:
         config = BenchConfig(**{**config.__dict__, "http": False})
+    if args.runtimes_only:
+        # The reader runtimes alone: no indexing, HTTP or scale sections (a few minutes on 2 cores).
+        config = BenchConfig(**{**config.__dict__, "http": False, "sizes": (), "indexing_chunks": 0})
     report = run_benchmark(config, settings)
     paths = write_report(report, config.report_dir)
     print(markdown(report))

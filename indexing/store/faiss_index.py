@@ -3,14 +3,41 @@ The Postgres store sizes its pgvector IVF lists with the same rule (ivf_list_cou
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import faiss
 import numpy as np
 
+_faiss_threads = 0  # OpenMP threads for one FAISS search; 0 = leave OpenMP's setting alone
+
 
 def set_faiss_threads(threads: int) -> None:
-    """Process-wide: one query scans with one thread. A second OpenMP thread made a 20k-chunk flat
-    search 3x slower on two busy cores (thread wake-ups cost more than the scan)."""
+    """Threads for each FAISS search from now on (0 = OpenMP's default). One query scans with one thread
+    by default: a second OpenMP thread made a 20k-chunk flat search 3x slower on two busy cores (thread
+    wake-ups cost more than the scan).
+
+    Only recorded here and applied around each search (`faiss_thread_scope`): FAISS and torch load the
+    same libgomp, so calling `omp_set_num_threads` once for FAISS also cut torch's intra-op threads to 1
+    in that thread (the reader read 1.7x slower in process)."""
+    global _faiss_threads
+    _faiss_threads = max(0, int(threads))
+
+
+@contextlib.contextmanager
+def faiss_thread_scope() -> Iterator[None]:
+    """Run a FAISS call with the configured thread count, then give this thread its own setting back.
+    OpenMP keeps the setting per thread, so concurrent searches in other threads are not affected."""
+    threads = _faiss_threads
+    previous = faiss.omp_get_max_threads()
+    if threads <= 0 or threads == previous:
+        yield
+        return
     faiss.omp_set_num_threads(threads)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)
 
 
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivf_sq8")

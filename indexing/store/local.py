@@ -49,6 +49,7 @@ from citeqa.indexing.store.faiss_index import (
     COMPRESSED_INDEX_TYPES,
     build_faiss_index,
     exact_rerank,
+    faiss_thread_scope,
 )
 from citeqa.indexing.types import Chunk, Document, DocumentInfo, PageSpan
 
@@ -390,7 +391,8 @@ class IndexSnapshot:
             return [(int(allowed[i]), float(scores[i])) for i in order]
         query = np.ascontiguousarray(query_vector, dtype=np.float32).reshape(1, -1)
         if self.manifest.index_type not in COMPRESSED_INDEX_TYPES:
-            scores_2d, ids_2d = self.index.search(query, min(k, self.index.ntotal))
+            with faiss_thread_scope():
+                scores_2d, ids_2d = self.index.search(query, min(k, self.index.ntotal))
             return [(int(i), float(s)) for i, s in zip(ids_2d[0], scores_2d[0], strict=True) if i >= 0]
         shortlist_k = min(k * max(self.rerank_factor, 1), self.index.ntotal)
         # Search parameters travel with the call, so the shared index object is never mutated.
@@ -398,7 +400,8 @@ class IndexSnapshot:
         if self.nprobe > 0:
             params = faiss.SearchParametersIVF()
             params.nprobe = self.nprobe
-        _, ids_2d = self.index.search(query, shortlist_k, params=params)
+        with faiss_thread_scope():
+            _, ids_2d = self.index.search(query, shortlist_k, params=params)
         return exact_rerank(self.embeddings, ids_2d[0], query[0], k)
 
     def sparse(self, query: str, k: int, document_ids: Sequence[str] | None = None) -> Hits:

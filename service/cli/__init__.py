@@ -227,6 +227,20 @@ def cmd_postgres(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_export_reader(args: argparse.Namespace, settings: Settings) -> int:
+    from citeqa.service.qa.onnx_reader import VARIANTS, export_reader
+
+    path = Path(args.reader) if args.reader else settings.reader_path
+    manifest = export_reader(path, force=args.force)
+    where = path / "onnx"
+    if manifest.get("skipped"):
+        print(f"{where}: already exported from these weights (--force exports again)", file=sys.stderr)
+    else:
+        files = ", ".join(VARIANTS.values())
+        print(f"exported {path.name} to {where}: {files}", file=sys.stderr)
+    return 0
+
+
 def build_parser(*more: Register) -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     """The service's commands, then those that each of `more` registers (the layers above)."""
     parser = argparse.ArgumentParser(
@@ -271,6 +285,14 @@ def build_parser(*more: Register) -> tuple[argparse.ArgumentParser, dict[str, Ha
     p.add_argument("action", choices=["start", "stop", "status"])
     p.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
     handlers["postgres"] = cmd_postgres
+
+    p = sub.add_parser(
+        "export-reader",
+        help="export the reader to ONNX (fp32 and int8) beside it, for the faster ONNX Runtime reader",
+    )
+    p.add_argument("--reader", help="reader model folder (default: CITEQA_READER_PATH)")
+    p.add_argument("--force", action="store_true", help="export even when the export is current")
+    handlers["export-reader"] = cmd_export_reader
 
     for register in (serve_commands.register, *more):
         register(sub, handlers)

@@ -34,7 +34,7 @@ from citeqa.service.qa.answering import (
 from citeqa.service.qa.cache import AnswerCache
 from citeqa.service.qa.confidence import Calibrator
 from citeqa.service.qa.query import Query
-from citeqa.service.qa.reader import Reader, TransformersReader
+from citeqa.service.qa.reader import Reader, make_reader
 from citeqa.service.qa.retrieval import HybridRetriever, SearchIndex
 from citeqa.service.qa.types import Answer, AskResult, DocumentPage, Passage, SearchResult
 from citeqa.service.settings import Settings
@@ -78,7 +78,7 @@ class QAPipeline:
         self.embedder = embedder or Embedder(
             s.embedder_path, device=s.device, batch_size=s.embed_batch_size, dtype=s.model_dtype
         )
-        self.reader: Reader = reader or TransformersReader.from_settings(s)
+        self.reader: Reader = reader or make_reader(s)
         self.store: Store = make_store(
             s.resolved_index_dir,
             database_url=s.database_url.get_secret_value() if s.database_url else None,
@@ -102,8 +102,8 @@ class QAPipeline:
         self._unloadable_version: str | None = None  # a live version that failed to load
         self._update_lock = threading.RLock()
         self.answer_cache = AnswerCache(s.answer_cache_size)
-        if s.faiss_threads > 0:
-            set_faiss_threads(s.faiss_threads)
+        # Applied around each FAISS search only (see set_faiss_threads): the reader keeps its threads.
+        set_faiss_threads(s.faiss_threads)
 
     # --- lifecycle -------------------------------------------------------------------------
     @property

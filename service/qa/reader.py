@@ -1,7 +1,12 @@
-"""Extractive reader: a span head over (question, passage) windows, decoded into character spans."""
+"""Extractive reader: a span head over (question, passage) windows, decoded into character spans.
+
+`WindowReader` tokenizes and decodes; a runtime supplies only the forward pass: `TransformersReader`
+(torch, also what training uses) here, `OnnxReader` (ONNX Runtime) in onnx_reader.py. `make_reader` picks
+one from the settings."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +14,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from citeqa.indexing.embedding import resolve_device, resolve_dtype
+from citeqa.indexing.errors import CiteqaError
 from citeqa.indexing.tokenizers import PerThreadTokenizer
+from citeqa.service.qa.batching import ForwardBatcher, Inputs, Logits
 
 if TYPE_CHECKING:
     from citeqa.service.settings import Settings
@@ -81,66 +88,74 @@ class Reader(Protocol):
         ...
 
 
-class TransformersReader:
-    """A Hugging Face question-answering model (start/end logits over question+passage windows).
+class WindowReader:
+    """Tokenizes (question, passage) windows and decodes the span logits; a subclass supplies the model.
 
-    Cheap to construct; `warm_up()` loads the tokenizer and model once.
+    Cheap to construct; `warm_up()` loads the tokenizer and model once. With `batch_windows` > 0, the
+    forward passes of questions read at the same time are merged (see `ForwardBatcher`).
     """
+
+    runtime = "none"
 
     def __init__(
         self,
         model_path: Path,
-        device: str = "auto",
         max_length: int = 384,
         stride: int = 128,
         max_question_tokens: int = 64,
         max_answer_tokens: int = 30,
         n_best: int = 20,
-        dtype: str = "auto",
+        batch_windows: int = 0,
+        batch_wait_ms: float = 3.0,
     ) -> None:
-        """`dtype`: auto, float32, bfloat16 or float16 (see `resolve_dtype`)."""
         self.model_path = model_path
-        self.device = device
         self.max_length = max_length
         self.stride = stride
         self.max_question_tokens = max_question_tokens
         self.max_answer_tokens = max_answer_tokens
         self.n_best = n_best
-        self.dtype = dtype
+        self.batch_windows = batch_windows
+        self.batch_wait_ms = batch_wait_ms
         self._tokenizers: PerThreadTokenizer | None = None
-        self._model: Any = None
+        self._batcher: ForwardBatcher | None = None
+        self._load_lock = threading.Lock()
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> TransformersReader:
-        s = settings
-        return cls(
-            s.reader_path,
-            device=s.device,
-            max_length=s.reader_max_length,
-            stride=s.reader_stride,
-            max_question_tokens=s.max_question_tokens,
-            max_answer_tokens=s.max_answer_tokens,
-            dtype=s.model_dtype,
-        )
+    # --- what a runtime supplies -----------------------------------------------------------
+    def _load_model(self) -> None:
+        raise NotImplementedError
 
+    def _forward(self, inputs: Inputs) -> Logits:
+        """Start and end logits (float32, rows x tokens) of a batch of windows."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """The runtime, weights' precision and threads in use (for the benchmark and /readyz)."""
+        return {"runtime": self.runtime, "model": self.model_path.name}
+
+    # --- shared ----------------------------------------------------------------------------
     def warm_up(self) -> None:
-        if self._model is not None:
+        if self._tokenizers is not None:
             return
-        import torch
-        from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+        with self._load_lock:
+            if self._tokenizers is not None:
+                return
+            from transformers import AutoTokenizer
 
-        if not (self.model_path / "config.json").is_file():
-            from citeqa.indexing.errors import CiteqaError
+            if not (self.model_path / "config.json").is_file():
+                raise CiteqaError(f"reader model not found at {self.model_path} (set CITEQA_READER_PATH)")
+            self._load_model()
+            tokenizer = AutoTokenizer.from_pretrained(str(self.model_path))
+            if self.batch_windows > 0:
+                pad = {"input_ids": int(tokenizer.pad_token_id or 0)}
+                self._batcher = ForwardBatcher(
+                    self._forward, pad, max_rows=self.batch_windows, wait_s=self.batch_wait_ms / 1000
+                )
+            self._tokenizers = PerThreadTokenizer(tokenizer)
 
-            raise CiteqaError(f"reader model not found at {self.model_path} (set CITEQA_READER_PATH)")
-        device = resolve_device(self.device)
-        # bf16 reads 2.8x faster than fp32 on CPUs with AMX/AVX512-BF16, with the same EM/F1 and
-        # abstentions on the seed set; int8 dynamic quantization was faster still but lost 9 EM points.
-        dtype = getattr(torch, resolve_dtype(device, self.dtype))
-        tokenizer = AutoTokenizer.from_pretrained(str(self.model_path))
-        model = AutoModelForQuestionAnswering.from_pretrained(str(self.model_path), dtype=dtype)
-        model.to(device).eval()
-        self._tokenizers, self._model, self._torch_device = PerThreadTokenizer(tokenizer), model, device
+    def close(self) -> None:
+        """Stop the batching thread (a reader is normally kept for the life of the process)."""
+        if self._batcher is not None:
+            self._batcher.close()
 
     def _clip_question(self, tokenizer: Any, question: str) -> str:
         encoded = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
@@ -154,33 +169,36 @@ class TransformersReader:
         if not passages:
             return []
         self.warm_up()
-        import torch
-
         assert self._tokenizers is not None
-        tokenizer = self._tokenizers.get()
-        question = self._clip_question(tokenizer, question)
-        encoded = tokenizer(
-            [question] * len(passages),
-            list(passages),
-            truncation="only_second",
-            max_length=self.max_length,
-            stride=self.stride,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-            padding="longest",
-            return_tensors="pt",
-        )
-        sample_map = encoded.pop("overflow_to_sample_mapping").tolist()
-        offsets = encoded.pop("offset_mapping").tolist()
-        context_masks = [
-            np.array([sid == 1 for sid in encoded.sequence_ids(i)], dtype=bool)
-            for i in range(len(sample_map))
-        ]
-        inputs = {k: v.to(self._torch_device) for k, v in encoded.items()}
-        with torch.inference_mode():
-            output = self._model(**inputs)
-        start_logits = output.start_logits.float().cpu().numpy()
-        end_logits = output.end_logits.float().cpu().numpy()
+        batcher = self._batcher
+        if batcher is not None:
+            batcher.expect()  # so that the batcher waits for this question while it is tokenized
+        try:
+            tokenizer = self._tokenizers.get()
+            question = self._clip_question(tokenizer, question)
+            encoded = tokenizer(
+                [question] * len(passages),
+                list(passages),
+                truncation="only_second",
+                max_length=self.max_length,
+                stride=self.stride,
+                return_overflowing_tokens=True,
+                return_offsets_mapping=True,
+                padding="longest",
+                return_tensors="np",
+            )
+            sample_map = encoded.pop("overflow_to_sample_mapping").tolist()
+            offsets = encoded.pop("offset_mapping").tolist()
+            context_masks = [
+                np.array([sid == 1 for sid in encoded.sequence_ids(i)], dtype=bool)
+                for i in range(len(sample_map))
+            ]
+            inputs = {name: np.asarray(encoded[name], dtype=np.int64) for name in encoded}
+        except BaseException:
+            if batcher is not None:
+                batcher.unexpect()
+            raise
+        start_logits, end_logits = batcher.submit(inputs) if batcher is not None else self._forward(inputs)
         candidates: list[SpanCandidate] = []
         for i, passage_index in enumerate(sample_map):
             window = WindowLogits(
@@ -193,3 +211,93 @@ class TransformersReader:
             candidates.extend(decode_window(window, self.n_best, self.max_answer_tokens))
         candidates.sort(key=lambda c: -c.margin)
         return candidates
+
+
+def reader_options(settings: Settings) -> dict[str, Any]:
+    """The settings every runtime shares."""
+    s = settings
+    return {
+        "max_length": s.reader_max_length,
+        "stride": s.reader_stride,
+        "max_question_tokens": s.max_question_tokens,
+        "max_answer_tokens": s.max_answer_tokens,
+        "batch_windows": s.reader_batch_windows,
+        "batch_wait_ms": s.reader_batch_wait_ms,
+    }
+
+
+class TransformersReader(WindowReader):
+    """A Hugging Face question-answering model run by torch (start/end logits over question+passage
+    windows): the fallback runtime, and the only one on CUDA."""
+
+    runtime = "torch"
+
+    def __init__(
+        self,
+        model_path: Path,
+        device: str = "auto",
+        dtype: str = "auto",
+        threads: int = 0,
+        **options: Any,
+    ) -> None:
+        """`dtype`: auto, float32, bfloat16 or float16 (see `resolve_dtype`). `threads`: torch's intra-op
+        threads, set at load (0 = torch's default, one per core)."""
+        super().__init__(model_path, **options)
+        self.device = device
+        self.dtype = dtype
+        self.threads = threads
+        self._model: Any = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TransformersReader:
+        s = settings
+        return cls(
+            s.reader_path, device=s.device, dtype=s.model_dtype, threads=s.reader_threads, **reader_options(s)
+        )
+
+    def _load_model(self) -> None:
+        import torch
+        from transformers import AutoModelForQuestionAnswering
+
+        device = resolve_device(self.device)
+        if self.threads > 0:
+            torch.set_num_threads(self.threads)
+        # bf16 reads 2.8x faster than fp32 on CPUs with AMX/AVX512-BF16, with the same EM/F1 and
+        # abstentions on the seed set; int8 dynamic quantization was faster still but lost 9 EM points.
+        self._dtype = resolve_dtype(device, self.dtype)
+        model = AutoModelForQuestionAnswering.from_pretrained(
+            str(self.model_path), dtype=getattr(torch, self._dtype)
+        )
+        model.to(device).eval()
+        self._model, self._torch_device = model, device
+
+    def _forward(self, inputs: Inputs) -> Logits:
+        import torch
+
+        tensors = {k: torch.from_numpy(v).to(self._torch_device) for k, v in inputs.items()}
+        with torch.inference_mode():
+            output = self._model(**tensors)
+        return output.start_logits.float().cpu().numpy(), output.end_logits.float().cpu().numpy()
+
+    def describe(self) -> dict[str, Any]:
+        import torch
+
+        self.warm_up()
+        return {
+            **super().describe(),
+            "dtype": self._dtype,
+            "device": self._torch_device,
+            "threads": torch.get_num_threads(),
+        }
+
+
+def make_reader(settings: Settings) -> Reader:
+    """The reader the settings ask for: `onnx` reads with ONNX Runtime (`citeqa export-reader` first),
+    `torch` and `auto` with torch. `auto` stays on torch because nothing measured beat it at equal
+    answers: ONNX Runtime fp32 read as fast as torch fp32 and 2.5x slower than torch bf16 on AMX, and
+    int8 lost about a point of F1 on held-out sets (docs/benchmarks.md#reader-runtimes)."""
+    if settings.reader_runtime == "onnx":
+        from citeqa.service.qa.onnx_reader import OnnxReader
+
+        return OnnxReader.from_settings(settings)
+    return TransformersReader.from_settings(settings)
