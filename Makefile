@@ -24,10 +24,10 @@ $(STAMP): pyproject.toml
 index: install
 	$(BIN)/citeqa index
 
-# `citeqa index` is incremental: cheap when seeds/ has not changed. CITEQA_HOST/CITEQA_PORT move the service.
+# `serve --index` takes the port first, then indexes (incremental: cheap when nothing changed), then serves.
+# CITEQA_HOST/CITEQA_PORT move the service; CITEQA_CORPUS_DIR=DIR serves your folder from its own index.
 run: install
-	@$(BIN)/citeqa index
-	$(BIN)/citeqa serve
+	$(BIN)/citeqa serve --index
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+# Each module here registers its commands without importing what running them needs (torch, FAISS, the
+# web stack, psycopg): tests/test_cli_startup.py checks that building this parser loads none of them.
 from citeqa.eval import calibrate, commands
-from citeqa.eval.bench import run as bench_run
-from citeqa.eval.bench import store_scale
+from citeqa.eval.bench import commands as bench_commands
 from citeqa.eval.training import commands as training_commands
 from citeqa.service import cli as service_cli
 
@@ -18,8 +19,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, service_cli.Handl
         commands.register,
         calibrate.register,
         training_commands.register,
-        bench_run.register,
-        store_scale.register,
+        bench_commands.register,
     )
 
 

@@ -15,6 +15,16 @@ class PageSpan:
 
 
 @dataclass(frozen=True)
+class SectionSpan:
+    """Where one section lies in its document's text, and its path of headings, outermost first
+    (("2. Retention periods", "2.1 Financial records")). The heading line belongs to the section it opens."""
+
+    start: int
+    end: int
+    path: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Document:
     """A loaded document. `text` is kept exactly as loaded: every offset points into it."""
 
@@ -25,12 +35,20 @@ class Document:
     date: str | None = None
     source: str | None = None
     pages: tuple[PageSpan, ...] = ()
+    sections: tuple[SectionSpan, ...] = ()  # in text order, not overlapping; text before the first: none
 
     def page_at(self, offset: int) -> int | None:
         for page in self.pages:
             if page.start <= offset < page.end:
                 return page.number
         return None
+
+    def section_at(self, offset: int) -> tuple[str, ...]:
+        """The heading path of the section holding `offset`; () outside every section."""
+        for section in self.sections:
+            if section.start <= offset < section.end:
+                return section.path
+        return ()
 
 
 @dataclass(frozen=True)
@@ -43,6 +61,7 @@ class Chunk:
     start: int
     end: int
     text: str
+    section: tuple[str, ...] = ()  # the heading path of the section the chunk lies in (see SectionSpan)
 
 
 @dataclass(frozen=True)

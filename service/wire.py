@@ -112,6 +112,11 @@ class PassageOut(BaseModel):
     doc_id: str
     title: str
     chunk_id: str
+    section: list[str] = Field(
+        default_factory=list,
+        description='the headings it lies under, outermost first (e.g. ["2. Annual leave", '
+        '"2.2 Entitlement"]); empty when the document has none',
+    )
     start: int
     end: int
     text: str
@@ -285,6 +290,9 @@ class ChatCitation(BaseModel):
     number: int
     doc_id: str
     title: str
+    section: list[str] = Field(
+        default_factory=list, description="the headings the answer lies under, outermost first"
+    )
     start: int
     end: int
     quote: str = Field(description="the answer, verbatim")
@@ -344,6 +352,14 @@ def error_json(code: str, message: str) -> dict[str, Any]:
 # Domain types to wire models: the one place they are mapped.
 
 
+# How a section path reads to people (CLI, chat Sources, the web page): "2. Annual leave > 2.2 Entitlement".
+SECTION_SEPARATOR = " > "
+
+
+def section_label(path: list[str] | tuple[str, ...]) -> str:
+    return SECTION_SEPARATOR.join(path)
+
+
 def document_url(doc_id: str, start: int | None = None, end: int | None = None, base: str = "") -> str:
     url = f"{base.rstrip('/')}/v1/documents/{quote(doc_id, safe='/')}"
     if start is not None and end is not None:
@@ -361,6 +377,7 @@ def passage_out(passage: Passage) -> PassageOut:
         doc_id=chunk.doc_id,
         title=passage.title,
         chunk_id=chunk.id,
+        section=list(chunk.section),
         start=chunk.start,
         end=chunk.end,
         text=chunk.text,

@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from citeqa.service.cli import _print_answers
 from citeqa.service.qa.pipeline import QAPipeline
 from citeqa.service.settings import REPO_ROOT
+from citeqa.service.wire import ask_json
 
 from tests.conftest import child_env
 
@@ -46,6 +48,39 @@ def test_the_openai_example_question_is_answered(seed_pipeline: QAPipeline) -> N
     assert question is not None
     result = seed_pipeline.ask(question.group(1))
     assert not result.no_answer and result.answers[0].text == "Ningbo"
+
+
+def _readme_ask_example() -> tuple[str, list[str]]:
+    """The question of the README's `$ citeqa ask "..."` example and the lines it shows as printed."""
+    lines = [line for _, line in _code_lines()]
+    at = next(n for n, line in enumerate(lines) if line.startswith('$ citeqa ask "'))
+    question = lines[at].split('"')[1]
+    shown = []
+    for line in lines[at + 1 :]:
+        if not line or line.startswith("$"):
+            break
+        shown.append(line)
+    return question, shown
+
+
+@pytest.mark.integration
+def test_the_readme_ask_example_prints_what_citeqa_prints(
+    seed_pipeline: QAPipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README showed "score 0.87" long after the reader gave 0.71: its example is checked against a
+    real run of the same printing code, the score within the last digit's wobble between CPUs (bf16 or
+    fp32), the rest exactly."""
+    question, shown = _readme_ask_example()
+    _print_answers(ask_json(seed_pipeline.ask(question)), tty=False)
+    printed = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    score = re.compile(r"\((?:score|probability) (\d\.\d\d)[,)]")
+    readme_answer, real_answer = shown[0], printed[0]
+    assert score.sub("", readme_answer) == score.sub("", real_answer)
+    readme_score, real_score = (float(score.search(line).group(1)) for line in (readme_answer, real_answer))  # type: ignore[union-attr]
+    assert abs(readme_score - real_score) <= 0.02, f"README: {readme_answer!r}, citeqa: {real_answer!r}"
+    # The source line as printed; the context the README shortens between "..." lies within the real one.
+    assert shown[1] == printed[1]
+    assert shown[2].strip(".") in printed[2]
 
 
 def _block_after(marker: str) -> str:

@@ -222,21 +222,3 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     print(markdown(report))
     print("\nwrote " + ", ".join(str(p) for p in paths))
     return 0
-
-
-def register(
-    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], handlers: dict[str, Any]
-) -> None:
-    p = subparsers.add_parser("bench", help="measure indexing, ask/search latency and search at scale")
-    p.add_argument(
-        "--quick", action="store_true", help="small sizes (up to 20k chunks), for CI: under 2 minutes"
-    )
-    p.add_argument("--report", default="reports/bench", help="folder for report.json, report.md, latency.png")
-    p.add_argument("--sizes", help="comma-separated corpus sizes in chunks (default by mode)")
-    p.add_argument("--no-http", action="store_true", help="skip the over-HTTP measurements")
-    p.add_argument(
-        "--runtimes-only",
-        action="store_true",
-        help="only the reader runtimes side by side (read time per passage, answers/s at 1/5/20 clients)",
-    )
-    handlers["bench"] = cmd_bench

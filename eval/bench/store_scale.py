@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from citeqa.eval.bench.commands import add_store_arguments
 from citeqa.eval.bench.corpus import (
     SyntheticCorpus,
     make_corpus,
@@ -160,32 +160,15 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sizes", default="100000", help="comma-separated chunk counts")
-    parser.add_argument("--database-url", default=os.environ.get("CITEQA_BENCH_DATABASE_URL"))
-    parser.add_argument("--stores", default="local,postgres", help="which stores to measure")
-    parser.add_argument(
-        "--ef-search", help="Postgres hnsw.ef_search values, all on one build (default: the store's)"
-    )
-    parser.add_argument(
-        "--nprobe", default="0", help="Postgres IVF lists scanned (0: automatic), all on one build"
-    )
-    parser.add_argument("--report", type=Path, help="write the rows as JSON here")
-
-
-def register(
-    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], handlers: dict[str, Any]
-) -> None:
-    """`citeqa bench-stores`: this benchmark as a project command."""
-    summary = "the local and Postgres stores side by side at 100k-1M chunks (ingest, search, recall)"
-    add_arguments(subparsers.add_parser("bench-stores", help=summary, description=summary))
-    handlers["bench-stores"] = lambda args, _settings: run(args)
+def cmd_bench_stores(args: argparse.Namespace, _settings: Settings) -> int:
+    """`citeqa bench-stores` (registered in bench/commands.py, which loads this module only to run it)."""
+    return run(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
-    add_arguments(parser)
+    add_store_arguments(parser)
     return run(parser.parse_args(argv))
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from citeqa.indexing.embedding import TextEmbedder
 from citeqa.indexing.errors import CiteqaError, EmptyCorpusError
 from citeqa.indexing.ingest.chunking import Chunker, ChunkingConfig
-from citeqa.indexing.ingest.loaders import LoadProblem
+from citeqa.indexing.ingest.loaders import LOADER_VERSION, LoadProblem
 from citeqa.indexing.ingest.sources import DocumentSources
 from citeqa.indexing.store import DocumentUpdate, IndexSpec, LocalStore, Manifest, Store, StoreSnapshot
 from citeqa.indexing.types import Chunk, Document
@@ -65,7 +65,12 @@ class IndexBuilder:
         return IndexSpec(
             embedder=self.embedder.name,
             dimension=self.embedder.dimension,
-            chunking={"max_tokens": self.chunking.max_tokens, "overlap_tokens": self.chunking.overlap_tokens},
+            chunking={
+                "max_tokens": self.chunking.max_tokens,
+                "overlap_tokens": self.chunking.overlap_tokens,
+                # What the loaders make of a file: when it changes, unchanged files are read again.
+                "loaders": LOADER_VERSION,
+            },
         )
 
     def check_chunk_budget(self) -> None:

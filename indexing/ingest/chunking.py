@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from citeqa.indexing.types import Chunk, Document
+from citeqa.indexing.types import Chunk, Document, SectionSpan
 
 # A sentence ends at terminal punctuation followed by whitespace, or at a line break.
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?;。！？；])\s+|\n")
@@ -81,6 +81,23 @@ class ChunkingConfig:
         return self.max_chars or self.max_tokens * CHARS_PER_TOKEN
 
 
+def _by_section(
+    units: Sequence[tuple[int, int, int]], sections: Sequence[SectionSpan]
+) -> list[tuple[tuple[str, ...], list[tuple[int, int, int]]]]:
+    """Consecutive units grouped by the section their start lies in (path () outside every section)."""
+    starts = [section.start for section in sections]
+    groups: list[tuple[tuple[str, ...], list[tuple[int, int, int]]]] = []
+    current: int | None = -2
+    for unit in units:
+        at = bisect.bisect_right(starts, unit[0]) - 1
+        index = at if at >= 0 and unit[0] < sections[at].end else -1
+        if index != current:
+            groups.append((sections[index].path if index >= 0 else (), []))
+            current = index
+        groups[-1][1].append(unit)
+    return groups
+
+
 def token_spans(tokenizer: Tokenizer, text: str) -> list[tuple[int, int]]:
     """Character spans of the tokenizer's wordpieces over the whole text, special tokens excluded."""
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
@@ -104,23 +121,26 @@ class Chunker:
             raise ValueError("overlap_tokens must be in [0, max_tokens)")
 
     def chunk(self, document: Document) -> list[Chunk]:
+        """Chunks in text order; none spans two sections, so each carries its section's heading path."""
         text = document.text
         tokens = token_spans(self.tokenizer, text)
         token_starts = [s for s, _ in tokens]
         units = self._units(text, tokens, token_starts)
         chunks: list[Chunk] = []
-        for first, last in self._pack(units):
-            start, end = units[first][0], units[last][1]
-            chunks.append(
-                Chunk(
-                    id=f"{document.id}#{len(chunks)}",
-                    doc_id=document.id,
-                    seq=len(chunks),
-                    start=start,
-                    end=end,
-                    text=text[start:end],
+        for path, group in _by_section(units, document.sections):
+            for first, last in self._pack(group):
+                start, end = group[first][0], group[last][1]
+                chunks.append(
+                    Chunk(
+                        id=f"{document.id}#{len(chunks)}",
+                        doc_id=document.id,
+                        seq=len(chunks),
+                        start=start,
+                        end=end,
+                        text=text[start:end],
+                        section=path,
+                    )
                 )
-            )
         return chunks
 
     def _units(

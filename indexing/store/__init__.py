@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from citeqa.indexing.store.base import (
     CRASH_AT_ENV,
@@ -14,27 +15,66 @@ from citeqa.indexing.store.base import (
     StoreSnapshot,
     check_compatible,
 )
-from citeqa.indexing.store.bm25 import BM25Index, bm25_tokens
-from citeqa.indexing.store.faiss_index import (
-    COMPRESSED_INDEX_TYPES,
-    INDEX_TYPES,
-    build_faiss_index,
-    set_faiss_threads,
-)
-from citeqa.indexing.store.local import (
-    BM25_DIR,
-    CURRENT_FILE,
-    DATA_FILES,
-    EMBEDDINGS_FILE,
-    FAISS_FILE,
-    MANIFEST,
-    SQLITE_FILE,
-    IndexSnapshot,
-    IndexWriter,
-    LocalStore,
-    current_version_dir,
-    write_lock,
-)
+
+if TYPE_CHECKING:
+    from citeqa.indexing.store.bm25 import BM25Index, bm25_tokens
+    from citeqa.indexing.store.faiss_index import (
+        COMPRESSED_INDEX_TYPES,
+        INDEX_TYPES,
+        build_faiss_index,
+        set_faiss_threads,
+    )
+    from citeqa.indexing.store.local import (
+        BM25_DIR,
+        CURRENT_FILE,
+        DATA_FILES,
+        EMBEDDINGS_FILE,
+        FAISS_FILE,
+        MANIFEST,
+        SQLITE_FILE,
+        IndexSnapshot,
+        IndexWriter,
+        LocalStore,
+        current_version_dir,
+        write_lock,
+    )
+
+# Loaded on first use (PEP 562): the local store imports FAISS and BM25 tantivy, which the command line
+# must not pay for to print its help or an error (tests/test_cli_startup.py).
+_LAZY = {
+    "BM25Index": "bm25",
+    "bm25_tokens": "bm25",
+    **{
+        name: "faiss_index"
+        for name in ("COMPRESSED_INDEX_TYPES", "INDEX_TYPES", "build_faiss_index", "set_faiss_threads")
+    },
+    **{
+        name: "local"
+        for name in (
+            "BM25_DIR",
+            "CURRENT_FILE",
+            "DATA_FILES",
+            "EMBEDDINGS_FILE",
+            "FAISS_FILE",
+            "MANIFEST",
+            "SQLITE_FILE",
+            "IndexSnapshot",
+            "IndexWriter",
+            "LocalStore",
+            "current_version_dir",
+            "write_lock",
+        )
+    },
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+
 
 __all__ = [
     "BM25_DIR",
@@ -88,4 +128,6 @@ def make_store(
             ann_threshold=ann_threshold,
             nprobe=nprobe,
         )
+    from citeqa.indexing.store.local import LocalStore
+
     return LocalStore(index_dir, index_type, ann_threshold, rerank_factor, nprobe)

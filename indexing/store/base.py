@@ -6,6 +6,7 @@ by service replicas). Chunks are addressed by integer row ids that stay valid fo
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import Iterable, Sequence
@@ -15,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from citeqa.indexing.errors import IndexMismatchError
-from citeqa.indexing.types import Chunk, Document, DocumentInfo
+from citeqa.indexing.types import Chunk, Document, DocumentInfo, SectionSpan
 from pydantic import TypeAdapter
 
 FORMAT_VERSION = 1
@@ -153,3 +154,12 @@ def crash_point(stage: str, doc_ids: Sequence[str] = ()) -> None:
     wanted = os.environ.get(CRASH_AT_ENV)
     if wanted and (wanted == stage or wanted in {f"{stage}:{d}" for d in doc_ids}):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+# Section spans as both stores keep them: JSON [{"start", "end", "path": [heading, ...]}].
+def sections_json(sections: Sequence[SectionSpan]) -> str:
+    return json.dumps([{"start": s.start, "end": s.end, "path": list(s.path)} for s in sections])
+
+
+def sections_from(data: Sequence[dict[str, Any]]) -> tuple[SectionSpan, ...]:
+    return tuple(SectionSpan(int(s["start"]), int(s["end"]), tuple(s["path"])) for s in data)

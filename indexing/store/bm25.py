@@ -7,13 +7,17 @@ Each entry carries the chunk's row id (what the store addresses chunks by) and i
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import tantivy
 from citeqa.indexing.store.base import Hits
+
+if TYPE_CHECKING:
+    import tantivy
 
 _TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+")
 _STOPWORDS = frozenset(
@@ -77,7 +81,11 @@ def bm25_tokens(text: str) -> list[str]:
     return [t for t in _TOKEN.findall(text.lower()) if t not in _STOPWORDS]
 
 
+@functools.cache
 def _schema() -> tantivy.Schema:
+    # tantivy loads with the first index, not with `bm25_tokens`, which the answering code uses alone.
+    import tantivy
+
     builder = tantivy.SchemaBuilder()
     builder.add_text_field("text", stored=False, tokenizer_name="whitespace", index_option="freq")
     builder.add_text_field("doc_id", stored=False, tokenizer_name="raw", index_option="basic")
@@ -85,9 +93,6 @@ def _schema() -> tantivy.Schema:
     # Stored too, for indexes written before it was fast.
     builder.add_unsigned_field("row", stored=True, indexed=False, fast=True)
     return builder.build()
-
-
-SCHEMA = _schema()
 
 
 class BM25Index:
@@ -103,17 +108,23 @@ class BM25Index:
     def create(cls, directory: Path, entries: Iterable[tuple[int, str, str]]) -> BM25Index:
         """A new index of (row, doc_id, text) entries in an empty `directory`."""
         directory.mkdir(parents=True, exist_ok=True)
-        index = tantivy.Index(SCHEMA, path=str(directory), reuse=False)
+        import tantivy
+
+        index = tantivy.Index(_schema(), path=str(directory), reuse=False)
         bm25 = cls(directory, index)
         bm25.apply([], entries)
         return bm25
 
     @classmethod
     def open(cls, directory: Path) -> BM25Index:
+        import tantivy
+
         return cls(directory, tantivy.Index.open(str(directory)))
 
     def apply(self, delete_doc_ids: Iterable[str], entries: Iterable[tuple[int, str, str]]) -> None:
         """Drop every entry of `delete_doc_ids`, add `entries`, and commit as one step."""
+        import tantivy
+
         writer = self._index.writer(heap_size=_WRITER_HEAP, num_threads=1)
         try:
             for doc_id in delete_doc_ids:
@@ -121,7 +132,7 @@ class BM25Index:
             for row, doc_id, text in entries:
                 writer.add_document(
                     tantivy.Document.from_dict(
-                        {"text": " ".join(bm25_tokens(text)), "doc_id": doc_id, "row": row}, SCHEMA
+                        {"text": " ".join(bm25_tokens(text)), "doc_id": doc_id, "row": row}, _schema()
                     )
                 )
             writer.commit()
@@ -141,16 +152,18 @@ class BM25Index:
 
     def search(self, query: str, k: int, document_ids: Sequence[str] | None = None) -> Hits:
         """The `k` best (row, score) pairs, best first; tantivy scores with BM25 (k1 1.2, b 0.75)."""
+        import tantivy
+
         terms = sorted(set(bm25_tokens(query)))
         if not terms or k <= 0 or (document_ids is not None and not document_ids):
             return []
         text_query = tantivy.Query.boolean_query(
-            [(tantivy.Occur.Should, tantivy.Query.term_query(SCHEMA, "text", t)) for t in terms]
+            [(tantivy.Occur.Should, tantivy.Query.term_query(_schema(), "text", t)) for t in terms]
         )
         if document_ids is not None:
             # A zero-score filter: the documents restrict the hits without adding to their scores.
             only = tantivy.Query.const_score_query(
-                tantivy.Query.term_set_query(SCHEMA, "doc_id", list(document_ids)), 0.0
+                tantivy.Query.term_set_query(_schema(), "doc_id", list(document_ids)), 0.0
             )
             text_query = tantivy.Query.boolean_query(
                 [(tantivy.Occur.Must, text_query), (tantivy.Occur.Must, only)]

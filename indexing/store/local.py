@@ -41,6 +41,8 @@ from citeqa.indexing.store.base import (
     StoreSnapshot,
     check_compatible,
     crash_point,
+    sections_from,
+    sections_json,
 )
 from citeqa.indexing.store.bm25 import BM25Index
 from citeqa.indexing.store.faiss_index import (
@@ -66,14 +68,18 @@ DATA_FILES = (SQLITE_FILE, EMBEDDINGS_FILE, FAISS_FILE)
 # Test hook (tests/indexing/test_crash_safety.py): naming a stage here makes the writer SIGKILL itself
 # there, so tests can stop a build at exact points; unset, it costs one dict lookup per stage.
 
+# `sections` (JSON [{start, end, path}]) and `section` (JSON [heading, ...]) came later: a version written
+# before them has neither column and reads as having no sections (see IndexSnapshot._columns).
 _SCHEMA = """
 CREATE TABLE documents (
     id TEXT PRIMARY KEY, title TEXT NOT NULL, date TEXT, content_hash TEXT NOT NULL,
-    source TEXT, pages TEXT NOT NULL, text TEXT NOT NULL, chunk_count INTEGER NOT NULL
+    source TEXT, pages TEXT NOT NULL, text TEXT NOT NULL, chunk_count INTEGER NOT NULL,
+    sections TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE chunks (
     row INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc_id TEXT NOT NULL REFERENCES documents(id),
-    seq INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL, text TEXT NOT NULL
+    seq INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL, text TEXT NOT NULL,
+    section TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX chunks_doc ON chunks(doc_id, seq);
 """
@@ -189,7 +195,7 @@ class IndexWriter:
             for doc in documents:
                 chunks = chunks_by_doc[doc.id]
                 conn.execute(
-                    "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         doc.id,
                         doc.title,
@@ -199,11 +205,15 @@ class IndexWriter:
                         json.dumps([asdict(p) for p in doc.pages]),
                         doc.text,
                         len(chunks),
+                        sections_json(doc.sections),
                     ),
                 )
                 conn.executemany(
-                    "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(row + i, c.id, c.doc_id, c.seq, c.start, c.end, c.text) for i, c in enumerate(chunks)],
+                    "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (row + i, c.id, c.doc_id, c.seq, c.start, c.end, c.text, json.dumps(list(c.section)))
+                        for i, c in enumerate(chunks)
+                    ],
                 )
                 row += len(chunks)
             conn.commit()
@@ -284,6 +294,7 @@ class IndexSnapshot:
         # next garbage collection (88 deleted store.sqlite files, 82 MB, after 60 HTTP updates).
         weakref.finalize(self, self._conn.close)
         self._lock = threading.Lock()
+        self._columns = self._section_columns()
 
     @classmethod
     def open(
@@ -342,6 +353,17 @@ class IndexSnapshot:
             raise _damaged(root, f"{SQLITE_FILE} does not match the manifest")
         return snapshot
 
+    def _section_columns(self) -> tuple[str, str]:
+        """The SQL for (documents.sections, chunks.section): the columns, or '[]' in a version written
+        before they existed, so that an old index reads as one without sections."""
+        try:
+            names = {r[1] for r in self._conn.execute("PRAGMA table_info(chunks)")}
+        except sqlite3.Error:
+            names = set()  # reported by `open`, which counts the rows next
+        if "section" in names:
+            return "sections", "section"
+        return "'[]'", "'[]'"
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
@@ -390,20 +412,22 @@ class IndexSnapshot:
             return {}
         marks = ",".join("?" * len(rows))
         result = self._query(
-            f'SELECT row, id, doc_id, seq, start, "end", text FROM chunks WHERE row IN ({marks})',
+            f'SELECT row, id, doc_id, seq, start, "end", text, {self._columns[1]} FROM chunks '
+            f"WHERE row IN ({marks})",
             [int(r) for r in rows],
         )
-        return {r[0]: Chunk(id=r[1], doc_id=r[2], seq=r[3], start=r[4], end=r[5], text=r[6]) for r in result}
+        return {r[0]: _chunk(r) for r in result}
 
     def chunk_texts(self) -> list[tuple[int, str]]:
         return [(r[0], r[1]) for r in self._query("SELECT row, text FROM chunks ORDER BY row")]
 
     def chunks_of(self, doc_id: str) -> list[tuple[int, Chunk]]:
         rows = self._query(
-            'SELECT row, id, doc_id, seq, start, "end", text FROM chunks WHERE doc_id = ? ORDER BY seq',
+            f'SELECT row, id, doc_id, seq, start, "end", text, {self._columns[1]} FROM chunks '
+            "WHERE doc_id = ? ORDER BY seq",
             [doc_id],
         )
-        return [(r[0], Chunk(id=r[1], doc_id=r[2], seq=r[3], start=r[4], end=r[5], text=r[6])) for r in rows]
+        return [(r[0], _chunk(r)) for r in rows]
 
     def rows_of_documents(self, doc_ids: Sequence[str]) -> list[int]:
         if not doc_ids:
@@ -413,14 +437,23 @@ class IndexSnapshot:
 
     def document(self, doc_id: str) -> Document | None:
         rows = self._query(
-            "SELECT id, text, title, content_hash, date, source, pages FROM documents WHERE id = ?", [doc_id]
+            f"SELECT id, text, title, content_hash, date, source, pages, {self._columns[0]} FROM documents "
+            "WHERE id = ?",
+            [doc_id],
         )
         if not rows:
             return None
         r = rows[0]
         pages = tuple(PageSpan(**p) for p in json.loads(r[6]))
         return Document(
-            id=r[0], text=r[1], title=r[2], content_hash=r[3], date=r[4], source=r[5], pages=pages
+            id=r[0],
+            text=r[1],
+            title=r[2],
+            content_hash=r[3],
+            date=r[4],
+            source=r[5],
+            pages=pages,
+            sections=sections_from(json.loads(r[7])),
         )
 
     def documents(self) -> list[Document]:
@@ -458,6 +491,13 @@ class IndexSnapshot:
 
     def document_count(self) -> int:
         return int(self._query("SELECT count(*) FROM documents")[0][0])
+
+
+def _chunk(r: Sequence[Any]) -> Chunk:
+    """A chunk from (row, id, doc_id, seq, start, end, text, section JSON)."""
+    return Chunk(
+        id=r[1], doc_id=r[2], seq=r[3], start=r[4], end=r[5], text=r[6], section=tuple(json.loads(r[7]))
+    )
 
 
 def _read_manifest(directory: Path, root: Path) -> Manifest:

@@ -38,6 +38,8 @@ from citeqa.indexing.store.base import (
     StoreSnapshot,
     check_compatible,
     crash_point,
+    sections_from,
+    sections_json,
 )
 from citeqa.indexing.store.bm25 import BM25Index
 from citeqa.indexing.store.faiss_index import ivf_list_count
@@ -48,7 +50,7 @@ from psycopg_pool import ConnectionPool
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Each entry brings the schema from its index to the next version; all run in one transaction.
 _MIGRATIONS = [
     """
@@ -68,6 +70,12 @@ _MIGRATIONS = [
     """
     CREATE TABLE citeqa_deletions (id TEXT PRIMARY KEY, deleted_at TIMESTAMPTZ NOT NULL DEFAULT now());
     """,
+    # 3: section paths. Existing rows read as having none; a chunks table made by a later rebuild has the
+    # column from _CHUNKS_TABLE.
+    """
+    ALTER TABLE citeqa_documents ADD COLUMN IF NOT EXISTS sections JSONB NOT NULL DEFAULT '[]';
+    ALTER TABLE IF EXISTS citeqa_chunks ADD COLUMN IF NOT EXISTS section TEXT[] NOT NULL DEFAULT '{}';
+    """,
 ]
 # The chunks table is (re)made by a full rebuild, since its vector column has the embedder's dimension.
 _CHUNKS_TABLE = """
@@ -76,7 +84,7 @@ CREATE TABLE citeqa_chunks (
     row BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id TEXT NOT NULL,
     doc_id TEXT NOT NULL REFERENCES citeqa_documents(id) ON DELETE CASCADE,
     seq INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL, text TEXT NOT NULL,
-    embedding vector({dimension}) NOT NULL
+    embedding vector({dimension}) NOT NULL, section TEXT[] NOT NULL DEFAULT '{{}}'
 );
 CREATE INDEX citeqa_chunks_doc ON citeqa_chunks (doc_id, seq);
 """
@@ -109,7 +117,7 @@ BM25_PREFIX = "index-"
 # This replica's BM25 folder inside the index directory: its own, so that the local store's versions
 # in the same directory are never taken for stale BM25 folders and deleted (they once were).
 BM25_SUBDIR = "postgres-bm25"
-_CHUNK_COLUMNS = 'row, id, doc_id, seq, start, "end", text'
+_CHUNK_COLUMNS = 'row, id, doc_id, seq, start, "end", text, section'
 
 
 class DatabaseError(StoreUnavailableError):
@@ -456,7 +464,7 @@ def _insert(conn: psycopg.Connection[Any], updates: Sequence[DocumentUpdate]) ->
         return
     with conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO citeqa_documents VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            "INSERT INTO citeqa_documents VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
             [
                 (
                     d.id,
@@ -467,6 +475,7 @@ def _insert(conn: psycopg.Connection[Any], updates: Sequence[DocumentUpdate]) ->
                     json.dumps([asdict(p) for p in d.pages]),
                     d.text,
                     len(u.chunks),
+                    sections_json(d.sections),
                 )
                 for u in updates
                 for d in [u.document]
@@ -474,15 +483,14 @@ def _insert(conn: psycopg.Connection[Any], updates: Sequence[DocumentUpdate]) ->
         )
         # Binary COPY: the fastest way in for many vectors.
         with cur.copy(
-            'COPY citeqa_chunks (id, doc_id, seq, start, "end", text, embedding) '
+            'COPY citeqa_chunks (id, doc_id, seq, start, "end", text, embedding, section) '
             "FROM STDIN WITH (FORMAT BINARY)"
         ) as copy:
-            copy.set_types(["text", "text", "int4", "int4", "int4", "text", "vector"])
+            copy.set_types(["text", "text", "int4", "int4", "int4", "text", "vector", "text[]"])
             for u in updates:
                 vectors = np.asarray(u.embeddings, dtype=np.float32)
-                for chunk, vector in zip(u.chunks, vectors, strict=True):
-                    row = (chunk.id, chunk.doc_id, chunk.seq, chunk.start, chunk.end, chunk.text, vector)
-                    copy.write_row(row)
+                for c, vector in zip(u.chunks, vectors, strict=True):
+                    copy.write_row((c.id, c.doc_id, c.seq, c.start, c.end, c.text, vector, list(c.section)))
 
 
 def _chunk_entries(
@@ -515,7 +523,7 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 
 def _chunk(r: Sequence[Any]) -> Chunk:
-    return Chunk(id=r[1], doc_id=r[2], seq=r[3], start=r[4], end=r[5], text=r[6])
+    return Chunk(id=r[1], doc_id=r[2], seq=r[3], start=r[4], end=r[5], text=r[6], section=tuple(r[7] or ()))
 
 
 class PostgresSnapshot:
@@ -587,14 +595,16 @@ class PostgresSnapshot:
 
     def document(self, doc_id: str) -> Document | None:
         rows = self._query(
-            "SELECT id, text, title, content_hash, date, source, pages FROM citeqa_documents WHERE id = %s",
+            "SELECT id, text, title, content_hash, date, source, pages, sections FROM citeqa_documents "
+            "WHERE id = %s",
             [doc_id],
         )
         return _document(rows[0]) if rows else None
 
     def documents(self) -> list[Document]:
         rows = self._query(
-            "SELECT id, text, title, content_hash, date, source, pages FROM citeqa_documents ORDER BY id"
+            "SELECT id, text, title, content_hash, date, source, pages, sections FROM citeqa_documents "
+            "ORDER BY id"
         )
         return [_document(r) for r in rows]
 
@@ -641,4 +651,5 @@ def _document(r: Sequence[Any]) -> Document:
         date=r[4],
         source=r[5],
         pages=tuple(PageSpan(**p) for p in r[6]),
+        sections=sections_from(r[7]),
     )

@@ -14,7 +14,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
@@ -29,8 +29,24 @@ from citeqa.service.qa.query import Query
 from citeqa.service.settings import Settings
 from pydantic import ValidationError
 
+if TYPE_CHECKING:
+    from citeqa.service.qa.pipeline import QAPipeline
+
 Handler = Callable[[argparse.Namespace, Settings], int]
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", dict[str, Handler]], None]
+
+
+def lazy_handler(module: str, name: str) -> Handler:
+    """A handler that imports `module` only when its command runs: a command's registration must not
+    load what only running it needs (torch, FAISS, the web stack), or every command pays for it."""
+
+    def handler(args: argparse.Namespace, settings: Settings) -> int:
+        import importlib
+
+        run_command: Handler = getattr(importlib.import_module(module), name)
+        return run_command(args, settings)
+
+    return handler
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
@@ -39,6 +55,8 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         overrides["index_dir"] = Path(args.index_dir)
     if getattr(args, "device", None):
         overrides["device"] = args.device
+    if getattr(args, "corpus", None):
+        overrides["corpus_dir"] = Path(args.corpus)
     return Settings(**overrides)  # type: ignore[arg-type]
 
 
@@ -50,21 +68,27 @@ def _highlight(text: str, start: int, end: int, tty: bool) -> str:
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     from citeqa.service.qa.pipeline import QAPipeline
 
-    pipeline = QAPipeline(settings)
     corpus = Path(args.path) if args.path else settings.corpus_dir
+    cmd_index_folder(QAPipeline(settings), corpus, replace=args.replace, rebuild=args.rebuild)
+    return 0
+
+
+def cmd_index_folder(pipeline: QAPipeline, corpus: Path, replace: bool, rebuild: bool) -> None:
+    """Index `corpus` into the pipeline's store and print the one-line summary (`index`, `serve --index`)."""
     previous = pipeline.sources(corpus).recorded_corpus()
     if (
         previous is not None
         and previous != corpus.resolve()
-        and not args.replace
+        and not replace
         and pipeline.store.live_version() is not None
     ):
         raise CiteqaError(
             f"the index at {pipeline.store.describe()} holds the folder {previous}; "
             f"indexing {corpus} instead would replace its documents (a running service too): "
-            "pass --replace to do that, or use another CITEQA_DATA_DIR"
+            "pass --replace to do that, or give that folder its own index: "
+            f"`citeqa serve --corpus {corpus}` (CITEQA_DATA_DIR unset), or use another CITEQA_DATA_DIR"
         )
-    report = pipeline.index_folder(corpus, rebuild=args.rebuild, show_progress=sys.stderr.isatty())
+    report = pipeline.index_folder(corpus, rebuild=rebuild, show_progress=sys.stderr.isatty())
     for problem in report.problems:
         print(f"skipped {problem.path}: {problem.reason}", file=sys.stderr)
     print(
@@ -73,7 +97,6 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
         f"{len(report.unchanged)} unchanged; {report.embedded_chunks} chunks embedded) "
         f"in {report.seconds:.1f}s -> {pipeline.store.describe()}"
     )
-    return 0
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
@@ -135,6 +158,8 @@ def _ask_service(args: argparse.Namespace, settings: Settings) -> dict[str, Any]
 
 
 def _print_answers(result: dict[str, Any], tty: bool) -> None:
+    from citeqa.service.wire import section_label
+
     if result["no_answer"]:
         print(result["message"])
         if result["passages"]:
@@ -154,7 +179,8 @@ def _print_answers(result: dict[str, Any], tty: bool) -> None:
         if not_sure and number == 1:
             print("  Low confidence — check the source.")
         page = f", page {c['page']}" if c["page"] else ""
-        print(f"  Source: {c['title']} [{c['doc_id']}{page}, chars {c['start']}-{c['end']}]")
+        section = f", {section_label(c['section'])}" if c.get("section") else ""
+        print(f"  Source: {c['title']}{section} [{c['doc_id']}{page}, chars {c['start']}-{c['end']}]")
         context = c["context"]
         marked = _highlight(context["text"], c["start"] - context["start"], c["end"] - context["start"], tty)
         print(textwrap.indent("..." + " ".join(marked.split()) + "...", "  "))
@@ -164,11 +190,19 @@ def _print_answers(result: dict[str, Any], tty: bool) -> None:
 
 
 def quiet_libraries() -> None:
-    """Keep library progress bars and advisories off the terminal; errors still show."""
-    import transformers
+    """Keep library progress bars and advisories off the terminal; errors still show.
 
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    Through the environment, which transformers and huggingface_hub read when they load: importing
+    transformers here to configure it cost every command (`--help`, a one-line error, a question
+    forwarded to a running service) most of a second, and torch with it on some paths."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # Already loaded (the CLI called in-process, as the tests and library users do): it has read the
+    # environment, so it is told directly, at no import cost.
+    transformers = sys.modules.get("transformers")
+    if transformers is not None:
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
     for noisy in ("transformers", "sentence_transformers", "httpx"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 

@@ -15,18 +15,40 @@ from citeqa.service.settings import Settings
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-    from citeqa.service.api.app import create_app
-    from citeqa.service.api.internal.server import uvicorn_config
-
     updates: dict[str, Any] = {}
     if args.host:
         updates["host"] = args.host
     if args.port is not None:
         updates["port"] = args.port
     settings = Settings.model_validate({**settings.model_dump(), **updates})
-    # Bound before anything is announced, so that a busy port is the only message.
+    # The port is taken before anything else (before indexing, which may take minutes), so that a busy
+    # port is the only message and costs nothing: `make run` used to re-index, then fail on it.
     listener = _bind(settings.host, settings.port)
+    try:
+        pipeline = _index_first(settings) if args.index or args.corpus else None
+        listener.listen(2048)
+    except BaseException:
+        listener.close()
+        raise
+    return _serve(args, settings, listener, pipeline)
+
+
+def _index_first(settings: Settings) -> Any:
+    """Bring the index of the corpus folder up to date (only what changed is embedded); the pipeline that
+    did it serves next, so the embedder loads once."""
+    from citeqa.service.cli import cmd_index_folder
+    from citeqa.service.qa.pipeline import QAPipeline
+
+    pipeline = QAPipeline(settings)
+    cmd_index_folder(pipeline, settings.corpus_dir, replace=False, rebuild=False)
+    return pipeline
+
+
+def _serve(args: argparse.Namespace, settings: Settings, listener: socket.socket, pipeline: Any) -> int:
+    import uvicorn
+    from citeqa.service.api.app import create_app
+    from citeqa.service.api.internal.server import uvicorn_config
+
     # One structured access line per request comes from our middleware, so uvicorn's is off.
     logging.getLogger("citeqa").setLevel(logging.INFO)
     if settings.api_key is None:
@@ -40,12 +62,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         )
     port = listener.getsockname()[1]
     print(f"citeqa: serving on http://{settings.host}:{port} (docs at /docs)", file=sys.stderr)
-    config = uvicorn_config(create_app(settings), settings, log_level="info" if args.verbose else "warning")
+    app = create_app(settings, pipeline)
+    config = uvicorn_config(app, settings, log_level="info" if args.verbose else "warning")
     uvicorn.Server(config).run(sockets=[listener])
     return 0
 
 
 def _bind(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port (not yet listening), or one CiteqaError line saying why it cannot be."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -55,9 +79,8 @@ def _bind(host: str, port: int) -> socket.socket:
         listener.close()
         reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
         raise CiteqaError(
-            f"{host}:{port} {reason}; stop the other server or pick another port with --port"
+            f"{host}:{port} {reason}; stop the other server or pick another port with --port (or CITEQA_PORT)"
         ) from None
-    listener.listen(2048)
     listener.set_inheritable(True)
     return listener
 
@@ -95,6 +118,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], handlers:
     p = sub.add_parser("serve", help="serve the HTTP API, the chat endpoint, MCP and the web page")
     p.add_argument("--host", help="address to listen on (CITEQA_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (CITEQA_PORT, default 8000)")
+    p.add_argument(
+        "--corpus",
+        metavar="DIR",
+        help="serve this folder of documents: indexed first (only what changed) into its own data directory, "
+        ".citeqa/corpora/<folder>-<hash> unless CITEQA_DATA_DIR is set (same as CITEQA_CORPUS_DIR=DIR)",
+    )
+    p.add_argument(
+        "--index",
+        action="store_true",
+        help="index the corpus folder (CITEQA_CORPUS_DIR, default seeds/) first, after taking the port",
+    )
     handlers["serve"] = cmd_serve
 
     p = sub.add_parser("mcp", help="serve the MCP tools `ask` and `search` over stdio")

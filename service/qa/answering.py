@@ -137,7 +137,9 @@ class AnswerAggregator:
             passage = passages[candidate.passage_index]
             chunk = passage.chunk
             start, end = self._trim(chunk.text, candidate.start, candidate.end)
-            if end <= start:
+            if end <= start or "\n" in chunk.text[start:end]:
+                # Across a line break a span runs from one table row, list item or paragraph into the
+                # next ("£210\n£65\n\nManchester"): never one answer.
                 continue
             doc_start, doc_end = chunk.start + start, chunk.start + end
             # Overlapping chunks yield the same span twice: keep one answer per document span.
@@ -193,6 +195,7 @@ class AnswerAggregator:
             passage_id=chunk.id,
             passage=TextSpan(chunk.text, chunk.start, chunk.end),
             context=context_window(text, start, end, self.config.context_chars),
+            section=document.section_at(start) or chunk.section,
         )
         return Answer(
             text=text[start:end],

@@ -47,6 +47,10 @@ class Citation:
     passage_id: str
     passage: TextSpan
     context: TextSpan
+    # The headings the answer lies under, outermost first (("2. Leave", "2.2 Entitlement")); () when the
+    # document has none. Policy readers cite by section.
+    # (By keyword only: the wire's CitationOut extends this class with a field of its own.)
+    section: tuple[str, ...] = field(default=(), kw_only=True)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from citeqa.indexing.embedding import Embedder
 from citeqa.indexing.errors import CorruptIndexError, IndexMismatchError, IndexNotFoundError
 from citeqa.indexing.ingest.build import IndexBuilder
 from citeqa.indexing.ingest.chunking import ChunkingConfig
-from citeqa.indexing.ingest.loaders import load_bytes
+from citeqa.indexing.ingest.loaders import LOADER_VERSION, load_bytes
 from citeqa.indexing.store import CURRENT_FILE, IndexSnapshot, IndexSpec, build_faiss_index
 
 
@@ -46,7 +46,8 @@ def test_round_trip_keeps_documents_chunks_and_vectors(builder: IndexBuilder, em
     _scores, ids = snapshot.index.search(embedder.embed(["solar roofs"]), 1)
     assert snapshot.chunks_by_rows([int(ids[0][0])])[int(ids[0][0])].doc_id == "b.txt"
     manifest = snapshot.manifest
-    assert manifest.dimension == 384 and manifest.chunking == {"max_tokens": 32, "overlap_tokens": 8}
+    assert manifest.dimension == 384
+    assert manifest.chunking == {"max_tokens": 32, "overlap_tokens": 8, "loaders": LOADER_VERSION}
     assert set(manifest.documents) == {"a.txt", "b.txt"}
 
 

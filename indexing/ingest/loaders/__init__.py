@@ -1,8 +1,10 @@
-"""Turn files into Documents: one module per format (plain.py: plain text and Markdown, html.py: visible
-text, pdf.py: text per page), each with its SUFFIXES and a `parse`, registered once in FORMATS below."""
+"""Turn files into Documents: one module per format (plain.py: plain text, markdown.py: Markdown without its
+markup, html.py: the content without navigation, pdf.py: text per page), each with its SUFFIXES and a
+`parse`, registered once in FORMATS below. Here: the title, the date and the section paths."""
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import logging
 import re
@@ -11,34 +13,63 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from citeqa.indexing.errors import DocumentLoadError
-from citeqa.indexing.ingest.loaders import html, pdf, plain
-from citeqa.indexing.ingest.loaders.common import Parser
+from citeqa.indexing.ingest.loaders import html, markdown, pdf, plain
+from citeqa.indexing.ingest.loaders.common import Parser, guess_title, section_spans, shortened
 from citeqa.indexing.types import Document
 
 log = logging.getLogger(__name__)
+
+# The version of what the loaders make of a file (text, title, date, sections), part of the index's spec:
+# an index built by other loaders is re-read and re-embedded whole, since unchanged files would keep
+# their old text. 2: Markdown without markup, HTML without navigation, tables by row, PDF wraps joined,
+# section paths.
+LOADER_VERSION = 2
 
 # Bounds for hostile or broken files: a small compressed PDF can expand into gigabytes of text,
 # which would then be chunked and embedded. Policy documents are far below these.
 MAX_TEXT_CHARS = 10_000_000
 MAX_FILE_BYTES = 256 * 1024 * 1024
 
-_ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
-_SLASH_DATE = re.compile(r"\b(\d{4})/(\d{1,2})/(\d{1,2})\b")
-_MONTHS = [
-    "january",
-    "february",
-    "march",
-    "april",
-    "may",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
+_MONTHS = {
+    name: number
+    for number, names in enumerate(
+        [
+            ("january", "jan"),
+            ("february", "feb"),
+            ("march", "mar"),
+            ("april", "apr"),
+            ("may",),
+            ("june", "jun"),
+            ("july", "jul"),
+            ("august", "aug"),
+            ("september", "sept", "sep"),
+            ("october", "oct"),
+            ("november", "nov"),
+            ("december", "dec"),
+        ],
+        start=1,
+    )
+    for name in names
+}
+_MONTH = r"(?P<month>" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
+_DAY = r"(?P<day>\d{1,2})(?:st|nd|rd|th)?"
+_YEAR = r"(?P<year>\d{4})"
+# ISO 2025-03-01, 2025/3/1, British "1 March 2025" / "1st Mar. 2025", American "March 1, 2025".
+_DATES = [
+    re.compile(r"\b(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})\b"),
+    re.compile(r"\b(?P<year>\d{4})/(?P<month>\d{1,2})/(?P<day>\d{1,2})\b"),
+    re.compile(rf"\b{_DAY}\s+(?:of\s+)?{_MONTH},?\s+{_YEAR}\b", re.IGNORECASE),
+    re.compile(rf"\b{_MONTH}\s+{_DAY},?\s+{_YEAR}\b", re.IGNORECASE),
 ]
-_WORDY_DATE = re.compile(r"\b(" + "|".join(m.capitalize() for m in _MONTHS) + r")\s+(\d{1,2}),\s+(\d{4})\b")
+# What the date before a label says about the document, best first: when it applies, when it was last
+# changed, when it was issued. A date under none of them ranks last, in order of appearance.
+_LABELS = [
+    re.compile(r"(effective|in force|applies|applicable|valid|commenc\w*|starts?)\b[^\n]{0,20}$", re.I),
+    re.compile(r"(last\s+)?(updated|revised|reviewed|modified|amended)\b[^\n]{0,12}$", re.I),
+    re.compile(r"(approved|issued?|published|adopted|dated?|version date)\b[^\n]{0,30}$", re.I),
+]
+# Where a label is not about this document's own date.
+_NOT_THE_DATE = re.compile(r"(next|due|expir\w*|until|before|by)\b[^\n]{0,20}$", re.I)
 
 
 @dataclass(frozen=True)
@@ -60,46 +91,35 @@ def content_hash(data: bytes) -> str:
 
 
 def find_date(text: str) -> str | None:
-    """The first date the opening of the text gives, as YYYY-MM-DD."""
-    head = text[:2000]
-    candidates: list[tuple[int, str]] = []
-    for match in _ISO_DATE.finditer(head):
-        year, month, day = match.groups()
-        if 1 <= int(month) <= 12 and 1 <= int(day) <= 31:
-            candidates.append((match.start(), f"{year}-{month}-{day}"))
-            break
-    for match in _SLASH_DATE.finditer(head):
-        year, month, day = match.groups()
-        if 1 <= int(month) <= 12 and 1 <= int(day) <= 31:
-            candidates.append((match.start(), f"{year}-{int(month):02d}-{int(day):02d}"))
-            break
-    for match in _WORDY_DATE.finditer(head):
-        month_name, day, year = match.groups()
-        month = _MONTHS.index(month_name.lower()) + 1
-        candidates.append((match.start(), f"{year}-{month:02d}-{int(day):02d}"))
-        break
-    return min(candidates)[1] if candidates else None
+    """The document's date as YYYY-MM-DD: from the opening of the text, the date labelled "Effective
+    date" / "Applies from" first, then "Last updated", then "Approved" / "Issued", else the first date."""
+    head = text[:3000]
+    found: list[tuple[int, int, str]] = []  # (rank, position, date)
+    for pattern in _DATES:
+        for match in pattern.finditer(head):
+            date = _valid_date(match)
+            if date is None:
+                continue
+            line_start = head.rfind("\n", 0, match.start()) + 1
+            before = head[max(line_start, match.start() - 40) : match.start()]
+            if _NOT_THE_DATE.search(before):
+                continue
+            rank = next((n for n, label in enumerate(_LABELS) if label.search(before)), len(_LABELS))
+            found.append((rank, match.start(), date))
+    return min(found)[2] if found else None
 
 
-def first_line_title(text: str, fallback: str) -> str:
-    for line in text.splitlines():
-        stripped = line.strip().lstrip("#").strip()
-        if stripped:
-            return _shortened(stripped, 200)
-    return fallback
-
-
-def _shortened(text: str, limit: int) -> str:
-    """`text` cut to at most `limit` characters at a word boundary, marked with an ellipsis."""
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    words = cut.rsplit(" ", 1)[0] if " " in cut else cut
-    return words.rstrip(" ,;:-") + "…"
+def _valid_date(match: re.Match[str]) -> str | None:
+    month_text = match.group("month")
+    month = int(month_text) if month_text.isdigit() else _MONTHS[month_text.lower()]
+    try:
+        return datetime.date(int(match.group("year")), month, int(match.group("day"))).isoformat()
+    except ValueError:  # 2022-13-45, 31 February
+        return None
 
 
 # A new format: a module with SUFFIXES and `parse` (see common.Parser), added here.
-FORMATS = (plain, html, pdf)
+FORMATS = (plain, markdown, html, pdf)
 PARSERS: dict[str, Parser] = {suffix: module.parse for module in FORMATS for suffix in module.SUFFIXES}
 SUPPORTED_SUFFIXES = tuple(PARSERS)
 
@@ -119,20 +139,29 @@ def load_bytes(
     parser = PARSERS.get(suffix)
     if parser is None:
         raise DocumentLoadError(f"{doc_id}: unsupported file type {suffix or '(none)'!r}")
-    text, title, pages = parser(data, doc_id, max_chars)
+    parsed = parser(data, doc_id, max_chars)
+    text = parsed.text
     if "\x00" in text:  # from any parser (a PDF's text too): no store may be handed it
         raise DocumentLoadError(f"{doc_id}: the extracted text contains a NUL character")
     if not text.strip():
         raise DocumentLoadError(f"{doc_id}: no text found")
+    title = shortened(" ".join(parsed.title.split()), 200) if parsed.title and parsed.title.strip() else ""
+    title = title or guess_title(text, fallback=Path(doc_id).name)
     return Document(
         id=doc_id,
         text=text,
-        title=title or first_line_title(text, fallback=Path(doc_id).name),
+        title=title,
         content_hash=content_hash(data),
-        date=find_date(text),
+        date=_stated_date(parsed.date) or find_date(text),
         source=source,
-        pages=pages,
+        pages=parsed.pages,
+        sections=section_spans(text, parsed.headings, title),
     )
+
+
+def _stated_date(value: str | None) -> str | None:
+    """A date a format states outright (front matter), in any of the forms find_date reads."""
+    return find_date(value) if value else None
 
 
 def load_file(path: Path, root: Path) -> Document:

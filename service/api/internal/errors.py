@@ -85,6 +85,26 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+# What to send instead, for the routes people most often try with the wrong method (a browser's GET).
+_BODY_HINTS = {
+    "/v1/ask": 'POST a JSON body such as {"question": "..."}',
+    "/v1/chat/completions": (
+        'POST an OpenAI chat body such as {"messages": [{"role": "user", "content": "..."}]}'
+    ),
+    "/v1/feedback": "POST a JSON body with question, answer and correct",
+}
+
+
+def _wrong_method_message(request: Request, allow: str) -> str:
+    """'GET is not allowed on /v1/ask: use POST ...': a bare "Method Not Allowed" left people guessing."""
+    path = request.url.path
+    allowed = [m.strip() for m in allow.split(",") if m.strip()]
+    use = _BODY_HINTS.get(path) if allowed == ["POST"] else None
+    if use is None:
+        use = f"use {' or '.join(allowed)}" if allowed else "see /docs for the methods it takes"
+    return f"{request.method} is not allowed on {path}; {use}"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -105,9 +125,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_json("invalid_request", _validation_message(exc)), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        if exc.status_code == 405:
+            allow = {k.lower(): v for k, v in (exc.headers or {}).items()}.get("allow", "")
+            message = _wrong_method_message(request, allow)
         return JSONResponse(error_json(code, message), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(OSError)

@@ -22,6 +22,7 @@ from citeqa.service.wire import (
     ModelCard,
     ModelList,
     document_url,
+    section_label,
 )
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
@@ -47,6 +48,7 @@ def chat_citations(result: AskResult, base_url: str) -> list[ChatCitation]:
             number=n,
             doc_id=a.doc_id,
             title=a.citation.title,
+            section=list(a.citation.section),
             start=a.start,
             end=a.end,
             quote=a.text,
@@ -100,8 +102,9 @@ def render_markdown(result: AskResult, citations: list[ChatCitation], base_url: 
         lines.append(f"\nOther candidate answers: {alternatives}")
     lines.append("\n**Sources**\n")
     for c in citations:
+        section = f", {escape_markdown(section_label(c.section))}" if c.section else ""
         lines.append(
-            f"{c.number}. *{escape_markdown(c.title)}*, characters {c.start}–{c.end} "
+            f"{c.number}. *{escape_markdown(c.title)}*{section}, characters {c.start}–{c.end} "
             f"(probability {c.score:.2f}{_not_sure(c, ', ')}): "
             f"“{_quoted_sentence(result, c.number)}” [open]({c.url})"
         )

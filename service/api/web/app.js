@@ -67,6 +67,11 @@ function feedbackButtons(question, answer, prompt) {
   return box;
 }
 
+// The headings a citation lies under, as the CLI and chat Sources write them: ", 2. Leave > 2.2 Entitlement".
+function sectionLabel(section) {
+  return section && section.length ? `, ${section.join(" > ")}` : "";
+}
+
 function renderAnswer(answer, index, question) {
   const c = answer.citation;
   const notSure = answer.confidence_level === "not_sure";
@@ -88,7 +93,7 @@ function renderAnswer(answer, index, question) {
                  cut, highlighted(shown.text, c.start - shown.start, c.end - shown.start), cut));
   const page = c.page ? `, page ${c.page}` : "";
   const cite = el("p", { className: "cite" });
-  cite.append(`${c.title}${c.date ? ` (${c.date})` : ""}${page}, characters ${c.start}–${c.end} · `,
+  cite.append(`${c.title}${c.date ? ` (${c.date})` : ""}${sectionLabel(c.section)}${page}, characters ${c.start}–${c.end} · `,
               citationLink(c, "open the document at this span"),
               feedbackButtons(question, answer, " · was this right? "));
   card.append(cite);
@@ -105,7 +110,7 @@ function renderAbstention(result) {
     for (const p of result.passages.slice(0, 2)) {
       const item = el("div", { className: "passage" });
       item.append(el("div", { className: "context", textContent: p.text }),
-                  el("p", { className: "cite" }, `${p.title} · `, citationLink(p, "open")));
+                  el("p", { className: "cite" }, `${p.title}${sectionLabel(p.section)} · `, citationLink(p, "open")));
       box.append(item);
     }
     const guess = el("button", { type: "button", id: "show-best-guess", textContent: "Show the best guess anyway" });
