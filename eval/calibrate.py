@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from citeqa.eval.datasets import load_dataset, parse_spec
 from citeqa.eval.metrics import THRESHOLD_GRID, f1_score, is_right, mean, reliability, risk_coverage
+from citeqa.indexing.ingest.loaders import LOADER_VERSION
 from citeqa.service.qa.answering import AnswerAggregator, AnsweringConfig
 from citeqa.service.qa.confidence import CALIBRATION_FILE, Calibrator
 from citeqa.service.qa.types import Answer, Citation, TextSpan
@@ -110,12 +111,13 @@ def _slug(text: str) -> str:
 
 
 def cache_path(cache_dir: Path, spec: str, scoped: bool, settings: Settings, limit: int | None) -> Path:
-    """One file per set, reader (its weights' hash), reading settings and question limit."""
+    """One file per set, reader (its weights' hash), loaders, reading settings and question limit: a
+    change to any of them (a loader that reads a document's text differently, say) misses the cache."""
     weights = settings.reader_path / "model.safetensors"
     reader = hashlib.sha256(weights.read_bytes()).hexdigest()[:12] if weights.is_file() else "none"
     path, part = parse_spec(spec)
     key = json.dumps(
-        [str(path.resolve()), part, scoped, reader, settings.top_k,
+        [str(path.resolve()), part, scoped, reader, LOADER_VERSION, settings.top_k,
          settings.chunk_tokens, settings.chunk_overlap_tokens, settings.reader_max_length,
          settings.reader_stride, settings.max_answer_tokens, limit]
     )  # fmt: skip

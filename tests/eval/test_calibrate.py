@@ -120,3 +120,16 @@ def test_calibrate_command_writes_a_calibration_the_pipeline_uses(
 class _NoReader:
     def __getattr__(self, name: str) -> None:
         raise AssertionError(f"the reader was used ({name}) although the candidates were cached")
+
+
+def test_cached_candidates_are_missed_when_the_loaders_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Candidates of a set with its own documents depend on the text the loaders make of them."""
+    from citeqa.eval import calibrate
+
+    settings = Settings(reader_path=tmp_path / "no-reader")
+    before = calibrate.cache_path(tmp_path, "questions.jsonl:fit", False, settings, None)
+    assert before == calibrate.cache_path(tmp_path, "questions.jsonl:fit", False, settings, None)
+    monkeypatch.setattr(calibrate, "LOADER_VERSION", calibrate.LOADER_VERSION + 1)
+    assert calibrate.cache_path(tmp_path, "questions.jsonl:fit", False, settings, None) != before
