@@ -137,7 +137,7 @@ def test_serve_corpus_indexes_and_serves_that_folder_in_its_own_place(tmp_path: 
             time.sleep(0.5)
         question = "How many days of annual leave do full-time staff get?"
         answer = httpx.post(f"{url}/v1/ask", json={"question": question}).json()
-        assert answer["answers"] and "27 days" in answer["answers"][0]["text"]
+        assert answer["answers"] and answer["answers"][0]["text"] in ("27", "27 days")
         # The citation carries its section: in the API, chat's Sources, and on the page.
         assert answer["answers"][0]["citation"]["section"] == ["2. Annual leave"]
         assert answer["answers"][0]["citation"]["date"] == "2025-03-01"
@@ -161,7 +161,7 @@ def test_serve_corpus_indexes_and_serves_that_folder_in_its_own_place(tmp_path: 
             timeout=120,
         )
         assert asked.returncode == 0 and "answered by the service" in asked.stderr, asked.stderr
-        assert "27 days" in asked.stdout and "Source: Leave Policy, 2. Annual leave [leave.md" in asked.stdout
+        assert "Answer: 27" in asked.stdout and "Source: Leave Policy, 2. Annual leave [leave.md" in asked.stdout
     finally:
         server.terminate()
         server.wait(timeout=30)
