@@ -161,7 +161,8 @@ def test_serve_corpus_indexes_and_serves_that_folder_in_its_own_place(tmp_path: 
             timeout=120,
         )
         assert asked.returncode == 0 and "answered by the service" in asked.stderr, asked.stderr
-        assert "Answer: 27" in asked.stdout and "Source: Leave Policy, 2. Annual leave [leave.md" in asked.stdout
+        assert "Answer: 27" in asked.stdout
+        assert "Source: Leave Policy, 2. Annual leave [leave.md" in asked.stdout
     finally:
         server.terminate()
         server.wait(timeout=30)
