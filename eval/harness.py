@@ -30,6 +30,7 @@ from citeqa.indexing.errors import CiteqaError, DocumentNotFoundError, QuestionE
 from citeqa.indexing.types import Document
 from citeqa.service.qa.answering import AnswerAggregator
 from citeqa.service.qa.pipeline import QAPipeline
+from citeqa.service.qa.query import Query
 from citeqa.service.qa.types import Answer
 from citeqa.service.wire import ask_json, passage_json
 
@@ -81,7 +82,7 @@ class PipelineBackend:
     ) -> tuple[dict[str, Any], float, list[Answer] | None]:
         started = time.perf_counter()
         try:
-            result = self.pipeline.ask(question, top_k=top_k, document_ids=document_ids)
+            result = self.pipeline.ask(Query.of(question, top_k, None, document_ids))
         except QuestionError as exc:
             raise QuestionFailed(str(exc)) from exc
         elapsed = (time.perf_counter() - started) * 1000

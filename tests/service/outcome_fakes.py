@@ -6,8 +6,6 @@ Fixed probabilities make each of the three outcomes reachable on purpose: confid
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from citeqa.indexing.errors import QuestionError
 from citeqa.indexing.types import Chunk, Document
 from citeqa.service.qa.answering import AnswerAggregator, AnsweringConfig
@@ -64,19 +62,10 @@ class OutcomePipeline:
         self.aggregator = AnswerAggregator(AnsweringConfig(), calibrator)
         self.calls: list[dict[str, object]] = []
 
-    def ask(
-        self,
-        query: Query | str,
-        *,
-        top_k: int | None = None,
-        max_answers: int | None = None,
-        document_ids: Sequence[str] | None = None,
-        min_answer_probability: float | None = None,
-        best_guess: bool = False,
-    ) -> AskResult:
-        """The same signature as `QAPipeline.ask`."""
+    def ask(self, query: Query | str) -> AskResult:
+        """What the front ends call: a `Query` (they all build one), or a bare question."""
         if isinstance(query, str):
-            query = Query.of(query, top_k, max_answers, document_ids, min_answer_probability, best_guess)
+            query = Query(query)
         question = query.question
         self.calls.append({"question": question, "best_guess": query.best_guess})
         if question not in SCORES:

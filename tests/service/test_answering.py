@@ -9,6 +9,7 @@ from citeqa.service.qa.answering import (
     normalize_answer,
 )
 from citeqa.service.qa.confidence import FEATURES, Calibrator
+from citeqa.service.qa.query import Query
 from citeqa.service.qa.reader import SpanCandidate
 from citeqa.service.qa.types import Passage
 
@@ -120,24 +121,24 @@ def test_three_outcomes_confident_not_sure_and_none() -> None:
 
 def test_best_guess_gives_the_top_answer_below_the_floor_as_not_sure() -> None:
     pipeline = OutcomePipeline()
-    guess = pipeline.ask(NONE, best_guess=True)
+    guess = pipeline.ask(Query(NONE, best_guess=True))
     assert not guess.no_answer
     assert [(a.text, a.score, a.confidence_level) for a in guess.answers] == [("Berlin", 0.12, "not_sure")]
     assert guess.message == NOT_SURE_MESSAGE
     # Above the floor it changes nothing: a best guess is not a confident answer.
-    assert pipeline.ask(CONFIDENT, best_guess=True).answers == pipeline.ask(CONFIDENT).answers
+    assert pipeline.ask(Query(CONFIDENT, best_guess=True)).answers == pipeline.ask(CONFIDENT).answers
     assert pipeline.aggregator.decide([], best_guess=True) == ([], True)  # nothing read: nothing to guess
 
 
 def test_min_answer_probability_moves_the_threshold_and_the_floor_stays_below_it() -> None:
     pipeline = OutcomePipeline()
-    strict = pipeline.ask(CONFIDENT, min_answer_probability=0.95)
+    strict = pipeline.ask(Query(CONFIDENT, min_answer_probability=0.95))
     assert [(a.text, a.confidence_level) for a in strict.answers] == [
         ("14 days", "not_sure"),
         ("5 euros", "not_sure"),
     ]
     # Under the floor (0.3) the threshold takes the floor down with it: 0 makes every span confident.
-    anything = pipeline.ask(NONE, min_answer_probability=0.0)
+    anything = pipeline.ask(Query(NONE, min_answer_probability=0.0))
     assert [a.confidence_level for a in anything.answers] == ["answer"] * 3
     assert pipeline.aggregator.threshold == THRESHOLD and pipeline.aggregator.floor == FLOOR
     lowered = AnswerAggregator(

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 from citeqa.service.api.internal.deps import PipelineDep, StateDep, require_json
 from citeqa.service.api.internal.errors import ApiError
+from citeqa.service.qa.query import Query
 from citeqa.service.qa.types import AskResult
 from citeqa.service.settings import Settings
 from citeqa.service.wire import (
@@ -186,7 +187,7 @@ async def chat_completions(
     body: ChatCompletionRequest, request: Request, state: StateDep, pipeline: PipelineDep
 ) -> ChatCompletionResponse | StreamingResponse:
     question, best_guess = _question(body)
-    result = await state.query(request, lambda: pipeline.ask(question, best_guess=best_guess))
+    result = await state.query(request, lambda: pipeline.ask(Query(question, best_guess=best_guess)))
     base_url = _base_url(request, state.settings)
     citations = chat_citations(result, base_url)
     completion = ChatCompletionResponse(

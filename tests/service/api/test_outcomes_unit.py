@@ -15,6 +15,7 @@ from citeqa.service.api.internal.errors import ApiError
 from citeqa.service.api.routers.chat import _question, chat_citations, render_markdown
 from citeqa.service.api.routers.mcp import build_mcp_server
 from citeqa.service.qa.pipeline import QAPipeline
+from citeqa.service.qa.query import Query
 from citeqa.service.qa.types import AskResult
 from citeqa.service.settings import Settings
 from citeqa.service.wire import ChatCitation, ChatCompletionRequest
@@ -118,7 +119,7 @@ def test_mcp_ask_gives_confidence_levels_and_the_best_guess() -> None:
 
 
 def _reply(question: str, best_guess: bool = False) -> tuple[str, list[ChatCitation], AskResult]:
-    result = OutcomePipeline().ask(question, best_guess=best_guess)
+    result = OutcomePipeline().ask(Query(question, best_guess=best_guess))
     citations = chat_citations(result, "http://h")
     return render_markdown(result, citations, "http://h"), citations, result
 
