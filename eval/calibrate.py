@@ -1,10 +1,12 @@
 """`citeqa calibrate`: fit the answer calibrator of a reader on held-out data and store it with the reader.
 
-Every question of each calibration set goes through the real pipeline once; each distinct candidate
-answer (with the features `service.answering` computes) is labelled right or wrong against the gold
-answers. A logistic regression over those features becomes the answer probability. The sets are a mixture
-of kinds of text (SQuAD dev, PolicyQA dev, the project's own policies) and each weighs the same in total, so
-that no one corpus decides what a probability means. Two levels are chosen on the same sets:
+Every question of each calibration set goes through the real pipeline once; the answer it would show, the
+reader's best distinct span (with the features `service.answering` computes), is labelled right or wrong
+against the gold answers. A logistic regression over those features becomes the answer probability: the
+probability that the answer shown is right, fitted on exactly the answers shown (fitted on every candidate, it
+learnt mostly about runner-up spans, which are nearly always wrong, and under-rated the best one). The sets
+are a mixture of kinds of text (SQuAD dev, PolicyQA dev, the project's own policies) and each weighs the
+same in total, so that no one corpus decides what a probability means. Two levels are chosen on the same sets:
 - `threshold`: the lowest at which the answers given confidently are right `CONFIDENT_PRECISION` of the time;
 - `floor`: the level that gives users the most, the highest F1 over all questions with "not sure" answers
   shown (the mean over the sets, each weighing the same). "No answer" is for nothing plausible found: a
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import hashlib
 import json
 import sys
@@ -49,22 +52,28 @@ CONFIDENT_PRECISION = 0.9  # a confident answer is right at least this often on 
 # kind of value asked for), not how hard the corpus is. Left out: raw retrieval scores, whose scale
 # differs per corpus (BM25 grows with the length of the documents), the passage rank, and the null_score and
 # span_score on their own, which move with the genre while their difference, the margin, stays.
+# `best_margin`, `margin_gap` and `candidate_rank` say nothing of the best span itself (it has the best
+# margin, a gap and a rank of 0), so they are left out too.
 EVIDENCE_FEATURES: tuple[str, ...] = (
     "margin",
-    "best_margin",
-    "margin_gap",
     "span_prob",
     "text_prob",
     "null_prob",
     "support",
     "answer_chars",
+    "question_in_passages",
+    "question_missing",
     "question_in_sentence",
     "question_in_clause",
     "cut_list",
+    "sentence_words",
+    "answer_share",
     "answer_in_question",
     "type_match",
-    "candidate_rank",
 )
+# Stored candidates are in the pipeline's order, the reader's best first (since the calibration is fitted on
+# that one): a cache of another order or feature set misses.
+CANDIDATES_VERSION = 2
 
 
 @dataclass
@@ -117,7 +126,7 @@ def cache_path(cache_dir: Path, spec: str, scoped: bool, settings: Settings, lim
     reader = hashlib.sha256(weights.read_bytes()).hexdigest()[:12] if weights.is_file() else "none"
     path, part = parse_spec(spec)
     key = json.dumps(
-        [str(path.resolve()), part, scoped, reader, LOADER_VERSION, settings.top_k,
+        [str(path.resolve()), part, scoped, reader, LOADER_VERSION, CANDIDATES_VERSION, settings.top_k,
          settings.chunk_tokens, settings.chunk_overlap_tokens, settings.reader_max_length,
          settings.reader_stride, settings.max_answer_tokens, limit]
     )  # fmt: skip
@@ -191,10 +200,9 @@ def collect(
 def fit(
     sets: Sequence[CalibrationSet], features: Sequence[str] = EVIDENCE_FEATURES, c: float = 1.0
 ) -> Calibrator:
-    """Logistic regression over every candidate of every set.
+    """Logistic regression over the answer each question would show (its first candidate).
 
-    Each set carries the same total weight, and within a set each question: a question with ten candidates
-    weighs no more than one with two, so that the corpus whose reader proposes more spans does not decide."""
+    Each set carries the same total weight, and within a set each question."""
     from sklearn.linear_model import LogisticRegression
 
     rows: list[list[float]] = []
@@ -203,10 +211,9 @@ def fit(
     for calibration_set in sets:
         asked = [(golds, answers) for golds, answers in calibration_set.questions if answers]
         for golds, answers in asked:
-            for answer in answers:
-                rows.append([answer.features[name] for name in features])
-                labels.append(is_right(answer.text, golds))
-                weights.append(1.0 / (len(asked) * len(answers)))
+            rows.append([answers[0].features[name] for name in features])
+            labels.append(is_right(answers[0].text, golds))
+            weights.append(1.0 / len(asked))
     x = np.asarray(rows, dtype=np.float64)
     y = np.asarray(labels)
     if len(set(labels)) < 2:
@@ -235,9 +242,18 @@ class Top:
     text: str
     probability: float
 
-    @property
+    # Computed once: choosing the levels scores every question at each of 101 levels.
+    @functools.cached_property
     def right(self) -> bool:
         return is_right(self.text, self.golds)
+
+    @functools.cached_property
+    def f1_given(self) -> float:
+        return f1_score(self.text, self.golds)
+
+    @functools.cached_property
+    def f1_withheld(self) -> float:
+        return f1_score("", self.golds)
 
 
 def top_answers(calibration_set: CalibrationSet, calibrator: Calibrator) -> list[Top]:
@@ -260,7 +276,7 @@ def outcome_metrics(tops: Sequence[Top], threshold: float, floor: float) -> dict
     unanswerable = [t for t in tops if not t.golds]
 
     def f1_at(cut: float, questions: Sequence[Top]) -> float | None:
-        return mean([f1_score(t.text if t.text and t.probability >= cut else "", t.golds) for t in questions])
+        return mean([t.f1_given if t.text and t.probability >= cut else t.f1_withheld for t in questions])
 
     calibration = reliability([t.probability for t in given], [t.right for t in given])
     return {
@@ -331,6 +347,7 @@ def run_calibrate(args: argparse.Namespace, settings: Settings, models: Any) -> 
         "date": datetime.date.today().isoformat(),
         "reader": settings.reader_path.name,
         "right_means": "token F1 >= 0.5 with a gold answer",
+        "fitted_on": "each question's answer shown: the reader's best distinct span",
         "weights": "each set the same in total, each question the same within its set",
         "threshold_chosen_by": f"confident answers right >= {CONFIDENT_PRECISION:.0%} on the mixture",
         "floor_chosen_by": "the highest F1 over all questions, not-sure answers shown (set mean)",

@@ -167,7 +167,7 @@ def _print_answers(result: dict[str, Any], tty: bool) -> None:
             where = f"{best['doc_id']}, chars {best['start']}-{best['end']}"
             print(f"\nClosest passage ({best['title']}, {where}):")
             print(textwrap.indent(textwrap.fill(best["text"][:400], 100), "  "))
-            print("\n(--best-guess shows the most probable answer anyway, marked not sure)")
+            print("\n(--best-guess shows the best answer anyway, marked not sure)")
         return
     for number, answer in enumerate(result["answers"], start=1):
         c = answer["citation"]
@@ -273,7 +273,7 @@ def build_parser(*more: Register) -> tuple[argparse.ArgumentParser, dict[str, Ha
     p.add_argument(
         "--best-guess",
         action="store_true",
-        help="when no answer reaches the floor, show the most probable one anyway, marked not sure",
+        help="when no answer reaches the floor, show the best one anyway, marked not sure",
     )
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.add_argument(

@@ -99,16 +99,18 @@ class AnswerAggregator:
         floor: float | None = None,
         best_guess: bool = False,
     ) -> tuple[list[Answer], bool]:
-        """The answers at or above the floor, at most `max_answers`, each with its confidence level:
-        "answer" from the threshold up, "not_sure" below it. None means abstain.
+        """When the best answer (the first) is at or above the floor, the answers at or above it, at most
+        `max_answers`, each with its confidence level: "answer" from the threshold up, "not_sure" below
+        it. None means abstain.
 
         `min_answer_probability` replaces the threshold for this decision, `floor` the floor (never
-        above the threshold). `best_guess`: when no answer reaches the floor, the most probable one
+        above the threshold). `best_guess`: when no answer reaches the floor, the best one
         anyway, "not_sure". The evaluation replays exactly this on `rank`'s output to sweep thresholds."""
         limit = max_answers or self.config.max_answers
         threshold = self.threshold if min_answer_probability is None else min_answer_probability
         cut = min(self.calibrator.effective_floor if floor is None else floor, threshold)
-        kept = [a for a in ranked if a.score >= cut][:limit]
+        # The reader's best span decides, as the calibration was fitted on it: others are only added to it.
+        kept = [a for a in ranked if a.score >= cut][:limit] if ranked and ranked[0].score >= cut else []
         if not kept and best_guess and ranked:
             kept = [ranked[0]]
         answers = [
@@ -124,7 +126,7 @@ class AnswerAggregator:
         passages: Sequence[Passage],
         get_document: Callable[[str], Document | None],
     ) -> list[Answer]:
-        """Every distinct answer (one per document span and normalised text), best probability first."""
+        """Every distinct answer (one per document span and normalised text), the best margin first."""
         by_margin = sorted(candidates, key=lambda c: -c.margin)
         evidence = _Evidence(question, by_margin, passages)
         kept: list[tuple[str, int, int]] = []
@@ -161,14 +163,14 @@ class AnswerAggregator:
         return self.score(answers)
 
     def score(self, answers: Sequence[Answer]) -> list[Answer]:
-        """Each answer's calibrated probability, from its features; best first (ties keep their order)."""
+        """Each answer's calibrated probability, from its features, in the reader's order. Not re-sorted by
+        probability: the calibration is fitted on the reader's best span, and picking among spans by it chose
+        the right one less often than the reader's margin did on the fitting sets."""
         probabilities = self.calibrator.probabilities([a.features for a in answers])
-        scored = [
+        return [
             dataclasses.replace(a, score=round(float(p), 6))
             for a, p in zip(answers, probabilities, strict=True)
         ]
-        scored.sort(key=lambda a: -a.score)
-        return scored
 
     @staticmethod
     def _trim(text: str, start: int, end: int) -> tuple[int, int]:
@@ -212,6 +214,11 @@ class _Evidence:
         self.question = question
         self.question_words = content_words(question)
         self.passages = passages
+        # A plural "s" aside ("fees", "fee"): the words as retrieval matches them.
+        read = {w.rstrip("s") for p in passages for w in content_words(p.chunk.text)}
+        missing = sum(1 for w in self.question_words if w.rstrip("s") not in read)
+        self.question_in_passages = 1.0 - missing / len(self.question_words) if self.question_words else 0.0
+        self.question_missing = math.log1p(missing)
         # Each window reports its no-answer score with each of its candidates: count each window once.
         nulls = {(c.passage_index, c.null_score) for c in candidates}
         scores = np.asarray([c.score for c in candidates] + [n for _, n in nulls], dtype=np.float64)
@@ -254,6 +261,8 @@ class _Evidence:
             "answer_chars": math.log1p(len(answer.text)),
             "answer_words": float(len(answer.text.split())),
             "question_in_passage": overlap(self.question_words, passage.chunk.text),
+            "question_in_passages": self.question_in_passages,
+            "question_missing": self.question_missing,
             "question_in_sentence": overlap(self.question_words, sentence.text),
             "question_in_clause": overlap(
                 self.question_words,
@@ -262,6 +271,8 @@ class _Evidence:
             "cut_list": cuts_a_list(
                 sentence.text, answer.start - sentence.start, answer.end - sentence.start
             ),
+            "sentence_words": math.log1p(len(sentence.text.split())),
+            "answer_share": len(answer.text) / max(len(sentence.text), len(answer.text), 1),
             "answer_in_question": overlap(content_words(answer.text), self.question),
             "type_match": type_match(self.question, answer.text),
             "candidate_rank": float(rank),

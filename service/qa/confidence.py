@@ -50,9 +50,13 @@ FEATURES: tuple[str, ...] = (
     "answer_chars",  # log1p
     "answer_words",
     "question_in_passage",  # share of the question's content words found in the passage
+    "question_in_passages",  # ... in any passage read: a word in none is a thing the question asks that
+    "question_missing",  # ... no passage mentions (log1p of how many), the mark of a near miss
     "question_in_sentence",  # ... in the sentence holding the answer
     "question_in_clause",  # ... in the span and the rest of its clause (see `qualifier_after`)
     "cut_list",  # 1 when the span stops inside an enumeration ("Wuhan, Quanzhou" of three cities)
+    "sentence_words",  # log1p of the words of the sentence holding the answer
+    "answer_share",  # the answer's share of that sentence: small in a long clause that is the answer
     "answer_in_question",  # share of the answer's words that repeat the question (usually wrong)
     "type_match",  # 1: the span has the kind of value the question asks for; 0: not; 0.5: can't tell
     "candidate_rank",  # 0 for the best margin among distinct answers, 1 for the next, ...

@@ -47,7 +47,7 @@ _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 @dataclasses.dataclass(frozen=True)
 class RankedAnswers:
     passages: list[Passage]
-    answers: list[Answer]  # every distinct answer, best probability first
+    answers: list[Answer]  # every distinct answer, the reader's best first
     timings_ms: dict[str, float]
 
 
@@ -220,7 +220,7 @@ class QAPipeline:
 
         `min_answer_probability` replaces the calibrated threshold for this question: answers less likely
         than it to be right come back "not sure" (down to the floor) instead of confident. `best_guess`:
-        when no answer reaches the floor, the most probable one anyway, "not sure"."""
+        when no answer reaches the floor, the best one anyway, "not sure"."""
         if isinstance(query, str):
             query = Query.of(query, top_k, max_answers, document_ids, min_answer_probability, best_guess)
         question = self.validate_question(query.question)

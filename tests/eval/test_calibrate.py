@@ -70,6 +70,17 @@ def test_fit_learns_that_margin_predicts_right_answers_and_chooses_threshold_and
     assert shown == metrics["confident"] + metrics["not_sure"]
 
 
+def test_the_fit_is_on_the_answer_shown_not_the_runners_up() -> None:
+    # Runner-up spans, here wrong ones with high margins, are never shown first: they do not move the fit.
+    shown = _synthetic(200, 0, 4.0)
+    with_runners_up = CalibrationSet(
+        "runners-up", [(g, [*a, _answer("wrong", 8.0)]) for g, a in shown.questions]
+    )
+    assert (
+        fit([shown], features=["margin"]).to_json() == fit([with_runners_up], features=["margin"]).to_json()
+    )
+
+
 def test_each_set_weighs_the_same_whatever_its_size() -> None:
     # A big set where margins mean little and a small one where they mean much: with equal weight per set
     # the small one still moves the fit, as it would not if every candidate weighed the same.
@@ -105,9 +116,9 @@ def test_calibrate_command_writes_a_calibration_the_pipeline_uses(
     expected = calibrator.probabilities([result.candidates[0].features])[0]
     assert 0.0 <= expected <= 1.0
     aggregator = AnswerAggregator(AnsweringConfig(), calibrator)
-    assert aggregator.score(result.candidates)[0].score == pytest.approx(
-        max(calibrator.probabilities([a.features for a in result.candidates])), abs=1e-6
-    )
+    scored = aggregator.score(result.candidates)
+    assert scored[0].score == pytest.approx(expected, abs=1e-6)
+    assert [a.text for a in scored] == [a.text for a in result.candidates]  # the reader's order kept
     # A refit reads the candidates back from the cache: no model is needed, and the fit is the same.
     assert len(list((tmp_path / "cache").glob("*.json"))) == 2
     again = tmp_path / "again.json"

@@ -65,23 +65,25 @@ def test_without_a_calibration_the_reader_decides_by_its_margin() -> None:
     assert not abstain and answers[0].score > 0.5
 
 
-def test_threshold_and_calibrator_decide_and_rank() -> None:
+def test_the_readers_best_span_leads_and_decides_with_its_probability() -> None:
     passage = _passage(0, len(TEXT), 0)
-    candidates = [_candidate(passage, "5 euros", 0, 8.0), _candidate(passage, "2024", 0, 9.0)]
+    candidates = [_candidate(passage, "5 euros", 0, 9.0), _candidate(passage, "2024", 0, 8.0)]
     # A calibrator that trusts only answers holding a number, and prefers short ones.
     calibrator = Calibrator(["type_match", "answer_chars"], [0.5, 1.5], [0.5, 1.0], [3.0, -2.0], 0.0, 0.9)
     aggregator = AnswerAggregator(AnsweringConfig(max_answers=3), calibrator)
     ranked = aggregator.rank("How much is the levy?", candidates, [passage], {"d.txt": DOC}.get)
-    assert [a.text for a in ranked] == ["2024", "5 euros"]  # ranked by probability, not margin
-    assert ranked[0].score > ranked[1].score
+    assert [a.text for a in ranked] == ["5 euros", "2024"]  # the reader's order, not the probability's
+    assert ranked[0].score < ranked[1].score
     answers, abstain = aggregator.decide(ranked)
     # Confident from the threshold (0.9), "not sure" from the floor (by default half of it), none below.
     assert not abstain
-    assert [a.text for a in answers] == [a.text for a in ranked if a.score >= 0.45]
-    assert [a.confidence_level for a in answers] == ["answer", "not_sure"]  # 0.94 and 0.86
+    assert [(a.text, a.confidence_level) for a in answers] == [("5 euros", "not_sure"), ("2024", "answer")]
+    # The best span below the floor: no answer, though a runner-up is above it.
+    assert ranked[0].score < 0.9 <= ranked[1].score
+    assert aggregator.decide(ranked, min_answer_probability=0.9, floor=0.9) == ([], True)
     assert aggregator.decide(ranked, min_answer_probability=1.0, floor=1.0) == ([], True)
     everything, _ = aggregator.decide(ranked, min_answer_probability=0.0)
-    assert [a.text for a in everything] == ["2024", "5 euros"]
+    assert [a.text for a in everything] == ["5 euros", "2024"]
     assert {a.confidence_level for a in everything} == {"answer"}
 
 

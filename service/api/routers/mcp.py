@@ -37,7 +37,7 @@ INSTRUCTIONS = (
     '`search` to find passages. Each answer has a `confidence_level`: "answer" (confident) or '
     '"not_sure" (low confidence: check the cited source before relying on it). When `no_answer` is '
     "true, no answer was found in the documents (which does not prove that they hold none): "
-    "`best_guess` returns the most probable answer anyway, marked not sure."
+    "`best_guess` returns the best answer anyway, marked not sure."
 )
 
 
@@ -80,7 +80,7 @@ def build_mcp_server(
             bool,
             Field(
                 strict=True,
-                description="when no answer reaches the floor, return the most probable one, not_sure",
+                description="when no answer reaches the floor, return the best one, not_sure",
             ),
         ] = False,
     ) -> AskResponse:
