@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import resource
+import socket
 from typing import Any
 
 import h11
@@ -30,6 +31,15 @@ MAX_HEADER_BYTES = 32 * 1024
 ACCEPT_BURST = 64
 
 
+def set_nodelay(transport: asyncio.BaseTransport) -> None:
+    """Send each write at once (no Nagle): h11 writes a reply's head and body separately, and with Nagle
+    the body waited for the client's delayed ACK of the head, 40 ms on Linux, on every request of a
+    kept-alive connection (search over HTTP p50 52 ms against 12 in the server)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with a header deadline and, at the connection cap, eviction of the
     connection that has waited longest on its client."""
@@ -39,6 +49,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        set_nodelay(transport)
         self._header_deadline: asyncio.TimerHandle | None = None
         self._last_progress = self.loop.time()
         self._request_cycle: object = None

@@ -6,11 +6,17 @@ hard to make there without an index, so the stalled-reply case is shown here."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from types import SimpleNamespace
 from typing import Any
 
 import h11
-from citeqa.service.api.internal.server import GuardedH11Protocol
+import httpx
+import uvicorn
+from citeqa.service.api.internal.server import GuardedH11Protocol, uvicorn_config
+from citeqa.service.settings import Settings
 
 
 class FakeTransport:
@@ -62,3 +68,32 @@ def test_when_every_other_connection_is_being_worked_on_the_newcomer_is_refused(
     newcomer = _connection(request=False, last_progress=9.0)
     newcomer._evict_stalled([*working, newcomer])
     assert newcomer.transport.closed and not any(c.transport.closed for c in working)
+
+
+def test_replies_go_out_without_waiting_for_the_clients_ack() -> None:
+    """The server's sockets send each write at once (TCP_NODELAY): h11 writes a reply's head and body
+    apart, and with Nagle the body waited 40 ms for the client's delayed ACK on kept-alive connections."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn_config(app, Settings(), log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with httpx.Client(base_url=f"http://127.0.0.1:{listener.getsockname()[1]}") as client:
+            assert client.get("/").text == "ok"
+            sockets = [c.transport.get_extra_info("socket") for c in server.server_state.connections]
+            assert sockets and all(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in sockets)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        listener.close()
