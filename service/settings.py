@@ -146,10 +146,14 @@ class Settings(BaseSettings):
     faiss_threads: int = Field(
         default=1, ge=0, description="OpenMP threads for each FAISS search; 0 = library default"
     )
-    reader_runtime: Literal["auto", "torch", "onnx"] = Field(
+    embedder_runtime: Literal["auto", "torch", "openvino"] = Field(
         default="auto",
-        description="onnx: ONNX Runtime over the export `citeqa export-reader` writes beside the reader; "
-        "torch, and auto (for now: nothing measured beat torch at equal answers), read with torch",
+        description="auto: OpenVINO on CPUs with bf16 units when it is installed, else torch",
+    )
+    reader_runtime: Literal["auto", "torch", "openvino", "onnx"] = Field(
+        default="auto",
+        description="auto: OpenVINO on CPUs with bf16 units when it is installed, else torch; openvino, "
+        "torch; onnx: ONNX Runtime over the export `citeqa export-reader` writes beside the reader",
     )
     reader_onnx_variant: Literal["int8", "fp32"] = Field(
         default="fp32",

@@ -39,7 +39,7 @@ def child_env(**variables: str) -> dict[str, str]:
 
 
 SEED_DOC_ID = "000_d31740c80f9a4c4e.txt"
-MODEL_FIXTURES = frozenset({"embedder", "reader", "exported_reader_dir"})
+MODEL_FIXTURES = frozenset({"embedder", "reader", "exported_reader_dir", "linked_reader_dir"})
 
 
 LANES = frozenset({"integration", "e2e"})  # unmarked tests are the unit lane: no model, no server
@@ -80,18 +80,30 @@ def reader() -> Reader:
     return model
 
 
-@pytest.fixture(scope="session")
-def exported_reader_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default reader exported to ONNX (`citeqa export-reader`) in a folder of its own, whose model
-    files link to the real ones: the tests never depend on an export left in models/."""
-    from citeqa.service.qa.onnx_reader import export_reader
-
+def _linked_reader(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of its own whose model files link to the default reader's: what a runtime converts or
+    exports lands there, so the tests never depend on (or leave) files in models/."""
     folder = tmp_path_factory.mktemp("reader")
     for item in Settings().reader_path.iterdir():
         if item.is_file():
             (folder / item.name).symlink_to(item)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def exported_reader_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default reader exported to ONNX (`citeqa export-reader`) in a linked folder of its own."""
+    from citeqa.service.qa.onnx_reader import export_reader
+
+    folder = _linked_reader(tmp_path_factory)
     export_reader(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def linked_reader_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default reader in a linked folder of its own, for the OpenVINO conversion kept beside it."""
+    return _linked_reader(tmp_path_factory)
 
 
 PipelineFactory = Callable[..., QAPipeline]

@@ -1,9 +1,10 @@
-"""The reader's runtimes side by side on one machine, in one run: read-stage latency per passage, and
+"""The models' runtimes side by side on one machine, in one run: read-stage latency per passage, and
 answers per second with 1, 5 and 20 concurrent clients (threads calling the pipeline, answer cache off).
+The torch and OpenVINO rows run both models (embedder and reader) on that runtime.
 
 Every runtime answers the same seed questions over the same index. The latency part interleaves the
-runtimes question by question, the throughput part in short rounds, so that load from other processes on
-the machine falls on all of them alike.
+runtimes question by question, the throughput part in short rounds on long-lived client threads (as a
+server's pool), so that load from other processes on the machine falls on all of them alike.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from citeqa.eval.bench.measure import summarize_ms
 from citeqa.eval.bench.quality import score
 from citeqa.eval.datasets import EvalItem
+from citeqa.indexing.embedding import Embedder
 from citeqa.service.qa.cache import AnswerCache
 from citeqa.service.qa.pipeline import QAPipeline
 from citeqa.service.qa.reader import make_reader
@@ -28,29 +30,44 @@ BATCH_WINDOWS = 32  # the batched rows: up to 8 questions of 4 passages in one f
 
 
 def runtime_variants(settings: Settings) -> list[tuple[str, dict[str, Any]]]:
-    """torch unbatched (today's path) first, torch batched, then each ONNX export, unbatched and batched;
-    the reader is exported first when it has no current export."""
+    """torch unbatched (the path before OpenVINO) first, then batched, then OpenVINO (when installed) and
+    ONNX Runtime int8 the same two ways; the reader is exported first when it has no current export."""
+    from citeqa.indexing.openvino_runtime import openvino_installed
     from citeqa.service.qa import onnx_reader
 
-    # Exported here (seconds, skipped while current) so that both runtimes are always in the run.
+    # Exported here (seconds, skipped while current) so that every runtime is always in the run.
     onnx_reader.export_reader(settings.reader_path)
     batched = {"reader_batch_windows": BATCH_WINDOWS}
+    torch = {"reader_runtime": "torch", "embedder_runtime": "torch"}
     variants: list[tuple[str, dict[str, Any]]] = [
-        ("torch", {"reader_runtime": "torch", "reader_batch_windows": 0}),
-        ("torch, batched", {"reader_runtime": "torch", **batched}),
+        ("torch", {**torch, "reader_batch_windows": 0}),
+        ("torch, batched", {**torch, **batched}),
     ]
-    for variant in ("int8", "fp32"):
-        if onnx_reader.onnx_available(settings.model_copy(update={"reader_onnx_variant": variant})):
-            onnx = {"reader_runtime": "onnx", "reader_onnx_variant": variant}
-            variants.append((f"onnx {variant}", {**onnx, "reader_batch_windows": 0}))
-            variants.append((f"onnx {variant}, batched", {**onnx, **batched}))
+    if openvino_installed():
+        openvino = {"reader_runtime": "openvino", "embedder_runtime": "openvino"}
+        variants.append(("openvino", {**openvino, "reader_batch_windows": 0}))
+        variants.append(("openvino, batched", {**openvino, **batched}))
+    # ONNX Runtime's int8 only: its fp32 read 2x slower than either bf16 runtime here (docs/benchmarks.md).
+    if onnx_reader.onnx_available(settings.model_copy(update={"reader_onnx_variant": "int8"})):
+        onnx = {"reader_runtime": "onnx", "reader_onnx_variant": "int8"}
+        variants.append(("onnx int8", {**onnx, "reader_batch_windows": 0}))
+        variants.append(("onnx int8, batched", {**onnx, **batched}))
     return variants
 
 
+def embedder_for(settings: Settings) -> Embedder:
+    s = settings
+    embedder = Embedder(s.embedder_path, device=s.device, dtype=s.model_dtype, runtime=s.embedder_runtime)
+    embedder.warm_up()
+    return embedder
+
+
 def answers_per_second(
-    pipeline: QAPipeline, questions: Sequence[str], clients: int, total: int
+    pipeline: QAPipeline, questions: Sequence[str], pool: ThreadPoolExecutor, clients: int, total: int
 ) -> dict[str, Any]:
-    """`clients` threads ask `total` questions between them as fast as answers come back."""
+    """`clients` threads of `pool` ask `total` questions between them as fast as answers come back. The
+    pool's threads live on from round to round, as a server's do: a thread's first question (its own
+    tokenizer copies and infer requests) is not what is measured here."""
     counter = iter(range(total))
     lock = threading.Lock()
     errors: list[str] = []
@@ -67,9 +84,8 @@ def answers_per_second(
                 errors.append(repr(exc))
 
     started = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        for _ in range(clients):
-            pool.submit(client)
+    for future in [pool.submit(client) for _ in range(clients)]:
+        future.result()
     seconds = time.perf_counter() - started
     return {
         "clients": clients,
@@ -78,6 +94,18 @@ def answers_per_second(
         "answers_per_s": round(total / seconds, 2),
         "errors": len(errors),
     }
+
+
+def warm_threads(pipeline: QAPipeline, question: str, pool: ThreadPoolExecutor, clients: int) -> None:
+    """One question on each of the pool's `clients` threads (held at a barrier so that each takes one)."""
+    barrier = threading.Barrier(clients)
+
+    def ask() -> None:
+        barrier.wait()
+        pipeline.ask(question)
+
+    for future in [pool.submit(ask) for _ in range(clients)]:
+        future.result()
 
 
 def bench_runtimes(
@@ -92,11 +120,15 @@ def bench_runtimes(
     questions = [item.question for item in items]
     rows = []
     pipelines = []
+    embedders: dict[str, Embedder] = {}  # one per embedder runtime, shared by the rows that use it
     for label, overrides in runtime_variants(settings):
         variant_settings = settings.model_copy(update=overrides)
         reader = make_reader(variant_settings)
         reader.warm_up()
-        pipeline = make_pipeline(reader=reader, **overrides)
+        embedder = embedders.get(variant_settings.embedder_runtime) or embedders.setdefault(
+            variant_settings.embedder_runtime, embedder_for(variant_settings)
+        )
+        pipeline = make_pipeline(reader=reader, embedder=embedder, **overrides)
         pipeline.answer_cache = AnswerCache(0)
         pipeline.ask(questions[0])
         pipelines.append((label, pipeline, reader))
@@ -122,10 +154,13 @@ def bench_runtimes(
     for clients in CLIENTS:
         log(f"bench: answers/s with {clients} clients, {ROUNDS} rounds through every runtime")
         totals = {label: [0, 0.0, 0] for label, _, _ in pipelines}  # answers, seconds, errors
+        pool = ThreadPoolExecutor(clients, thread_name_prefix="bench-client")
+        for _, pipeline, _ in pipelines:
+            warm_threads(pipeline, questions[0], pool, clients)
         for number in range(ROUNDS):
             turn = pipelines[number % len(pipelines) :] + pipelines[: number % len(pipelines)]
             for label, pipeline, _ in turn:
-                measured = answers_per_second(pipeline, questions, clients, max(per_round, clients))
+                measured = answers_per_second(pipeline, questions, pool, clients, max(per_round, clients))
                 totals[label][0] += measured["answers"]
                 totals[label][1] += measured["seconds"]
                 totals[label][2] += measured["errors"]
@@ -139,12 +174,14 @@ def bench_runtimes(
                     "errors": errors,
                 }
             )
+        pool.shutdown()
     for label, pipeline, reader in pipelines:
         rows.append(
             {
                 "label": label,
                 "reader": reader.describe() if hasattr(reader, "describe") else {},
                 "batch_windows": pipeline.settings.reader_batch_windows,
+                "embedder_runtime": pipeline.settings.embedder_runtime,
                 "read_ms": summarize_ms(stages[label]["read"]),
                 "read_per_passage_ms": summarize_ms(stages[label]["per_passage"]),
                 "ask_ms": summarize_ms(stages[label]["total"]),

@@ -63,7 +63,8 @@ def runtimes_table(section: dict[str, Any]) -> list[str]:
         errors = sum(t["errors"] for t in row["throughput"])
         q = row["quality"]
         lines.append(
-            f"| {row['label']} | {_reader(row['reader'])} | {_ms(row['read_ms'])} "
+            f"| {row['label']} | {_reader(row['reader'])}; embedder {row.get('embedder_runtime', 'auto')} "
+            f"| {_ms(row['read_ms'])} "
             f"| {row['read_per_passage_ms']['p50']:.1f} | {row['ask_ms']['p50']:.1f} | {throughput} "
             f"| {errors} | {q['em']:.2f} / {q['f1']:.2f} |"
         )

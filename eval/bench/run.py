@@ -158,9 +158,9 @@ def run_benchmark(config: BenchConfig, settings: Settings, log: Log = _stderr) -
         if config.runtimes:
             log("bench: reader runtimes side by side")
 
-            def seed_pipeline_with(reader: Any, **overrides: Any) -> QAPipeline:
+            def seed_pipeline_with(reader: Any, embedder: Any, **overrides: Any) -> QAPipeline:
                 return QAPipeline(
-                    seed_pipeline.settings.model_copy(update=overrides), embedder=base.embedder, reader=reader
+                    seed_pipeline.settings.model_copy(update=overrides), embedder=embedder, reader=reader
                 )
 
             report["runtimes"] = bench_runtimes(

@@ -20,7 +20,6 @@ int8, as fast as torch bf16, lost about a point of F1 on held-out sets (docs/ben
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from citeqa.indexing.errors import CiteqaError
+from citeqa.indexing.openvino_runtime import weights_sha256
 from citeqa.service.qa.batching import Inputs, Logits
 from citeqa.service.qa.reader import WindowReader, reader_options
 
@@ -45,14 +45,6 @@ OUTPUT_NAMES = ("start_logits", "end_logits")
 
 class ExportError(CiteqaError):
     """The reader cannot be exported or its export cannot be loaded."""
-
-
-def weights_sha256(model_path: Path) -> str:
-    digest = hashlib.sha256()
-    with (model_path / "model.safetensors").open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_manifest(model_path: Path) -> dict[str, Any] | None:

@@ -76,7 +76,11 @@ class QAPipeline:
         self.settings = settings or Settings()
         s = self.settings
         self.embedder = embedder or Embedder(
-            s.embedder_path, device=s.device, batch_size=s.embed_batch_size, dtype=s.model_dtype
+            s.embedder_path,
+            device=s.device,
+            batch_size=s.embed_batch_size,
+            dtype=s.model_dtype,
+            runtime=s.embedder_runtime,
         )
         self.reader: Reader = reader or make_reader(s)
         self.store: Store = make_store(

@@ -44,7 +44,7 @@ class WindowLogits:
     passage_index: int
     start_logits: np.ndarray
     end_logits: np.ndarray
-    offsets: Sequence[tuple[int, int]]
+    offsets: np.ndarray | Sequence[tuple[int, int]]  # (start, end) characters of each token
     context_mask: np.ndarray  # True for tokens of the passage (not question, special or padding)
 
 
@@ -56,25 +56,24 @@ def decode_window(window: WindowLogits, n_best: int = 20, max_answer_tokens: int
         return []
     starts = context[np.argsort(-window.start_logits[context], kind="stable")[:n_best]]
     ends = context[np.argsort(-window.end_logits[context], kind="stable")[:n_best]]
-    candidates = []
-    for s in starts:
-        for e in ends:
-            if e < s or e - s + 1 > max_answer_tokens:
-                continue
-            char_start, char_end = window.offsets[s][0], window.offsets[e][1]
-            if char_end <= char_start:
-                continue
-            candidates.append(
-                SpanCandidate(
-                    passage_index=window.passage_index,
-                    start=int(char_start),
-                    end=int(char_end),
-                    score=float(window.start_logits[s] + window.end_logits[e]),
-                    null_score=null_score,
-                )
-            )
-    candidates.sort(key=lambda c: -c.score)
-    return candidates[:n_best]
+    # Every (start, end) pair at once, starts major: the order the stable sort below breaks ties in.
+    offsets = np.asarray(window.offsets, dtype=np.int64).reshape(-1, 2)
+    char_starts, char_ends = offsets[starts, 0][:, None], offsets[ends, 1][None, :]
+    length = ends[None, :] - starts[:, None] + 1
+    valid = (length >= 1) & (length <= max_answer_tokens) & (char_ends > char_starts)
+    scores = window.start_logits[starts][:, None] + window.end_logits[ends][None, :]
+    rows, cols = np.nonzero(valid)
+    order = np.argsort(-scores[rows, cols], kind="stable")[:n_best]
+    return [
+        SpanCandidate(
+            passage_index=window.passage_index,
+            start=int(char_starts[r, 0]),
+            end=int(char_ends[0, c]),
+            score=float(window.start_logits[starts[r]] + window.end_logits[ends[c]]),
+            null_score=null_score,
+        )
+        for r, c in zip(rows[order], cols[order], strict=True)
+    ]
 
 
 class Reader(Protocol):
@@ -188,7 +187,7 @@ class WindowReader:
                 return_tensors="np",
             )
             sample_map = encoded.pop("overflow_to_sample_mapping").tolist()
-            offsets = encoded.pop("offset_mapping").tolist()
+            offsets = encoded.pop("offset_mapping")
             context_masks = [
                 np.array([sid == 1 for sid in encoded.sequence_ids(i)], dtype=bool)
                 for i in range(len(sample_map))
@@ -205,7 +204,7 @@ class WindowReader:
                 passage_index=passage_index,
                 start_logits=start_logits[i],
                 end_logits=end_logits[i],
-                offsets=[(int(o[0]), int(o[1])) for o in offsets[i]],
+                offsets=offsets[i],
                 context_mask=context_masks[i],
             )
             candidates.extend(decode_window(window, self.n_best, self.max_answer_tokens))
@@ -292,12 +291,20 @@ class TransformersReader(WindowReader):
 
 
 def make_reader(settings: Settings) -> Reader:
-    """The reader the settings ask for: `onnx` reads with ONNX Runtime (`citeqa export-reader` first),
-    `torch` and `auto` with torch. `auto` stays on torch because nothing measured beat it at equal
-    answers: ONNX Runtime fp32 read as fast as torch fp32 and 2.5x slower than torch bf16 on AMX, and
-    int8 lost about a point of F1 on held-out sets (docs/benchmarks.md#reader-runtimes)."""
-    if settings.reader_runtime == "onnx":
+    """The reader the settings ask for. `auto`: OpenVINO on CPUs with bf16 units (it read a question 1.5x
+    faster than torch bf16 there, at the same answers), torch elsewhere (OpenVINO fp32 was no faster than
+    torch fp32); `onnx` reads with ONNX Runtime (`citeqa export-reader` first), whose int8 export lost
+    about a point of F1 on held-out sets (docs/benchmarks.md#reader-runtimes)."""
+    from citeqa.indexing.openvino_runtime import openvino_preferred
+    from citeqa.service.qa.openvino_reader import OpenVinoReader
+
+    runtime = settings.reader_runtime
+    if runtime == "onnx":
         from citeqa.service.qa.onnx_reader import OnnxReader
 
         return OnnxReader.from_settings(settings)
+    if runtime == "openvino" or (
+        runtime == "auto" and openvino_preferred(settings.device, settings.model_dtype)
+    ):
+        return OpenVinoReader.from_settings(settings)
     return TransformersReader.from_settings(settings)

@@ -1,5 +1,5 @@
-"""The reader's runtimes: which one `auto` loads, the ONNX export, equal spans, threads kept from FAISS,
-and batching across concurrent questions with the real models."""
+"""The reader's runtimes: which one `auto` loads, the ONNX export and the OpenVINO conversion, equal spans,
+threads kept from FAISS, and batching across concurrent questions with the real models."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from pathlib import Path
 import faiss
 import pytest
 import torch
+from citeqa.indexing import embedding
 from citeqa.indexing.store.faiss_index import faiss_thread_scope, set_faiss_threads
-from citeqa.service.qa import onnx_reader
+from citeqa.service.qa import onnx_reader, openvino_reader
 from citeqa.service.qa.onnx_reader import OnnxReader, export_reader, weights_sha256
+from citeqa.service.qa.openvino_reader import OpenVinoReader
 from citeqa.service.qa.reader import Reader, SpanCandidate, TransformersReader, make_reader
 from citeqa.service.settings import Settings
 
@@ -41,12 +43,20 @@ def fake_reader_folder(root: Path, exported: bool, weights: bytes = b"weights") 
     return folder
 
 
-def test_runtime_setting_picks_the_reader(tmp_path: Path) -> None:
+def test_runtime_setting_picks_the_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     exported = fake_reader_folder(tmp_path, exported=True)
     assert isinstance(make_reader(Settings(reader_path=exported, reader_runtime="onnx")), OnnxReader)
-    # auto stays on torch even with an export beside the model: nothing measured beat it at equal answers.
-    assert isinstance(make_reader(Settings(reader_path=exported, device="cpu")), TransformersReader)
     assert isinstance(make_reader(Settings(reader_path=exported, reader_runtime="torch")), TransformersReader)
+    assert isinstance(make_reader(Settings(reader_path=exported, reader_runtime="openvino")), OpenVinoReader)
+    # auto: OpenVINO where the CPU has bf16 units, torch elsewhere and whenever fp32 is asked for.
+    for fast_bf16, dtype, expected in [
+        (True, "auto", OpenVinoReader),
+        (False, "auto", TransformersReader),
+        (True, "float32", TransformersReader),
+    ]:
+        monkeypatch.setattr(embedding, "cpu_has_fast_bf16", lambda fast=fast_bf16: fast)
+        settings = Settings(reader_path=exported, device="cpu", model_dtype=dtype)  # type: ignore[arg-type]
+        assert type(make_reader(settings)) is expected
 
 
 def test_an_export_of_other_weights_is_refused(tmp_path: Path) -> None:
@@ -100,6 +110,32 @@ def test_onnx_reader_finds_the_span_torch_finds(
     assert manifest["fused_operators"]["Attention"] == 6
 
 
+@pytest.mark.integration
+def test_openvino_reader_finds_the_span_torch_finds(
+    linked_reader_dir: Path, reader: Reader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = OpenVinoReader(linked_reader_dir, dtype="float32")
+    model.warm_up()
+    text, margin = best_text(model)
+    torch_text, torch_margin = best_text(reader)
+    assert text == torch_text == "Ningbo"
+    assert margin == pytest.approx(torch_margin, abs=0.5)
+    kept = linked_reader_dir / "openvino" / weights_sha256(linked_reader_dir)[:16]
+    assert sorted(p.name for p in kept.iterdir()) == ["model.bin", "model.xml"]
+
+    # The next start reads the kept conversion; a conversion of other weights is done again.
+    def convert(_: Path) -> None:
+        raise AssertionError("converted again")
+
+    monkeypatch.setattr(openvino_reader, "_reader_module", convert)
+    again = OpenVinoReader(linked_reader_dir, dtype="float32")
+    again.warm_up()
+    assert best_text(again)[0] == "Ningbo"
+    kept.rename(kept.with_name("converted-from-other-weights"))
+    with pytest.raises(AssertionError, match="converted again"):
+        OpenVinoReader(linked_reader_dir).warm_up()
+
+
 def _key(candidates: list[SpanCandidate]) -> list[tuple[int, int, int]]:
     return [(c.passage_index, c.start, c.end) for c in candidates[:3]]
 
@@ -115,10 +151,11 @@ def _cases(seed_text: str) -> list[tuple[str, list[str]]]:
 
 @pytest.mark.integration
 @pytest.mark.parametrize(
-    ("runtime", "batch_windows"), [("torch", 16), ("onnx-fp32", 16), ("onnx-int8", 0), ("onnx-fp32", 0)]
+    ("runtime", "batch_windows"),
+    [("torch", 16), ("onnx-fp32", 16), ("onnx-int8", 0), ("onnx-fp32", 0), ("openvino", 0), ("openvino", 16)],
 )
 def test_reads_from_many_threads_match_lone_reads(
-    exported_reader_dir: Path, seed_text: str, runtime: str, batch_windows: int
+    exported_reader_dir: Path, linked_reader_dir: Path, seed_text: str, runtime: str, batch_windows: int
 ) -> None:
     """Many threads at once get the spans one thread gets alone: with batching, questions merged into one
     forward pass (padding is masked); without, one ONNX Runtime session run from every thread. Batched
@@ -129,6 +166,9 @@ def test_reads_from_many_threads_match_lone_reads(
     if runtime == "torch":
         alone = TransformersReader(READER, device="cpu", dtype="float32")
         many = TransformersReader(READER, device="cpu", dtype="float32", **options)  # type: ignore[arg-type]
+    elif runtime == "openvino":  # one compiled model, an infer request per thread
+        alone = OpenVinoReader(linked_reader_dir, dtype="float32")
+        many = OpenVinoReader(linked_reader_dir, dtype="float32", **options)  # type: ignore[arg-type]
     else:
         variant = runtime.split("-")[1]
         alone, many = onnx(exported_reader_dir, variant), onnx(exported_reader_dir, variant, **options)

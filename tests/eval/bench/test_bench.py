@@ -210,9 +210,9 @@ def test_reader_runtimes_side_by_side(make_pipeline: Any, exported_reader_dir: P
     seed = make_pipeline()
     settings = Settings(device="cpu", reader_path=exported_reader_dir)
 
-    def seed_pipeline_with(reader: Any, **overrides: Any) -> QAPipeline:
+    def seed_pipeline_with(reader: Any, embedder: Any, **overrides: Any) -> QAPipeline:
         update = {"reader_path": exported_reader_dir, **overrides}
-        return QAPipeline(seed.settings.model_copy(update=update), embedder=seed.embedder, reader=reader)
+        return QAPipeline(seed.settings.model_copy(update=update), embedder=embedder, reader=reader)
 
     items = load_questions()[:3]
     section = bench_runtimes(seed_pipeline_with, settings, items, asks_per_level=6, log=lambda _: None)
@@ -220,13 +220,15 @@ def test_reader_runtimes_side_by_side(make_pipeline: Any, exported_reader_dir: P
     assert list(rows) == [
         "torch",
         "torch, batched",
+        "openvino",
+        "openvino, batched",
         "onnx int8",
         "onnx int8, batched",
-        "onnx fp32",
-        "onnx fp32, batched",
     ]
-    assert rows["onnx fp32, batched"]["batch_windows"] == 32 and rows["torch"]["batch_windows"] == 0
+    assert rows["openvino, batched"]["batch_windows"] == 32 and rows["torch"]["batch_windows"] == 0
     assert rows["onnx int8, batched"]["reader"]["runtime"] == "onnxruntime"
+    assert rows["openvino"]["reader"]["runtime"] == "openvino"
+    assert rows["torch"]["embedder_runtime"] == "torch" and rows["openvino"]["embedder_runtime"] == "openvino"
     assert rows["torch, batched"]["reader"]["runtime"] == "torch"
     for row in rows.values():
         assert [t["clients"] for t in row["throughput"]] == list(CLIENTS)
