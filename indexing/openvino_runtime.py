@@ -103,15 +103,20 @@ class CompiledForCpu:
     def __init__(self, model: Any, precision: str, threads: int) -> None:
         import openvino as ov
 
-        config = {
+        config: dict[str, Any] = {
             "INFERENCE_PRECISION_HINT": precision,
             # One stream: concurrent requests take turns on all the threads rather than split the cores.
             "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_NUM_THREADS": threads,
         }
+        if threads > 0:  # else OpenVINO's default: one per core this process may use
+            config["INFERENCE_NUM_THREADS"] = threads
         self._compiled = ov.Core().compile_model(model, "CPU", config)
         self._names = {port.get_any_name() for port in self._compiled.inputs}
         self._requests = threading.local()
+
+    @property
+    def threads(self) -> int:
+        return int(self._compiled.get_property("INFERENCE_NUM_THREADS"))
 
     def __call__(self, inputs: Mapping[str, np.ndarray], outputs: int = 1) -> list[np.ndarray]:
         """The first `outputs` outputs, float32, for the inputs the model takes (others are ignored)."""

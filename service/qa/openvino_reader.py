@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 from citeqa.indexing.embedding import cpu_has_fast_bf16
 from citeqa.indexing.openvino_runtime import CompiledForCpu, convert_module, load_or_convert
 from citeqa.service.qa.batching import Inputs, Logits
-from citeqa.service.qa.onnx_reader import default_threads
 from citeqa.service.qa.reader import WindowReader, reader_options
 
 if TYPE_CHECKING:
@@ -37,7 +36,7 @@ class OpenVinoReader(WindowReader):
         """`dtype`: auto (bf16 on CPUs with bf16 units, else fp32), bfloat16 or float32."""
         super().__init__(model_path, **options)
         self.dtype = dtype
-        self.threads = threads or default_threads()
+        self.threads = threads  # 0: one per core
         self._model: CompiledForCpu | None = None
 
     @classmethod
@@ -65,5 +64,5 @@ class OpenVinoReader(WindowReader):
             **super().describe(),
             "dtype": "bfloat16" if self.precision == "bf16" else "float32",
             "device": "cpu",
-            "threads": self.threads,
+            "threads": self._model.threads if self._model is not None else self.threads,
         }
