@@ -112,7 +112,7 @@ class Embedder:
             from citeqa.indexing.openvino_runtime import CompiledForCpu, convert_module, load_or_convert
 
             converted = load_or_convert(path, lambda: convert_module(model[0].auto_model))
-            self._openvino = CompiledForCpu(converted, "bf16" if dtype == "bfloat16" else "f32", threads=0)
+            self._openvino = CompiledForCpu(converted, dtype, threads=0)
         elif dtype != "float32":
             import torch
 

@@ -100,11 +100,12 @@ class CompiledForCpu:
     """A model compiled for the CPU, callable from any thread: one compiled model, an infer request per
     thread (a request is not thread-safe, and it reuses its output buffers, so outputs are copied)."""
 
-    def __init__(self, model: Any, precision: str, threads: int) -> None:
+    def __init__(self, model: Any, dtype: str, threads: int) -> None:
+        """`dtype`: a resolved dtype (`resolve_dtype`): bfloat16 runs in bf16, anything else in fp32."""
         import openvino as ov
 
         config: dict[str, Any] = {
-            "INFERENCE_PRECISION_HINT": precision,
+            "INFERENCE_PRECISION_HINT": "bf16" if dtype == "bfloat16" else "f32",
             # One stream: concurrent requests take turns on all the threads rather than split the cores.
             "PERFORMANCE_HINT": "LATENCY",
         }

@@ -125,9 +125,9 @@ def bench_runtimes(
         variant_settings = settings.model_copy(update=overrides)
         reader = make_reader(variant_settings)
         reader.warm_up()
-        embedder = embedders.get(variant_settings.embedder_runtime) or embedders.setdefault(
-            variant_settings.embedder_runtime, embedder_for(variant_settings)
-        )
+        if variant_settings.embedder_runtime not in embedders:
+            embedders[variant_settings.embedder_runtime] = embedder_for(variant_settings)
+        embedder = embedders[variant_settings.embedder_runtime]
         pipeline = make_pipeline(reader=reader, embedder=embedder, **overrides)
         pipeline.answer_cache = AnswerCache(0)
         pipeline.ask(questions[0])

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from citeqa.indexing.embedding import cpu_has_fast_bf16
+from citeqa.indexing.embedding import resolve_dtype
 from citeqa.indexing.openvino_runtime import CompiledForCpu, convert_module, load_or_convert
 from citeqa.service.qa.batching import Inputs, Logits
 from citeqa.service.qa.reader import WindowReader, reader_options
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from citeqa.service.settings import Settings
 
 
-def _reader_module(model_path: Path) -> Any:
+def _convert_reader(model_path: Path) -> Any:
     import torch
     from transformers import AutoModelForQuestionAnswering
 
@@ -45,13 +45,13 @@ class OpenVinoReader(WindowReader):
         return cls(s.reader_path, dtype=s.model_dtype, threads=s.reader_threads, **reader_options(s))
 
     @property
-    def precision(self) -> str:
-        bf16 = self.dtype == "bfloat16" or (self.dtype == "auto" and cpu_has_fast_bf16())
-        return "bf16" if bf16 else "f32"
+    def resolved_dtype(self) -> str:
+        """bfloat16 (on CPUs with bf16 units for `auto`) or float32: what the CPU plugin computes in."""
+        return "bfloat16" if resolve_dtype("cpu", self.dtype) == "bfloat16" else "float32"
 
     def _load_model(self) -> None:
-        model = load_or_convert(self.model_path, lambda: _reader_module(self.model_path))
-        self._model = CompiledForCpu(model, self.precision, self.threads)
+        model = load_or_convert(self.model_path, lambda: _convert_reader(self.model_path))
+        self._model = CompiledForCpu(model, self.resolved_dtype, self.threads)
 
     def _forward(self, inputs: Inputs) -> Logits:
         assert self._model is not None
@@ -62,7 +62,7 @@ class OpenVinoReader(WindowReader):
         self.warm_up()
         return {
             **super().describe(),
-            "dtype": "bfloat16" if self.precision == "bf16" else "float32",
+            "dtype": self.resolved_dtype,
             "device": "cpu",
             "threads": self._model.threads if self._model is not None else self.threads,
         }

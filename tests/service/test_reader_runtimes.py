@@ -127,7 +127,7 @@ def test_openvino_reader_finds_the_span_torch_finds(
     def convert(_: Path) -> None:
         raise AssertionError("converted again")
 
-    monkeypatch.setattr(openvino_reader, "_reader_module", convert)
+    monkeypatch.setattr(openvino_reader, "_convert_reader", convert)
     again = OpenVinoReader(linked_reader_dir, dtype="float32")
     again.warm_up()
     assert best_text(again)[0] == "Ningbo"
