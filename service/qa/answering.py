@@ -29,6 +29,9 @@ from citeqa.service.qa.types import Answer, Citation, Passage, TextSpan
 NO_ANSWER_MESSAGE = "I found no answer in the documents."
 NOT_SURE_MESSAGE = "Low confidence — check the source."
 _EDGE_JUNK = string.whitespace + ",;:"
+# A clause or list number before capitalised text ("3.2 Tuesday", "9. REPORTING", "(c) You"): when it opens a
+# line, a label of the document's structure. A bare number ("25 December") is not one: it may be the answer.
+_CLAUSE_LABEL = re.compile(r"(?:\d+(?:\.\d+)+\.?|\d+\.|\(?[a-z]{1,4}\)|\(\d{1,3}\))(?=[ \t]+[A-Z])")
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,22 @@ def context_window(text: str, start: int, end: int, chars: int) -> TextSpan:
     while hi < len(text) and not text[hi].isspace() and hi < end + chars + 20:
         hi += 1
     return TextSpan(text=text[lo:hi], start=lo, end=hi)
+
+
+def trim_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """The span without edge punctuation and without a clause or list number opening its line ("3.2 ",
+    "c) "): the reader takes those for answers to "which number"/"what day" questions. A span that is
+    only such a label comes back empty."""
+    while start < end and text[start] in _EDGE_JUNK:
+        start += 1
+    while end > start and text[end - 1] in _EDGE_JUNK:
+        end -= 1
+    label = _CLAUSE_LABEL.match(text, start)
+    if label and not text[text.rfind("\n", 0, start) + 1 : start].strip():
+        start = label.end()
+        while start < end and text[start].isspace():
+            start += 1
+    return start, end
 
 
 class AnswerAggregator:
@@ -139,22 +158,24 @@ class AnswerAggregator:
                 break
             passage = passages[candidate.passage_index]
             chunk = passage.chunk
-            start, end = self._trim(chunk.text, candidate.start, candidate.end)
-            if end <= start or "\n" in chunk.text[start:end]:
-                # Across a line break a span runs from one table row, list item or paragraph into the
-                # next ("£210\n£65\n\nManchester"): never one answer.
-                continue
-            doc_start, doc_end = chunk.start + start, chunk.start + end
-            # Overlapping chunks yield the same span twice: keep one answer per document span.
-            if any(d == chunk.doc_id and s < doc_end and doc_start < e for d, s, e in kept):
-                continue
-            key = normalize_answer(chunk.text[start:end])
-            if key in seen_texts:
-                continue
             if chunk.doc_id not in documents:
                 documents[chunk.doc_id] = get_document(chunk.doc_id)
             document = documents[chunk.doc_id]
             if document is None:
+                continue
+            # Trimmed in the document, where the span's line can be seen whole.
+            doc_start, doc_end = trim_span(
+                document.text, chunk.start + candidate.start, chunk.start + candidate.end
+            )
+            if doc_end <= doc_start or "\n" in document.text[doc_start:doc_end]:
+                # Across a line break a span runs from one table row, list item or paragraph into the
+                # next ("£210\n£65\n\nManchester"): never one answer.
+                continue
+            # Overlapping chunks yield the same span twice: keep one answer per document span.
+            if any(d == chunk.doc_id and s < doc_end and doc_start < e for d, s, e in kept):
+                continue
+            key = normalize_answer(document.text[doc_start:doc_end])
+            if key in seen_texts:
                 continue
             kept.append((chunk.doc_id, doc_start, doc_end))
             seen_texts.add(key)
@@ -172,14 +193,6 @@ class AnswerAggregator:
             dataclasses.replace(a, score=round(float(p), 6))
             for a, p in zip(answers, probabilities, strict=True)
         ]
-
-    @staticmethod
-    def _trim(text: str, start: int, end: int) -> tuple[int, int]:
-        while start < end and text[start] in _EDGE_JUNK:
-            start += 1
-        while end > start and text[end - 1] in _EDGE_JUNK:
-            end -= 1
-        return start, end
 
     def _answer(
         self, candidate: SpanCandidate, passage: Passage, document: Document, start: int, end: int
@@ -235,8 +248,9 @@ class _Evidence:
         self.text_probs: dict[str, float] = {}
         self.supporters: dict[str, set[int]] = {}
         for candidate, prob in zip(candidates, self.span_probs, strict=True):
-            text = passages[candidate.passage_index].chunk.text[candidate.start : candidate.end]
-            key = normalize_answer(text)
+            chunk_text = passages[candidate.passage_index].chunk.text
+            start, end = trim_span(chunk_text, candidate.start, candidate.end)
+            key = normalize_answer(chunk_text[start:end])
             self.text_probs[key] = self.text_probs.get(key, 0.0) + float(prob)
             self.supporters.setdefault(key, set()).add(candidate.passage_index)
         self._position = {id(c): i for i, c in enumerate(candidates)}

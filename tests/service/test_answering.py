@@ -7,6 +7,7 @@ from citeqa.service.qa.answering import (
     AnswerAggregator,
     AnsweringConfig,
     normalize_answer,
+    trim_span,
 )
 from citeqa.service.qa.confidence import FEATURES, Calibrator
 from citeqa.service.qa.query import Query
@@ -95,6 +96,40 @@ def test_edge_punctuation_is_trimmed_from_answers() -> None:
         "How much?", [candidate], [passage], {"d.txt": DOC}.get
     )
     assert answers[0].text == "5 euros"
+
+
+def test_a_clause_number_opening_the_line_is_not_part_of_an_answer() -> None:
+    text = "9. REPORTING\n9.2 Call 0800 123 456 to report.\n(c) Tuesday and Thursday\nHeld at 48.5 Celsius."
+
+    def trimmed(span: str) -> str:
+        start = text.index(span)
+        lo, hi = trim_span(text, start, start + len(span))
+        return text[lo:hi]
+
+    assert trimmed("9.2 Call 0800 123 456") == "Call 0800 123 456"
+    assert trimmed("(c) Tuesday") == "Tuesday"
+    assert trimmed("9. REPORTING") == "REPORTING"
+    assert trimmed("9.2") == ""  # a label alone is no answer
+    # Not at a line's start, or before no capitalised text, a number stays: it may be the answer.
+    assert trimmed("48.5 Celsius") == "48.5 Celsius"
+    assert trimmed("0800 123 456") == "0800 123 456"
+    assert trim_span("25 December Christmas", 0, 11) == (0, 11)
+
+
+def test_a_span_that_is_only_a_clause_number_gives_no_answer() -> None:
+    text = "Intro.\n9.2 Call the helpline.\nThe helpline is 0800 123 456."
+    doc = Document(id="d.txt", text=text, title="Help", content_hash="h")
+    chunk = Chunk(id="d.txt#0", doc_id="d.txt", seq=0, start=0, end=len(text), text=text)
+    passage = Passage(chunk=chunk, title="Help", rank=1, score=1.0, dense_score=0.5, bm25_score=1.0)
+    label, number = text.index("9.2"), text.index("0800")
+    candidates = [
+        SpanCandidate(0, label, label + 3, 9.0, 0.0),
+        SpanCandidate(0, number, number + 12, 8.0, 0.0),
+    ]
+    ranked = AnswerAggregator(AnsweringConfig()).rank(
+        "What number do I call?", candidates, [passage], {"d.txt": doc}.get
+    )
+    assert [a.text for a in ranked] == ["0800 123 456"]
 
 
 def test_normalize_answer_follows_squad() -> None:
