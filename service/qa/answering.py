@@ -148,25 +148,31 @@ class AnswerAggregator:
     ) -> list[Answer]:
         """Every distinct answer (one per document span and normalised text), the best margin first."""
         by_margin = sorted(candidates, key=lambda c: -c.margin)
-        evidence = _Evidence(question, by_margin, passages)
+        documents = {d: get_document(d) for d in dict.fromkeys(p.chunk.doc_id for p in passages)}
+        # Each span trimmed once, in its document, where its whole line can be seen; its text's key serves
+        # both the agreement features and the one-answer-per-text rule below.
+        spans: list[tuple[int, int, str] | None] = []
+        for candidate in by_margin:
+            chunk = passages[candidate.passage_index].chunk
+            document = documents[chunk.doc_id]
+            if document is None:
+                spans.append(None)
+                continue
+            start, end = trim_span(document.text, chunk.start + candidate.start, chunk.start + candidate.end)
+            spans.append((start, end, normalize_answer(document.text[start:end])))
+        evidence = _Evidence(question, by_margin, passages, [span[2] if span else None for span in spans])
         kept: list[tuple[str, int, int]] = []
         seen_texts: set[str] = set()
         answers: list[Answer] = []
-        documents: dict[str, Document | None] = {}
-        for candidate in by_margin:
+        for candidate, span in zip(by_margin, spans, strict=True):
             if len(answers) >= self.config.max_candidates:
                 break
             passage = passages[candidate.passage_index]
             chunk = passage.chunk
-            if chunk.doc_id not in documents:
-                documents[chunk.doc_id] = get_document(chunk.doc_id)
             document = documents[chunk.doc_id]
-            if document is None:
+            if document is None or span is None:
                 continue
-            # Trimmed in the document, where the span's line can be seen whole.
-            doc_start, doc_end = trim_span(
-                document.text, chunk.start + candidate.start, chunk.start + candidate.end
-            )
+            doc_start, doc_end, key = span
             if doc_end <= doc_start or "\n" in document.text[doc_start:doc_end]:
                 # Across a line break a span runs from one table row, list item or paragraph into the
                 # next ("£210\n£65\n\nManchester"): never one answer.
@@ -174,7 +180,6 @@ class AnswerAggregator:
             # Overlapping chunks yield the same span twice: keep one answer per document span.
             if any(d == chunk.doc_id and s < doc_end and doc_start < e for d, s, e in kept):
                 continue
-            key = normalize_answer(document.text[doc_start:doc_end])
             if key in seen_texts:
                 continue
             kept.append((chunk.doc_id, doc_start, doc_end))
@@ -224,7 +229,14 @@ class AnswerAggregator:
 class _Evidence:
     """What one question's candidates say together: the softmax over every passage read, agreement."""
 
-    def __init__(self, question: str, candidates: Sequence[SpanCandidate], passages: Sequence[Passage]):
+    def __init__(
+        self,
+        question: str,
+        candidates: Sequence[SpanCandidate],
+        passages: Sequence[Passage],
+        keys: Sequence[str | None],
+    ):
+        """`keys`: each candidate's normalised text (None: its document is gone), in the same order."""
         self.question = question
         self.question_words = content_words(question)
         self.passages = passages
@@ -247,10 +259,9 @@ class _Evidence:
             self.span_probs, self.null_prob = np.zeros(0), 1.0
         self.text_probs: dict[str, float] = {}
         self.supporters: dict[str, set[int]] = {}
-        for candidate, prob in zip(candidates, self.span_probs, strict=True):
-            chunk_text = passages[candidate.passage_index].chunk.text
-            start, end = trim_span(chunk_text, candidate.start, candidate.end)
-            key = normalize_answer(chunk_text[start:end])
+        for candidate, prob, key in zip(candidates, self.span_probs, keys, strict=True):
+            if key is None:
+                continue
             self.text_probs[key] = self.text_probs.get(key, 0.0) + float(prob)
             self.supporters.setdefault(key, set()).add(candidate.passage_index)
         self._position = {id(c): i for i, c in enumerate(candidates)}
