@@ -32,6 +32,13 @@ _EDGE_JUNK = string.whitespace + ",;:"
 # A clause or list number before capitalised text ("3.2 Tuesday", "9. REPORTING", "(c) You"): when it opens a
 # line, a label of the document's structure. A bare number ("25 December") is not one: it may be the answer.
 _CLAUSE_LABEL = re.compile(r"(?:\d+(?:\.\d+)+\.?|\d+\.|\(?[a-z]{1,4}\)|\(\d{1,3}\))(?=[ \t]+[A-Z])")
+# A table row as the loaders write it, one line of "Header: value, Header: value" (`table_row`): a line that
+# opens with a header, has no sentence break, and where a capitalised header opens the next cell. An answer
+# is one cell's value, never "£180, Meal allowance: £55". (Prose such as "(Portuguese: Floresta Amazônica;
+# Spanish: Selva Amazónica, Amazonía ...)" or "we provide, including: the IP address" is not a row.)
+_ROW_START = re.compile(r"[^:,.\n]{1,80}: ")
+_SENTENCE_BREAK = re.compile(r"[.!?;] +[A-Z(]")
+_NEXT_CELL = re.compile(r", (?=[A-Z0-9][^:,\n]{0,79}: )")
 
 
 @dataclass(frozen=True)
@@ -65,15 +72,22 @@ def context_window(text: str, start: int, end: int, chars: int) -> TextSpan:
 
 
 def trim_span(text: str, start: int, end: int) -> tuple[int, int]:
-    """The span without edge punctuation and without a clause or list number opening its line ("3.2 ",
-    "c) "): the reader takes those for answers to "which number"/"what day" questions. A span that is
-    only such a label comes back empty."""
+    """The span without edge punctuation, without a clause or list number opening its line ("3.2 ",
+    "c) "): the reader takes those for answers to "which number"/"what day" questions, and within one cell
+    of a table row. A span that is only such a label comes back empty."""
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    line_end = len(text) if line_end < 0 else line_end
+    if _ROW_START.match(text, line_start) and not _SENTENCE_BREAK.search(text, line_start, line_end):
+        next_cell = _NEXT_CELL.search(text, start, line_end)
+        if next_cell and next_cell.start() < end:
+            end = next_cell.start()
     while start < end and text[start] in _EDGE_JUNK:
         start += 1
     while end > start and text[end - 1] in _EDGE_JUNK:
         end -= 1
     label = _CLAUSE_LABEL.match(text, start)
-    if label and not text[text.rfind("\n", 0, start) + 1 : start].strip():
+    if label and not text[line_start:start].strip():
         start = label.end()
         while start < end and text[start].isspace():
             start += 1

@@ -116,6 +116,29 @@ def test_a_clause_number_opening_the_line_is_not_part_of_an_answer() -> None:
     assert trim_span("25 December Christmas", 0, 11) == (0, 11)
 
 
+def test_an_answer_in_a_table_row_stays_within_its_cell() -> None:
+    text = (
+        "Limits per city.\nCity: London, Hotel limit: £180, Meal allowance: £55\n"
+        "Meals, drinks and taxis: £40 a day, or £60 for two days.\n"
+        "Names (Spanish: Selva Amazónica, Amazonía or Amazonia; French: Forêt). More.\n"
+        "Data: what we collect, including: the IP address, Flash cookies"
+    )
+
+    def trimmed(span: str) -> str:
+        start = text.index(span)
+        lo, hi = trim_span(text, start, start + len(span))
+        return text[lo:hi]
+
+    assert trimmed("£180, Meal allowance: £55") == "£180"
+    assert trimmed("London, Hotel limit") == "London"
+    assert trimmed("£55") == "£55"
+    # Prose, even with a colon in it, is no table row: a list runs on across its commas.
+    assert trimmed("£40 a day, or £60") == "£40 a day, or £60"
+    assert trimmed("Limits per city") == "Limits per city"
+    assert trimmed("Selva Amazónica, Amazonía or Amazonia") == "Selva Amazónica, Amazonía or Amazonia"
+    assert trimmed("what we collect, including") == "what we collect, including"
+
+
 def test_a_span_that_is_only_a_clause_number_gives_no_answer() -> None:
     text = "Intro.\n9.2 Call the helpline.\nThe helpline is 0800 123 456."
     doc = Document(id="d.txt", text=text, title="Help", content_hash="h")
