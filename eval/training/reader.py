@@ -350,7 +350,7 @@ def write_model_card(
         f"# {out.name}",
         "",
         f"An extractive reader continued from `{base.name}` with `citeqa train-reader`",
-        "(eval/train_reader.py). Same architecture, tokenizer and decoding as the base reader (see its",
+        "(eval/training/reader.py). Same architecture, tokenizer and decoding as the base reader (see its",
         "MODEL_CARD.md); fp16 safetensors.",
         "",
         "## Data",
