@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from citeqa.eval.datasets import EvalItem, EvalSet
 from citeqa.eval.metrics import (
     abstention_scores,
+    bootstrap_interval,
     exact_match,
     f1_score,
     is_right,
@@ -472,6 +473,16 @@ class Evaluator:
         summary["qps"] = round(len(results) / ask_wall_s, 3) if ask_wall_s > 0 else None
         summary["errors"] = sum(1 for r in results if r.error is not None)
         summary.update(outcome_counts(results))
+        # 95% intervals of the scores a reader of this report compares runs by (over the questions).
+        summary["intervals"] = {
+            key: bootstrap_interval(values)
+            for key, values in (
+                ("f1", [r.f1 for r in results]),
+                ("has_ans_f1", [r.f1 for r in answerable]),
+                ("no_ans_accuracy", [float(r.abstained) for r in unanswerable]),
+                ("answerable_right", [float(r.right) for r in answerable]),
+            )
+        }
         summary["answer_threshold"] = self.aggregator.threshold if self.aggregator else None
         summary["answer_floor"] = self.aggregator.floor if self.aggregator else None
         summary["best_answer_threshold"] = confidence["best_threshold"] if confidence else None

@@ -61,9 +61,14 @@ def _fmt(value: Any, percent: bool) -> str:
 def terminal_table(report: EvalReport) -> str:
     width = max(len(label) for _, label, _ in TABLE_ROWS)
     lines = [f"{report.dataset} ({report.backend})", "-" * (width + 14)]
+    intervals = report.summary.get("intervals") or {}
     for key, label, percent in TABLE_ROWS:
         if key in report.summary:
-            lines.append(f"{label:<{width}}  {_fmt(report.summary[key], percent):>10}")
+            line = f"{label:<{width}}  {_fmt(report.summary[key], percent):>10}"
+            if intervals.get(key):
+                low, high = intervals[key]
+                line += f"  (95% interval {100 * low:.1f}-{100 * high:.1f})"
+            lines.append(line)
     lines.append("-" * (width + 14))
     stages = ", ".join(
         f"{stage} p50/p95/p99 {_fmt(s['p50'], False)}/{_fmt(s['p95'], False)}/{_fmt(s['p99'], False)} ms"

@@ -8,6 +8,7 @@ import pytest
 from citeqa.eval.gate import baseline_from, compare
 from citeqa.eval.metrics import (
     abstention_scores,
+    bootstrap_interval,
     exact_match,
     f1_score,
     is_right,
@@ -138,3 +139,15 @@ def test_gate_holds_answerable_f1_and_unanswerable_accuracy_each_on_its_own() ->
     assert [r.metric for r in compare(answers_all, baseline, "seed_qa.jsonl", 0.02)] == ["no_ans_accuracy"]
     withholds = before | {"has_ans_f1": 0.6, "no_ans_accuracy": 1.0}
     assert [r.metric for r in compare(withholds, baseline, "seed_qa.jsonl", 0.02)] == ["has_ans_f1"]
+
+
+def test_bootstrap_interval_holds_the_mean_and_narrows_with_more_questions() -> None:
+    few = [1.0, 0.0] * 10
+    many = [1.0, 0.0] * 500
+    low, high = bootstrap_interval(few)
+    assert low < 0.5 < high and 0.25 < high - low < 0.6  # 20 questions: about +-0.22
+    low_many, high_many = bootstrap_interval(many)
+    assert low_many < 0.5 < high_many and high_many - low_many < 0.08
+    assert bootstrap_interval(few) == bootstrap_interval(few)  # seeded: a report is reproducible
+    assert bootstrap_interval([1.0] * 7) == (1.0, 1.0)
+    assert bootstrap_interval([]) is None

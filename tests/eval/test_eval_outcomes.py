@@ -78,3 +78,7 @@ def test_the_report_shows_the_outcome_table() -> None:
     assert "wrong (not sure)" in markdown  # the misses say which kind of answer was wrong
     table = terminal_table(report)
     assert "not-sure answers" in table and "confident answers right" in table
+    report.summary["answerable_right"] = 0.75
+    report.summary["intervals"] = {"answerable_right": (0.5, 0.875), "f1": None}
+    row = next(line for line in terminal_table(report).splitlines() if line.startswith("answerable: right"))
+    assert row.endswith("75.0%  (95% interval 50.0-87.5)")
