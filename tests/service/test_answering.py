@@ -98,21 +98,23 @@ def test_edge_punctuation_is_trimmed_from_answers() -> None:
     assert answers[0].text == "5 euros"
 
 
+def _trimmed(text: str, span: str) -> str:
+    """`span` (its first occurrence in `text`) as trim_span leaves it."""
+    start = text.index(span)
+    lo, hi = trim_span(text, start, start + len(span))
+    return text[lo:hi]
+
+
 def test_a_clause_number_opening_the_line_is_not_part_of_an_answer() -> None:
     text = "9. REPORTING\n9.2 Call 0800 123 456 to report.\n(c) Tuesday and Thursday\nHeld at 48.5 Celsius."
 
-    def trimmed(span: str) -> str:
-        start = text.index(span)
-        lo, hi = trim_span(text, start, start + len(span))
-        return text[lo:hi]
-
-    assert trimmed("9.2 Call 0800 123 456") == "Call 0800 123 456"
-    assert trimmed("(c) Tuesday") == "Tuesday"
-    assert trimmed("9. REPORTING") == "REPORTING"
-    assert trimmed("9.2") == ""  # a label alone is no answer
+    assert _trimmed(text, "9.2 Call 0800 123 456") == "Call 0800 123 456"
+    assert _trimmed(text, "(c) Tuesday") == "Tuesday"
+    assert _trimmed(text, "9. REPORTING") == "REPORTING"
+    assert _trimmed(text, "9.2") == ""  # a label alone is no answer
     # Not at a line's start, or before no capitalised text, a number stays: it may be the answer.
-    assert trimmed("48.5 Celsius") == "48.5 Celsius"
-    assert trimmed("0800 123 456") == "0800 123 456"
+    assert _trimmed(text, "48.5 Celsius") == "48.5 Celsius"
+    assert _trimmed(text, "0800 123 456") == "0800 123 456"
     assert trim_span("25 December Christmas", 0, 11) == (0, 11)
 
 
@@ -124,19 +126,14 @@ def test_an_answer_in_a_table_row_stays_within_its_cell() -> None:
         "Data: what we collect, including: the IP address, Flash cookies"
     )
 
-    def trimmed(span: str) -> str:
-        start = text.index(span)
-        lo, hi = trim_span(text, start, start + len(span))
-        return text[lo:hi]
-
-    assert trimmed("£180, Meal allowance: £55") == "£180"
-    assert trimmed("London, Hotel limit") == "London"
-    assert trimmed("£55") == "£55"
+    assert _trimmed(text, "£180, Meal allowance: £55") == "£180"
+    assert _trimmed(text, "London, Hotel limit") == "London"
+    assert _trimmed(text, "£55") == "£55"
     # Prose, even with a colon in it, is no table row: a list runs on across its commas.
-    assert trimmed("£40 a day, or £60") == "£40 a day, or £60"
-    assert trimmed("Limits per city") == "Limits per city"
-    assert trimmed("Selva Amazónica, Amazonía or Amazonia") == "Selva Amazónica, Amazonía or Amazonia"
-    assert trimmed("what we collect, including") == "what we collect, including"
+    assert _trimmed(text, "£40 a day, or £60") == "£40 a day, or £60"
+    assert _trimmed(text, "Limits per city") == "Limits per city"
+    assert _trimmed(text, "Selva Amazónica, Amazonía or Amazonia") == "Selva Amazónica, Amazonía or Amazonia"
+    assert _trimmed(text, "what we collect, including") == "what we collect, including"
 
 
 def test_a_span_that_is_only_a_clause_number_gives_no_answer() -> None:
