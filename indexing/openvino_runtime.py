@@ -19,6 +19,7 @@ import logging
 import shutil
 import tempfile
 import threading
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,10 @@ def convert_module(module: Any) -> Any:
 
     ids = torch.ones(2, 16, dtype=torch.long)
     example = {"input_ids": ids, "attention_mask": ids, "token_type_ids": torch.zeros_like(ids)}
-    with torch.no_grad():
+    # Tracing warns about Python branches it records as constants (the attention-mask padding check, fixed
+    # for inputs of this kind) and transformers about deprecations: noise on a user's first ask, not news.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         return ov.convert_model(module, example_input=example)
 
 
