@@ -39,6 +39,7 @@ _CLAUSE_LABEL = re.compile(r"(?:\d+(?:\.\d+)+\.?|\d+\.|\(?[a-z]{1,4}\)|\(\d{1,3}
 _ROW_START = re.compile(r"[^:,.\n]{1,80}: ")
 _SENTENCE_BREAK = re.compile(r"[.!?;] +[A-Z(]")
 _NEXT_CELL = re.compile(r", (?=[A-Z0-9][^:,\n]{0,79}: )")
+_MAX_ROW_CHARS = 1000
 
 
 @dataclass(frozen=True)
@@ -71,15 +72,28 @@ def context_window(text: str, start: int, end: int, chars: int) -> TextSpan:
     return TextSpan(text=text[lo:hi], start=lo, end=hi)
 
 
+def _table_row_end(text: str, line_start: int, end: int) -> int | None:
+    """The end of the table row that opens at `line_start` and holds `end`; None when that line is no row.
+    Rows are short: a line longer than `_MAX_ROW_CHARS` is prose, and is not scanned for every span."""
+    if not _ROW_START.match(text, line_start):
+        return None
+    limit = line_start + _MAX_ROW_CHARS
+    line_end = text.find("\n", end, limit)
+    if line_end < 0:
+        if limit < len(text):
+            return None
+        line_end = len(text)
+    return None if _SENTENCE_BREAK.search(text, line_start, line_end) else line_end
+
+
 def trim_span(text: str, start: int, end: int) -> tuple[int, int]:
     """The span without edge punctuation, without a clause or list number opening its line ("3.2 ",
     "c) "): the reader takes those for answers to "which number"/"what day" questions, and within one cell
     of a table row. A span that is only such a label comes back empty."""
     line_start = text.rfind("\n", 0, start) + 1
-    line_end = text.find("\n", end)
-    line_end = len(text) if line_end < 0 else line_end
-    if _ROW_START.match(text, line_start) and not _SENTENCE_BREAK.search(text, line_start, line_end):
-        next_cell = _NEXT_CELL.search(text, start, line_end)
+    row_end = _table_row_end(text, line_start, end)
+    if row_end is not None:
+        next_cell = _NEXT_CELL.search(text, start, row_end)
         if next_cell and next_cell.start() < end:
             end = next_cell.start()
     while start < end and text[start] in _EDGE_JUNK:

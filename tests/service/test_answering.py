@@ -134,6 +134,9 @@ def test_an_answer_in_a_table_row_stays_within_its_cell() -> None:
     assert _trimmed(text, "Limits per city") == "Limits per city"
     assert _trimmed(text, "Selva Amazónica, Amazonía or Amazonia") == "Selva Amazónica, Amazonía or Amazonia"
     assert _trimmed(text, "what we collect, including") == "what we collect, including"
+    # A line too long for a table row is prose, however it opens.
+    long_line = "Fees: £10, Extra: " + "£5 " * 400
+    assert _trimmed(long_line, "£10, Extra") == "£10, Extra"
 
 
 def test_a_span_that_is_only_a_clause_number_gives_no_answer() -> None:
