@@ -90,8 +90,12 @@ def trim_span(text: str, start: int, end: int) -> tuple[int, int]:
     """The span without edge punctuation, without a clause or list number opening its line ("3.2 ",
     "c) "): the reader takes those for answers to "which number"/"what day" questions, and within one cell
     of a table row. A span that is only such a label comes back empty."""
-    line_start = text.rfind("\n", 0, start) + 1
-    row_end = _table_row_end(text, line_start, end)
+    # The span's line start, looked for no further back than a row is long: a span further into its line
+    # opens neither the line nor a row (and a long single-line text is not scanned for every span).
+    lookback = max(0, start - _MAX_ROW_CHARS)
+    newline = text.rfind("\n", lookback, start)
+    line_start = newline + 1 if newline >= 0 or lookback == 0 else None
+    row_end = None if line_start is None else _table_row_end(text, line_start, end)
     if row_end is not None:
         next_cell = _NEXT_CELL.search(text, start, row_end)
         if next_cell and next_cell.start() < end:
@@ -101,7 +105,7 @@ def trim_span(text: str, start: int, end: int) -> tuple[int, int]:
     while end > start and text[end - 1] in _EDGE_JUNK:
         end -= 1
     label = _CLAUSE_LABEL.match(text, start)
-    if label and not text[line_start:start].strip():
+    if label and line_start is not None and not text[line_start:start].strip():
         start = label.end()
         while start < end and text[start].isspace():
             start += 1

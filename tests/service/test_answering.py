@@ -116,6 +116,10 @@ def test_a_clause_number_opening_the_line_is_not_part_of_an_answer() -> None:
     assert _trimmed(text, "48.5 Celsius") == "48.5 Celsius"
     assert _trimmed(text, "0800 123 456") == "0800 123 456"
     assert trim_span("25 December Christmas", 0, 11) == (0, 11)
+    far = "x" * 1500 + "\n9.2 Call 0800 123 456"  # the line start is found however far into the text
+    assert _trimmed(far, "9.2 Call") == "Call"
+    one_line = "x" * 1500 + " 9.2 Call 0800 123 456"  # ... and mid-line a number stays
+    assert _trimmed(one_line, "9.2 Call") == "9.2 Call"
 
 
 def test_an_answer_in_a_table_row_stays_within_its_cell() -> None:
