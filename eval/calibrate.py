@@ -30,7 +30,15 @@ from typing import Any
 
 import numpy as np
 from citeqa.eval.datasets import load_dataset, parse_spec
-from citeqa.eval.metrics import THRESHOLD_GRID, f1_score, is_right, mean, reliability, risk_coverage
+from citeqa.eval.metrics import (
+    THRESHOLD_GRID,
+    bootstrap_interval,
+    f1_score,
+    is_right,
+    mean,
+    reliability,
+    risk_coverage,
+)
 from citeqa.indexing.ingest.loaders import LOADER_VERSION
 from citeqa.service.qa.answering import AnswerAggregator, AnsweringConfig
 from citeqa.service.qa.confidence import CALIBRATION_FILE, Calibrator
@@ -267,6 +275,11 @@ def top_answers(calibration_set: CalibrationSet, calibrator: Calibrator) -> list
     return tops
 
 
+def shown_f1s(tops: Sequence[Top], floor: float) -> list[float]:
+    """Each question's F1 when answers from `floor` up are shown and the rest withheld."""
+    return [t.f1_given if t.text and t.probability >= floor else t.f1_withheld for t in tops]
+
+
 def outcome_metrics(tops: Sequence[Top], threshold: float, floor: float) -> dict[str, Any]:
     """One set at a threshold and floor: the three outcomes, what they are worth, and the calibration."""
     given = [t for t in tops if t.text]
@@ -276,7 +289,7 @@ def outcome_metrics(tops: Sequence[Top], threshold: float, floor: float) -> dict
     unanswerable = [t for t in tops if not t.golds]
 
     def f1_at(cut: float, questions: Sequence[Top]) -> float | None:
-        return mean([t.f1_given if t.text and t.probability >= cut else t.f1_withheld for t in questions])
+        return mean(shown_f1s(questions, cut))
 
     calibration = reliability([t.probability for t in given], [t.right for t in given])
     return {
@@ -341,7 +354,11 @@ def run_calibrate(args: argparse.Namespace, settings: Settings, models: Any) -> 
     threshold, floor = choose_levels(tops)
     calibrator.threshold = threshold
     calibrator.floor = floor
-    per_set = {s.name: outcome_metrics(t, threshold, floor) for s, t in zip(sets, tops, strict=True)}
+    per_set = {}
+    for calibration_set, set_tops in zip(sets, tops, strict=True):
+        metrics = outcome_metrics(set_tops, threshold, floor)
+        metrics["f1_interval"] = bootstrap_interval(shown_f1s(set_tops, floor))
+        per_set[calibration_set.name] = metrics
     calibrator.meta = {
         "fitted": True,
         "date": datetime.date.today().isoformat(),
@@ -360,7 +377,8 @@ def run_calibrate(args: argparse.Namespace, settings: Settings, models: Any) -> 
     for name, m in per_set.items():
         print(
             f"{name}: {m['questions']} questions: {m['confident']} confident ({_pct(m['confident_right'])} "
-            f"right), {m['not_sure']} not sure, {m['no_answer']} no answer; F1 {_pct(m['f1'])}, answerable "
+            f"right), {m['not_sure']} not sure, {m['no_answer']} no answer; F1 {_pct(m['f1'])}"
+            f"{_interval(m['f1_interval'])}, answerable "
             f"F1 {_pct(m['has_ans_f1'])}, unanswerable accuracy {_pct(m['no_ans_accuracy'])}, ECE "
             f"{m['ece']:.3f}"
         )
@@ -370,3 +388,7 @@ def run_calibrate(args: argparse.Namespace, settings: Settings, models: Any) -> 
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _interval(bounds: tuple[float, float] | None) -> str:
+    return "" if bounds is None else f" ({100 * bounds[0]:.1f}-{100 * bounds[1]:.1f})"

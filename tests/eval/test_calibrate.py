@@ -109,6 +109,8 @@ def test_calibrate_command_writes_a_calibration_the_pipeline_uses(
     opened = saved["meta"]["sets"]["tiny-squad.json (open)"]
     assert opened["questions"] == 3
     assert opened["confident"] + opened["not_sure"] + opened["no_answer"] == 3
+    low, high = opened["f1_interval"]  # how far the set's F1 could move on other questions like these
+    assert 0.0 <= low <= opened["f1"] <= high <= 1.0
     # A pipeline whose reader folder holds it scores answers with it.
     calibrator = Calibrator.load(out)
     # Not one of the e2e KNOWN questions: the session-wide pipeline would answer those from its cache next.
