@@ -41,6 +41,12 @@ def register(subparsers: argparse._SubParsersAction, handlers: dict[str, Any]) -
         default=0.5,
         help="share of mix windows with no answer (default 0.5)",
     )
+    p.add_argument(
+        "--near-miss",
+        action="store_true",
+        help="no-answer mix examples pair a question with the paragraph of its article sharing the most of "
+        "its words (without the answer) instead of a random one",
+    )
     p.add_argument("--epochs", type=float, default=1.0, help="passes over the in-domain windows (default 1)")
     p.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (default 5e-5)")
     p.add_argument("--batch-size", type=int, default=16, help="windows a step (default 16)")
@@ -144,6 +150,7 @@ def cmd_train_reader(args: argparse.Namespace, settings: Settings) -> int:
         mix=args.mix,
         mix_ratio=args.mix_ratio,
         mix_null_fraction=args.mix_null_fraction,
+        near_miss=args.near_miss,
         epochs=args.epochs,
         lr=args.lr,
         batch_size=args.batch_size,

@@ -22,6 +22,7 @@ from citeqa.eval.datasets import POLICYQA_PARTS, SQUAD_DEV_PARTS, squad_articles
 from citeqa.eval.metrics import exact_match, f1_score
 from citeqa.indexing.errors import DatasetError
 from citeqa.service.qa.answering import normalize_answer
+from citeqa.service.qa.confidence import content_words
 
 
 @dataclass(frozen=True)
@@ -83,22 +84,34 @@ def load_examples(spec: str) -> list[QAExample]:
     return examples
 
 
-def wrong_paragraph_examples(spec: str, rng: random.Random) -> list[QAExample]:
+def wrong_paragraph_examples(spec: str, rng: random.Random, near_miss: bool = False) -> list[QAExample]:
     """Answerable questions paired with another paragraph of their article that holds none of the answers:
-    no-answer examples over the same kind of text (how the shipped reader learnt to abstain)."""
+    no-answer examples over the same kind of text (how the shipped reader learnt to abstain). `near_miss`:
+    the paragraph that shares the most of the question's words instead of a random one, the passage a
+    retriever brings for a question it does not answer."""
     path, part = parse_data_spec(spec)
     examples = []
     for article in squad_articles(path, _parts_of(path) if part else None, part):
         contexts = [p["context"] for p in article.get("paragraphs", [])]
         normalized = [normalize_answer(c) for c in contexts]
+        words = [set(content_words(c)) for c in contexts] if near_miss else []
         for number, paragraph in enumerate(article.get("paragraphs", [])):
-            others = [i for i in range(len(contexts)) if i != number]
             for qa in paragraph.get("qas", []):
                 texts = [a["text"] for a in qa.get("answers", []) if a.get("text")]
+                others = [i for i in range(len(contexts)) if i != number]
                 if qa.get("is_impossible") or not texts or not others:
                     continue
-                other = rng.choice(others)
-                if not any(normalize_answer(t) in normalized[other] for t in texts):
+
+                def holds_answer(i: int) -> bool:
+                    return any(normalize_answer(t) in normalized[i] for t in texts)  # noqa: B023
+
+                if near_miss:
+                    asked = set(content_words(qa["question"]))
+                    others = [i for i in others if not holds_answer(i)]
+                    other = max(others, key=lambda i: (len(asked & words[i]), -i)) if others else None
+                else:
+                    other = rng.choice(others)  # as the shipped readers were trained: skipped if it holds one
+                if other is not None and not holds_answer(other):
                     examples.append(QAExample(qa["question"], contexts[other]))
     return examples
 
@@ -155,6 +168,7 @@ class TrainConfig:
     mix: list[str] = field(default_factory=list)
     mix_ratio: float = 1.0  # mix windows per in-domain window, each epoch
     mix_null_fraction: float = 0.5  # share of the mix windows labelled "no answer"
+    near_miss: bool = False  # wrong-paragraph negatives: the most similar paragraph, not a random one
     epochs: float = 1.0
     lr: float = 5e-5
     batch_size: int = 16
@@ -236,7 +250,7 @@ def train_reader(
     for spec in config.mix:
         for example in load_examples(spec):
             (null_pool if example.answer_start is None else answer_pool).append(example)
-        null_pool.extend(wrong_paragraph_examples(spec, rng))
+        null_pool.extend(wrong_paragraph_examples(spec, rng, config.near_miss))
     mix_per_epoch = round(len(domain_windows) * config.mix_ratio) if config.mix else 0
     per_epoch = len(domain_windows) + mix_per_epoch
     total = math.ceil(per_epoch * config.epochs)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
 from citeqa.eval.cli import main
-from citeqa.eval.training.reader import load_examples, make_windows
+from citeqa.eval.training.reader import load_examples, make_windows, wrong_paragraph_examples
 from citeqa.service.qa.reader import TransformersReader
 from citeqa.service.settings import Settings
 
@@ -64,6 +65,31 @@ def tiny_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("tiny") / "tiny.json"
     path.write_text(json.dumps({"version": "v2.0", "data": [{"title": "Shop", "paragraphs": paragraphs}]}))
     return path
+
+
+def test_near_miss_negatives_pair_a_question_with_the_most_similar_paragraph_without_its_answer(
+    tmp_path: Path,
+) -> None:
+    contexts = [
+        "Refunds are paid within 14 days of the return.",
+        "Returns of opened items: the refund for an opened item is store credit only.",
+        "Our stores open at nine.",
+        "Refunds for returns are paid to the original card.",
+    ]
+    qa = {"id": "q", "question": "How long do refunds for returns take?",
+          "answers": [{"text": "within 14 days", "answer_start": 18}]}  # fmt: skip
+    paragraphs = [{"context": c, "qas": [qa] if n == 0 else []} for n, c in enumerate(contexts)]
+    path = tmp_path / "set.json"
+    path.write_text(json.dumps({"version": "v2.0", "data": [{"title": "Shop", "paragraphs": paragraphs}]}))
+    near = wrong_paragraph_examples(str(path), random.Random(0), near_miss=True)
+    # Paragraph 3 shares two of the question's words ("refunds", "returns"), paragraph 1 one, 2 none.
+    assert [(e.question, e.context, e.answer_start) for e in near] == [(qa["question"], contexts[3], None)]
+    contexts[3] = "Refunds for returns are paid within 14 days to the original card."  # now it answers
+    paragraphs[3]["context"] = contexts[3]
+    path.write_text(json.dumps({"version": "v2.0", "data": [{"title": "Shop", "paragraphs": paragraphs}]}))
+    assert [e.context for e in wrong_paragraph_examples(str(path), random.Random(0), near_miss=True)] == [
+        contexts[1]
+    ]  # the most similar paragraph that does not hold the answer
 
 
 @pytest.mark.integration
