@@ -96,22 +96,18 @@ def wrong_paragraph_examples(spec: str, rng: random.Random, near_miss: bool = Fa
         normalized = [normalize_answer(c) for c in contexts]
         words = [set(content_words(c)) for c in contexts] if near_miss else []
         for number, paragraph in enumerate(article.get("paragraphs", [])):
+            others = [i for i in range(len(contexts)) if i != number]
             for qa in paragraph.get("qas", []):
-                texts = [a["text"] for a in qa.get("answers", []) if a.get("text")]
-                others = [i for i in range(len(contexts)) if i != number]
-                if qa.get("is_impossible") or not texts or not others:
+                golds = [normalize_answer(a["text"]) for a in qa.get("answers", []) if a.get("text")]
+                if qa.get("is_impossible") or not golds or not others:
                     continue
-
-                def holds_answer(i: int) -> bool:
-                    return any(normalize_answer(t) in normalized[i] for t in texts)  # noqa: B023
-
                 if near_miss:
                     asked = set(content_words(qa["question"]))
-                    others = [i for i in others if not holds_answer(i)]
-                    other = max(others, key=lambda i: (len(asked & words[i]), -i)) if others else None
+                    without = [i for i in others if not any(g in normalized[i] for g in golds)]
+                    other = max(without, key=lambda i: (len(asked & words[i]), -i)) if without else None
                 else:
                     other = rng.choice(others)  # as the shipped readers were trained: skipped if it holds one
-                if other is not None and not holds_answer(other):
+                if other is not None and not any(g in normalized[other] for g in golds):
                     examples.append(QAExample(qa["question"], contexts[other]))
     return examples
 
