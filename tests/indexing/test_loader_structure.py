@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from citeqa.indexing.ingest.chunking import Chunker, ChunkingConfig, sentence_spans
 from citeqa.indexing.ingest.loaders import SUPPORTED_SUFFIXES, find_date, load_bytes
+from citeqa.indexing.ingest.loaders.markdown import table_row
 from citeqa.indexing.store import IndexSpec, LocalStore
 from citeqa.indexing.store.base import DocumentUpdate
 from citeqa.indexing.types import Chunk, Document, SectionSpan
@@ -194,8 +195,8 @@ def test_markdown_title_date_sections_and_table_rows() -> None:
     assert doc.section_at(doc.text.index("Salaried")) == ("4. Pay",)
     rows = [line for line in doc.text.splitlines() if line.startswith("Completed years")]
     assert rows == [
-        "Completed years of service: Less than 2 years, Annual leave (days): 25",
-        "Completed years of service: 5 to 9 years, Annual leave (days): 27",
+        "Completed years of service: Less than 2 years, Annual leave (days): 25.",
+        "Completed years of service: 5 to 9 years, Annual leave (days): 27.",
     ]
     assert doc.section_at(doc.text.index(rows[1])) == ("3. Working hours", "3.2 Leave by service")
     # The single top heading is the title, left out of the paths; without front matter it is the title.
@@ -252,8 +253,8 @@ def test_html_navigation_and_boilerplate_are_not_content() -> None:
 def test_html_tables_keep_their_rows_and_headings_give_sections() -> None:
     doc = load_bytes(TRAVEL_HTML.encode(), "travel.html")
     lines = doc.text.splitlines()
-    assert "City: London, Hotel limit per night: £180, Meal allowance per day: £55" in lines
-    assert "City: Manchester, Hotel limit per night: £120, Meal allowance per day: £40" in lines
+    assert "City: London, Hotel limit per night: £180, Meal allowance per day: £55." in lines
+    assert "City: Manchester, Hotel limit per night: £120, Meal allowance per day: £40." in lines
     # No sentence (what an answer and its citation stay within) runs from one row into the next.
     assert all("\n" not in doc.text[s:e] for s, e in sentence_spans(doc.text))
     assert doc.title == "Travel and Expenses Policy"  # the page's heading, not <title> with the site name
@@ -362,6 +363,15 @@ def test_a_citation_carries_the_section_of_its_answer() -> None:
     assert answers[0].citation.section == ("2. GIFTS AND HOSPITALITY", "2.2 Hospitality")
     wire = answer_out(answers[0]).model_dump(mode="json")
     assert wire["citation"]["section"] == ["2. GIFTS AND HOSPITALITY", "2.2 Hospitality"]
+
+
+def test_a_table_row_is_a_sentence_of_its_own() -> None:
+    """Closed by a full stop (the reader otherwise runs a table's rows together), never by two."""
+    assert table_row(["City", "Hotel limit"], ["Leeds", "£90"]) == "City: Leeds, Hotel limit: £90."
+    assert table_row(["Step", "Action"], ["1", "Tell the DPO."]) == "Step: 1, Action: Tell the DPO."
+    assert table_row(["Step", "Action"], ["2", "Is it urgent?"]) == "Step: 2, Action: Is it urgent?"
+    assert table_row([], ["Leeds", "", "£90"]) == "Leeds, £90."
+    assert table_row(["City"], [""]) == ""
 
 
 def test_an_answer_never_runs_across_table_rows() -> None:

@@ -124,7 +124,7 @@ def test_a_clause_number_opening_the_line_is_not_part_of_an_answer() -> None:
 
 def test_an_answer_in_a_table_row_stays_within_its_cell() -> None:
     text = (
-        "Limits per city.\nCity: London, Hotel limit: £180, Meal allowance: £55\n"
+        "Limits per city.\nCity: London, Hotel limit: £180, Meal allowance: £55.\n"
         "Meals, drinks and taxis: £40 a day, or £60 for two days.\n"
         "Names (Spanish: Selva Amazónica, Amazonía or Amazonia; French: Forêt). More.\n"
         "Data: what we collect, including: the IP address, Flash cookies"

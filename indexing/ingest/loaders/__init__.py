@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 # The version of what the loaders make of a file (text, title, date, sections), part of the index's spec:
 # an index built by other loaders is re-read and re-embedded whole, since unchanged files would keep
 # their old text. 2: Markdown without markup, HTML without navigation, tables by row, PDF wraps joined,
-# section paths.
-LOADER_VERSION = 2
+# section paths. 3: a table row closed by a full stop.
+LOADER_VERSION = 3
 
 # Bounds for hostile or broken files: a small compressed PDF can expand into gigabytes of text,
 # which would then be chunked and embedded. Policy documents are far below these.

@@ -4,7 +4,7 @@
   cookie banners and link bars ("Home | Policies | Contact"); with a <main> (or one <article>), only it.
 - A block (paragraph, list item, heading, cell...) is one line with its whitespace collapsed, so inline
   tags (<a>, <strong>) and source line breaks never cut a sentence.
-- Each table row is one line of "header: value" pairs, so an answer never runs across rows.
+- Each table row is one line of "header: value" pairs (`table_row`), so an answer never runs across rows.
 - Headings h1-h6 give the section paths; the title is the first <h1>, else <title>.
 
 BeautifulSoup with rules rather than a boilerplate extractor (trafilatura, readability): policy pages are

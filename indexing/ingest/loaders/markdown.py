@@ -1,5 +1,5 @@
 """Markdown: the text a reader sees, without the markup (no `#`, `**`, list markers or table pipes), its
-headings as section paths, and each table row as one line of "header: value" pairs.
+headings as section paths, and each table row as one line of "header: value" pairs closed by a full stop.
 
 Parsed with markdown-it-py (CommonMark, plus GFM tables and strikethrough). A paragraph's source line
 breaks are joined with a space, so a sentence wrapped in the file stays one sentence. YAML front matter
@@ -99,8 +99,10 @@ def _blocks(source: str) -> list[Block]:
 
 
 def table_row(header: list[str], cells: list[str]) -> str:
-    """A table row as one line: "Hotel limit: £210, Meal allowance: £65", or its cells when there is no
-    header. Each row on its own line: an answer (a span within one line) never runs across rows."""
+    """A table row as one line: "Hotel limit: £210, Meal allowance: £65.", or its cells when there is no
+    header. Each row on its own line: an answer (a span within one line) never runs across rows. The closing
+    full stop makes each row a sentence of its own to the reader, which otherwise reads a table as one run-on
+    sentence and takes a value from the wrong row (on the own fitting part, 3 more right answers of 98)."""
     pairs = []
     for n, cell in enumerate(cells):
         name = header[n] if n < len(header) else ""
@@ -108,7 +110,8 @@ def table_row(header: list[str], cells: list[str]) -> str:
             pairs.append(f"{name}: {cell}")
         elif cell:
             pairs.append(cell)
-    return ", ".join(pairs)
+    row = ", ".join(pairs)
+    return row if not row or row[-1] in ".!?" else row + "."
 
 
 def _inline(token: Token) -> str:
