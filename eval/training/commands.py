@@ -62,6 +62,21 @@ def register(subparsers: argparse._SubParsersAction, handlers: dict[str, Any]) -
         help="bf16 autocast (default: on CPUs with native bf16 units)",
     )
     p.add_argument(
+        "--layers", type=int, help="keep this many of the base's transformer layers: a smaller, faster reader"
+    )
+    p.add_argument(
+        "--teacher", type=Path, help="a reader whose span scores the new one learns too (distillation)"
+    )
+    p.add_argument(
+        "--distill-weight",
+        type=float,
+        default=0.5,
+        help="with --teacher: share of the loss that is the teacher's (default 0.5)",
+    )
+    p.add_argument(
+        "--temperature", type=float, default=2.0, help="with --teacher: softening of both (default 2)"
+    )
+    p.add_argument(
         "--eval",
         action="append",
         default=[],
@@ -96,6 +111,25 @@ def _check_positive(**values: float | None) -> None:
     for name, value in values.items():
         if value is not None and value <= 0:
             raise CiteqaError(f"--{name.replace('_', '-')} must be positive")
+
+
+def _training_device(name: str) -> str:
+    """The global --device (CITEQA_DEVICE): auto trains on a CUDA GPU when there is one."""
+    import torch
+    from citeqa.indexing.embedding import resolve_device
+
+    device = resolve_device(name)
+    if device != "cpu" and not torch.cuda.is_available():
+        raise CiteqaError(f"--device {name}: torch sees no CUDA GPU here")
+    return device
+
+
+def _bf16_default(device: str) -> bool:
+    """bf16 autocast where the hardware multiplies bf16 natively: CPUs with AVX512-BF16/AMX, recent GPUs."""
+    import torch
+    from citeqa.indexing.embedding import cpu_has_fast_bf16
+
+    return cpu_has_fast_bf16() if device == "cpu" else torch.cuda.is_bf16_supported()
 
 
 def _log(message: str) -> None:
@@ -133,18 +167,27 @@ def cmd_train_reader(args: argparse.Namespace, settings: Settings) -> int:
         max_minutes=args.max_minutes,
         threads=args.threads,
         eval_limit=args.eval_limit,
+        layers=args.layers,
+        temperature=args.temperature,
     )
-    if not 0 <= args.mix_null_fraction <= 1:
-        raise CiteqaError("--mix-null-fraction must be between 0 and 1")
+    shares = {"mix-null-fraction": args.mix_null_fraction, "distill-weight": args.distill_weight}
+    for name, share in shares.items():
+        if not 0 <= share <= 1:
+            raise CiteqaError(f"--{name} must be between 0 and 1")
+    if args.teacher is not None and not (args.teacher / "config.json").is_file():
+        raise CiteqaError(f"teacher reader not found at {args.teacher}")
+    device = _training_device(settings.device)
     if not 64 <= args.max_length <= 512 or not 0 <= args.stride < args.max_length // 2:
         raise CiteqaError("--max-length must be 64..512 and --stride under half of it")
     base = args.base or settings.reader_path
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
         raise CiteqaError(f"{args.out} exists and is not an empty folder: choose a new --out")
+    if args.layers is not None and (base / "config.json").is_file():
+        total = json.loads((base / "config.json").read_text("utf-8"))["num_hidden_layers"]
+        if args.layers > total:
+            raise CiteqaError(f"--layers {args.layers}: the base reader at {base} has {total}")
     for spec in args.data + args.mix + args.eval:
         load_examples(spec)  # bad files and parts fail here, before minutes of training
-    from citeqa.indexing.embedding import cpu_has_fast_bf16
-
     config = TrainConfig(
         data=args.data,
         mix=args.mix,
@@ -160,7 +203,12 @@ def cmd_train_reader(args: argparse.Namespace, settings: Settings) -> int:
         max_minutes=args.max_minutes,
         seed=args.seed,
         threads=args.threads,
-        bf16=cpu_has_fast_bf16() if args.bf16 is None else args.bf16,
+        bf16=_bf16_default(device) if args.bf16 is None else args.bf16,
+        device=device,
+        layers=args.layers,
+        teacher=str(args.teacher) if args.teacher else None,
+        distill_weight=args.distill_weight,
+        temperature=args.temperature,
     )
     metrics = train_reader(base, args.out, config, log=_log)
     if args.eval:

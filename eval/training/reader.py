@@ -177,6 +177,11 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None
     bf16: bool = False
+    device: str = "cpu"  # "cuda" trains on the GPU (bf16 autocast there too when `bf16`)
+    layers: int | None = None  # keep this many of the base's transformer layers: a smaller, faster reader
+    teacher: str | None = None  # a reader whose span scores the trained one also learns (distillation)
+    distill_weight: float = 0.5  # share of the loss that is the teacher's, the rest the gold labels'
+    temperature: float = 2.0  # softens both score distributions, so the teacher's runner-ups teach too
 
 
 def _mix_windows(
@@ -221,21 +226,65 @@ def _batches(windows: list[Window], batch_size: int, pad_id: int) -> Iterable[di
         }
 
 
+MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
+
+
+def kept_layers(total: int, keep: int) -> list[int]:
+    """Which of `total` layers a `keep`-layer reader starts from: spread evenly, the first and the last
+    always among them (as DistilBERT took every other layer of its teacher), so that the student starts
+    with the base's lowest features and its last layer, the one the span head was trained on."""
+    if not 1 <= keep <= total:
+        raise ValueError(f"keep {keep} of {total} layers")
+    if keep == 1:
+        return [total - 1]
+    return sorted({round(i * (total - 1) / (keep - 1)) for i in range(keep)})
+
+
+def distillation_loss(student: Any, teacher: Any, mask: Any, temperature: float) -> Any:
+    """KL divergence from the teacher's span-position distribution to the student's, both softened by
+    `temperature` and scaled by its square (Hinton et al., 2015); padding positions take no part."""
+    import torch
+
+    hidden = ~mask.bool()
+    s = (student.float() / temperature).masked_fill(hidden, -1e4)
+    t = (teacher.float() / temperature).masked_fill(hidden, -1e4)
+    kl = torch.nn.functional.kl_div(
+        torch.log_softmax(s, dim=-1), torch.log_softmax(t, dim=-1), log_target=True, reduction="batchmean"
+    )
+    return kl * temperature**2
+
+
+def _load_reader_model(path: Path, device: str, layers: int | None = None) -> Any:
+    import torch
+    from transformers import AutoModelForQuestionAnswering
+
+    if not (path / "config.json").is_file():
+        raise DatasetError(f"reader not found at {path}")
+    model = AutoModelForQuestionAnswering.from_pretrained(str(path), dtype=torch.float32)
+    if layers is not None:
+        encoder = model.base_model.encoder
+        total = len(encoder.layer)
+        if not 1 <= layers <= total:
+            raise DatasetError(f"--layers must be 1..{total}: {path.name} has {total} layers")
+        encoder.layer = torch.nn.ModuleList(encoder.layer[i] for i in kept_layers(total, layers))
+        model.config.num_hidden_layers = layers
+    return model.to(device)
+
+
 def train_reader(
     base: Path, out: Path, config: TrainConfig, log: Callable[[str], None] = print
 ) -> dict[str, Any]:
     """Train from the model folder `base` and write the result to `out`; returns the training metrics."""
     import torch
-    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    if not (base / "config.json").is_file():
-        raise DatasetError(f"base reader not found at {base}")
     if config.threads:
         torch.set_num_threads(config.threads)
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
+    model = _load_reader_model(base, config.device, config.layers)
+    teacher = _load_reader_model(Path(config.teacher), config.device).eval() if config.teacher else None
     tokenizer = AutoTokenizer.from_pretrained(str(base))
-    model = AutoModelForQuestionAnswering.from_pretrained(str(base), dtype=torch.float32)
 
     in_domain = [e for spec in config.data for e in load_examples(spec)]
     domain_windows = [
@@ -279,6 +328,7 @@ def train_reader(
         done = progress(step, elapsed)
         return max(0.0, (1 - done) / max(1e-9, 1 - warmup_steps / steps))
 
+    device_kind = torch.device(config.device).type  # autocast takes "cuda", not "cuda:0"
     model.train()
     losses: list[float] = []
     log_rows: list[dict[str, float]] = []
@@ -297,8 +347,19 @@ def train_reader(
                 break
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * lr_factor(step, elapsed)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-                loss = model(**batch).loss
+            batch = {name: tensor.to(config.device) for name, tensor in batch.items()}
+            with torch.autocast(device_kind, dtype=torch.bfloat16, enabled=config.bf16):
+                output = model(**batch)
+                loss = output.loss
+                if teacher is not None:
+                    with torch.no_grad():
+                        taught = teacher(**{k: batch[k] for k in MODEL_INPUTS})
+                    mask, temp = batch["attention_mask"], config.temperature
+                    distilled = (
+                        distillation_loss(output.start_logits, taught.start_logits, mask, temp)
+                        + distillation_loss(output.end_logits, taught.end_logits, mask, temp)
+                    ) / 2
+                    loss = (1 - config.distill_weight) * loss + config.distill_weight * distilled
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -346,7 +407,7 @@ def save_reader(model: Any, tokenizer: Any, base: Path, out: Path, metrics: dict
 
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
-    model.to(torch.float16).save_pretrained(str(out), safe_serialization=True)
+    model.to("cpu", torch.float16).save_pretrained(str(out), safe_serialization=True)
     tokenizer.save_pretrained(str(out))
     (out / "training_metrics.json").write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
     write_model_card(out, base, metrics)
@@ -356,12 +417,23 @@ def write_model_card(
     out: Path, base: Path, metrics: dict[str, Any], evaluation: dict[str, Any] | None = None
 ) -> None:
     recipe = metrics["recipe"]
+    device = recipe.get("device", "cpu")  # cards written before training took a device say nothing of it
+    where = f"on {device}" if device != "cpu" else f"on CPU, {recipe['threads'] or 'default'} torch threads"
+    smaller, distilled = [], []
+    if recipe.get("layers"):
+        smaller = [f"- {recipe['layers']} of the base's transformer layers kept (`kept_layers`)"]
+    if recipe.get("teacher"):
+        distilled = [
+            f"- distilled from `{Path(recipe['teacher']).name}`: {recipe['distill_weight']} of the loss is "
+            f"the KL divergence to its span scores at temperature {recipe['temperature']}, the rest the "
+            "gold labels'"
+        ]
     lines = [
         f"# {out.name}",
         "",
         f"An extractive reader continued from `{base.name}` with `citeqa train-reader`",
-        "(eval/training/reader.py). Same architecture, tokenizer and decoding as the base reader (see its",
-        "MODEL_CARD.md); fp16 safetensors.",
+        "(eval/training/reader.py). Same architecture (but for the layer count, where the recipe says fewer",
+        "were kept), tokenizer and decoding as the base reader (see its MODEL_CARD.md); fp16 safetensors.",
         "",
         "## Data",
         *(f"- in-domain, every window each epoch: `{spec}`" for spec in recipe["data"]),
@@ -374,7 +446,9 @@ def write_model_card(
         f"- windows {recipe['max_length']} tokens, stride {recipe['stride']}; batch {recipe['batch_size']}; "
         f"AdamW lr {recipe['lr']} ({recipe['warmup']:.0%} warm-up, linear decay), weight decay "
         f"{recipe['weight_decay']}; {recipe['epochs']} epochs; seed {recipe['seed']}; "
-        f"bf16 autocast: {recipe['bf16']}; on CPU, {recipe['threads'] or 'default'} torch threads",
+        f"bf16 autocast: {recipe['bf16']}; {where}",
+        *smaller,
+        *distilled,
         f"- {metrics['windows_trained']} windows in {metrics['steps']} steps, {metrics['train_seconds']} s "
         f"({metrics['windows_per_s']} windows/s); "
         f"loss {metrics['first_loss']:.3f} -> {metrics['final_loss']:.3f}",

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 from citeqa.eval.cli import main
-from citeqa.eval.training.reader import load_examples, make_windows, wrong_paragraph_examples
+from citeqa.eval.training.reader import (
+    distillation_loss,
+    kept_layers,
+    load_examples,
+    make_windows,
+    wrong_paragraph_examples,
+)
 from citeqa.service.qa.reader import TransformersReader
 from citeqa.service.settings import Settings
 
@@ -39,6 +45,12 @@ PARAGRAPHS = [
         ],
     ),
 ]
+
+
+def torch_sees_cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +102,33 @@ def test_near_miss_negatives_pair_a_question_with_the_most_similar_paragraph_wit
     assert [e.context for e in wrong_paragraph_examples(str(path), random.Random(0), near_miss=True)] == [
         contexts[1]
     ]  # the most similar paragraph that does not hold the answer
+
+
+def test_a_smaller_reader_keeps_layers_spread_evenly_with_the_first_and_the_last() -> None:
+    assert kept_layers(6, 6) == [0, 1, 2, 3, 4, 5]
+    assert kept_layers(6, 3) == [0, 2, 5]
+    assert kept_layers(6, 2) == [0, 5]
+    assert kept_layers(6, 1) == [5]  # the layer the span head was trained on
+    assert kept_layers(12, 4) == [0, 4, 7, 11]
+    for keep in (0, 7):
+        with pytest.raises(ValueError):
+            kept_layers(6, keep)
+
+
+def test_distillation_loss_compares_real_tokens_only() -> None:
+    import torch
+
+    teacher = torch.tensor([[0.0, 3.0, 1.0, -2.0, 9.0], [2.0, 0.0, 0.0, 1.0, 1.0]])
+    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])
+    assert distillation_loss(teacher.clone(), teacher, mask, 2.0).item() == pytest.approx(0.0, abs=1e-6)
+    padding_differs = teacher.clone()
+    padding_differs[0, 4] = -50.0  # a padding position: no part of the loss
+    assert distillation_loss(padding_differs, teacher, mask, 2.0).item() == pytest.approx(0.0, abs=1e-6)
+    flat = torch.zeros_like(teacher)
+    loss = distillation_loss(flat, teacher, mask, 2.0)
+    assert loss.item() > 0.1
+    loss_hot = distillation_loss(flat, teacher, mask, 1.0)
+    assert loss_hot.item() > loss.item() / 4  # scaled by T^2: softer targets are not a smaller signal
 
 
 @pytest.mark.integration
@@ -144,6 +183,53 @@ def test_train_reader_learns_and_writes_a_reader_the_service_loads(
     assert scores["has_f1"] >= 80
 
 
+@pytest.mark.integration
+def test_train_reader_distils_a_smaller_reader_the_service_loads(tiny_set: Path, tmp_path: Path) -> None:
+    out = tmp_path / "small"
+    teacher = Settings().reader_path
+    args = ["train-reader", "--data", str(tiny_set), "--out", str(out), "--layers", "2"]
+    args += ["--teacher", str(teacher), "--distill-weight", "0.9", "--device", "cpu", "--threads", "1"]
+    assert (
+        main(
+            [
+                *args,
+                "--epochs",
+                "8",
+                "--lr",
+                "3e-4",
+                "--batch-size",
+                "4",
+                "--max-length",
+                "96",
+                "--stride",
+                "32",
+            ]
+        )
+        == 0
+    )
+    config = json.loads((out / "config.json").read_text())
+    assert config["num_hidden_layers"] == 2
+    metrics = json.loads((out / "training_metrics.json").read_text())
+    assert metrics["recipe"]["layers"] == 2 and metrics["recipe"]["teacher"] == str(teacher)
+    assert metrics["final_loss"] < 0.7 * metrics["first_loss"]
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "2 of the base's transformer layers kept" in card and f"distilled from `{teacher.name}`" in card
+
+    reader = TransformersReader(out, device="cpu")
+    context, qas = PARAGRAPHS[0]
+    candidates = reader.read(qas[0][0], [context])
+    assert candidates and 0 <= candidates[0].start < candidates[0].end <= len(context)
+
+
+@pytest.mark.skipif(torch_sees_cuda(), reason="this machine has a CUDA GPU")
+def test_train_reader_on_cuda_without_a_gpu_is_one_line(
+    tiny_set: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["train-reader", "--data", str(tiny_set), "--out", str(tmp_path / "out"), "--device", "cuda"]
+    assert main(args) == 1
+    assert "torch sees no CUDA GPU" in _one_error_line(capsys.readouterr().err)
+
+
 def _one_error_line(err: str) -> str:
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1, err
@@ -158,6 +244,10 @@ def _one_error_line(err: str) -> str:
         (["--data", "{tiny}:nopart"], "unknown part 'nopart'"),
         (["--data", "{tiny}", "--lr", "0"], "--lr must be positive"),
         (["--data", "{tiny}", "--out", "{tiny}"], "not an empty folder"),
+        (["--data", "{tiny}", "--layers", "0"], "--layers must be positive"),
+        (["--data", "{tiny}", "--layers", "9"], "has 6"),
+        (["--data", "{tiny}", "--teacher", "no-such-reader"], "teacher reader not found"),
+        (["--data", "{tiny}", "--distill-weight", "1.5"], "--distill-weight must be between 0 and 1"),
     ],
 )
 def test_train_reader_bad_input_is_one_line(
