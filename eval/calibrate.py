@@ -128,15 +128,21 @@ def _slug(text: str) -> str:
 
 
 def cache_path(cache_dir: Path, spec: str, scoped: bool, settings: Settings, limit: int | None) -> Path:
-    """One file per set, reader (its weights' hash), loaders, reading settings and question limit: a
-    change to any of them (a loader that reads a document's text differently, say) misses the cache."""
+    """One file per set, reader (its weights' hash), loaders, retrieval, reading and runtime settings and
+    question limit: a change to any of them (a loader that reads a document's text differently, another
+    fusion constant, torch instead of OpenVINO, whose bf16 logits differ a little) misses the cache."""
+    from citeqa.indexing.embedding import cpu_has_fast_bf16
+
     weights = settings.reader_path / "model.safetensors"
     reader = hashlib.sha256(weights.read_bytes()).hexdigest()[:12] if weights.is_file() else "none"
     path, part = parse_spec(spec)
+    # The CPU's bf16 units last: what `auto` runtimes and dtypes resolve by.
     key = json.dumps(
         [str(path.resolve()), part, scoped, reader, LOADER_VERSION, CANDIDATES_VERSION, settings.top_k,
          settings.chunk_tokens, settings.chunk_overlap_tokens, settings.reader_max_length,
-         settings.reader_stride, settings.max_answer_tokens, limit]
+         settings.reader_stride, settings.max_answer_tokens, limit, str(settings.embedder_path),
+         settings.candidates_k, settings.rrf_k, settings.device, settings.model_dtype,
+         settings.reader_runtime, settings.embedder_runtime, cpu_has_fast_bf16()]
     )  # fmt: skip
     return cache_dir / f"{_slug(Path(spec).name)}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 

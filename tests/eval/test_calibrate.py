@@ -146,3 +146,22 @@ def test_cached_candidates_are_missed_when_the_loaders_change(
     assert before == calibrate.cache_path(tmp_path, "questions.jsonl:fit", False, settings, None)
     monkeypatch.setattr(calibrate, "LOADER_VERSION", calibrate.LOADER_VERSION + 1)
     assert calibrate.cache_path(tmp_path, "questions.jsonl:fit", False, settings, None) != before
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"rrf_k": 10}, {"candidates_k": 50}, {"reader_runtime": "torch"}, {"model_dtype": "float32"},
+     {"embedder_path": Path("another-embedder")}, {"top_k": 6}],
+)  # fmt: skip
+def test_cached_candidates_are_missed_when_retrieval_or_runtime_settings_change(
+    tmp_path: Path, change: dict[str, object]
+) -> None:
+    """Another fusion constant or runtime gives other candidates: a cache made under the old one is stale."""
+    from citeqa.eval import calibrate
+
+    settings = Settings(reader_path=tmp_path / "no-reader")
+    changed = settings.model_copy(update=change)
+    spec = "questions.jsonl:fit"
+    assert calibrate.cache_path(tmp_path, spec, False, changed, None) != calibrate.cache_path(
+        tmp_path, spec, False, settings, None
+    )
