@@ -262,11 +262,13 @@ def _load_reader_model(path: Path, device: str, layers: int | None = None) -> An
         raise DatasetError(f"reader not found at {path}")
     model = AutoModelForQuestionAnswering.from_pretrained(str(path), dtype=torch.float32)
     if layers is not None:
-        encoder = model.base_model.encoder
-        total = len(encoder.layer)
+        blocks = getattr(getattr(model.base_model, "encoder", None), "layer", None)
+        if not isinstance(blocks, torch.nn.ModuleList):
+            raise DatasetError(f"--layers needs a BERT-style reader, not {model.config.model_type}")
+        total = len(blocks)
         if not 1 <= layers <= total:
             raise DatasetError(f"--layers must be 1..{total}: {path.name} has {total} layers")
-        encoder.layer = torch.nn.ModuleList(encoder.layer[i] for i in kept_layers(total, layers))
+        model.base_model.encoder.layer = torch.nn.ModuleList(blocks[i] for i in kept_layers(total, layers))
         model.config.num_hidden_layers = layers
     return model.to(device)
 
