@@ -189,24 +189,8 @@ def test_train_reader_distils_a_smaller_reader_the_service_loads(tiny_set: Path,
     teacher = Settings().reader_path
     args = ["train-reader", "--data", str(tiny_set), "--out", str(out), "--layers", "2"]
     args += ["--teacher", str(teacher), "--distill-weight", "0.9", "--device", "cpu", "--threads", "1"]
-    assert (
-        main(
-            [
-                *args,
-                "--epochs",
-                "8",
-                "--lr",
-                "3e-4",
-                "--batch-size",
-                "4",
-                "--max-length",
-                "96",
-                "--stride",
-                "32",
-            ]
-        )
-        == 0
-    )
+    args += ["--epochs", "8", "--lr", "3e-4", "--batch-size", "4", "--max-length", "96", "--stride", "32"]
+    assert main(args) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["num_hidden_layers"] == 2
     metrics = json.loads((out / "training_metrics.json").read_text())
