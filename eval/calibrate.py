@@ -140,7 +140,8 @@ def cache_path(cache_dir: Path, spec: str, scoped: bool, settings: Settings, lim
     key = json.dumps(
         [str(path.resolve()), part, scoped, reader, LOADER_VERSION, CANDIDATES_VERSION, settings.top_k,
          settings.chunk_tokens, settings.chunk_overlap_tokens, settings.reader_max_length,
-         settings.reader_stride, settings.max_answer_tokens, limit, str(settings.embedder_path),
+         settings.reader_stride, settings.reader_pad_to_multiple_of, settings.max_answer_tokens, limit,
+         str(settings.embedder_path),
          settings.candidates_k, settings.rrf_k, settings.device, settings.model_dtype,
          settings.reader_runtime, settings.embedder_runtime, cpu_has_fast_bf16()]
     )  # fmt: skip

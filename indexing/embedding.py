@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-from citeqa.indexing.tokenizers import PerThreadTokenizer
+from citeqa.indexing.tokenizers import PAD_TO_MULTIPLE_OF, PerThreadTokenizer
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -183,6 +183,7 @@ class Embedder:
             features = tokenizer(
                 [texts[i] for i in rows],
                 padding=True,
+                pad_to_multiple_of=PAD_TO_MULTIPLE_OF,
                 truncation="longest_first",
                 max_length=model.max_seq_length,
                 return_tensors="np" if self._openvino is not None else "pt",

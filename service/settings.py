@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
+from citeqa.indexing.tokenizers import PAD_TO_MULTIPLE_OF
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -81,6 +82,13 @@ class Settings(BaseSettings):
     max_answer_tokens: int = Field(default=30, ge=1, le=200)
     reader_max_length: int = Field(default=384, ge=64, le=512)
     reader_stride: int = Field(default=128, ge=0, le=256)
+    reader_pad_to_multiple_of: int = Field(
+        default=PAD_TO_MULTIPLE_OF,
+        ge=1,
+        le=128,
+        description="windows are padded to a multiple of this many tokens, on which the CPU kernels run "
+        "faster (docs/benchmarks.md#padded-lengths); 1 = to the longest window only",
+    )
     max_question_tokens: int = Field(default=64, ge=8, le=128)
     min_answer_probability: float | None = Field(
         default=None,

@@ -30,8 +30,9 @@ BATCH_WINDOWS = 32  # the batched rows: up to 8 questions of 4 passages in one f
 
 
 def runtime_variants(settings: Settings) -> list[tuple[str, dict[str, Any]]]:
-    """torch unbatched (the path before OpenVINO) first, then batched, then OpenVINO (when installed) and
-    ONNX Runtime int8 the same two ways; the reader is exported first when it has no current export."""
+    """torch unbatched with unpadded windows (the path before issue 20) first, then torch padded, unbatched
+    and batched, then OpenVINO (when installed) and ONNX Runtime int8 the same two ways; the reader is
+    exported first when it has no current export."""
     from citeqa.indexing.openvino_runtime import openvino_installed
     from citeqa.service.qa import onnx_reader
 
@@ -40,6 +41,7 @@ def runtime_variants(settings: Settings) -> list[tuple[str, dict[str, Any]]]:
     batched = {"reader_batch_windows": BATCH_WINDOWS}
     torch = {"reader_runtime": "torch", "embedder_runtime": "torch"}
     variants: list[tuple[str, dict[str, Any]]] = [
+        ("torch, unpadded", {**torch, "reader_batch_windows": 0, "reader_pad_to_multiple_of": 1}),
         ("torch", {**torch, "reader_batch_windows": 0}),
         ("torch, batched", {**torch, **batched}),
     ]

@@ -47,7 +47,10 @@ def stage_table(title: str, stages: dict[str, dict[str, Any]]) -> list[str]:
 def _reader(describe: dict[str, Any]) -> str:
     if not describe:
         return "-"
-    return f"{describe.get('runtime')} {describe.get('dtype')}, {describe.get('threads')} threads"
+    padded = (
+        f", windows padded to {describe['pad_to_multiple_of']}" if "pad_to_multiple_of" in describe else ""
+    )
+    return f"{describe.get('runtime')} {describe.get('dtype')}, {describe.get('threads')} threads{padded}"
 
 
 def runtimes_table(section: dict[str, Any]) -> list[str]:

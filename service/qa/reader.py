@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from citeqa.indexing.embedding import resolve_device, resolve_dtype
 from citeqa.indexing.errors import CiteqaError
-from citeqa.indexing.tokenizers import PerThreadTokenizer
+from citeqa.indexing.tokenizers import PAD_TO_MULTIPLE_OF, PerThreadTokenizer
 from citeqa.service.qa.batching import ForwardBatcher, Inputs, Logits
 
 if TYPE_CHECKING:
@@ -101,6 +101,7 @@ class WindowReader:
         model_path: Path,
         max_length: int = 384,
         stride: int = 128,
+        pad_to_multiple_of: int = PAD_TO_MULTIPLE_OF,
         max_question_tokens: int = 64,
         max_answer_tokens: int = 30,
         n_best: int = 20,
@@ -110,6 +111,7 @@ class WindowReader:
         self.model_path = model_path
         self.max_length = max_length
         self.stride = stride
+        self.pad_to_multiple_of = pad_to_multiple_of
         self.max_question_tokens = max_question_tokens
         self.max_answer_tokens = max_answer_tokens
         self.n_best = n_best
@@ -129,7 +131,11 @@ class WindowReader:
 
     def describe(self) -> dict[str, Any]:
         """The runtime, weights' precision and threads in use (for the benchmark and /readyz)."""
-        return {"runtime": self.runtime, "model": self.model_path.name}
+        return {
+            "runtime": self.runtime,
+            "model": self.model_path.name,
+            "pad_to_multiple_of": self.pad_to_multiple_of,
+        }
 
     # --- shared ----------------------------------------------------------------------------
     def warm_up(self) -> None:
@@ -184,6 +190,7 @@ class WindowReader:
                 return_overflowing_tokens=True,
                 return_offsets_mapping=True,
                 padding="longest",
+                pad_to_multiple_of=self.pad_to_multiple_of,
                 return_tensors="np",
             )
             sample_map = encoded.pop("overflow_to_sample_mapping").tolist()
@@ -218,6 +225,7 @@ def reader_options(settings: Settings) -> dict[str, Any]:
     return {
         "max_length": s.reader_max_length,
         "stride": s.reader_stride,
+        "pad_to_multiple_of": s.reader_pad_to_multiple_of,
         "max_question_tokens": s.max_question_tokens,
         "max_answer_tokens": s.max_answer_tokens,
         "batch_windows": s.reader_batch_windows,

@@ -151,7 +151,7 @@ def test_cached_candidates_are_missed_when_the_loaders_change(
 @pytest.mark.parametrize(
     "change",
     [{"rrf_k": 10}, {"candidates_k": 50}, {"reader_runtime": "torch"}, {"model_dtype": "float32"},
-     {"embedder_path": Path("another-embedder")}, {"top_k": 6}],
+     {"embedder_path": Path("another-embedder")}, {"top_k": 6}, {"reader_pad_to_multiple_of": 1}],
 )  # fmt: skip
 def test_cached_candidates_are_missed_when_retrieval_or_runtime_settings_change(
     tmp_path: Path, change: dict[str, object]

@@ -42,3 +42,40 @@ def test_reader_finds_the_span_in_one_batch(reader: Reader) -> None:
     best = candidates[0]
     assert passages[best.passage_index][best.start : best.end] == "Ningbo"
     assert best.margin > 0
+
+
+@pytest.mark.integration
+def test_padded_windows_give_the_spans_of_unpadded_ones(
+    reader: Reader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import citeqa.service.qa.reader as reading
+
+    assert isinstance(reader, reading.WindowReader)
+    widths: list[int] = []
+    forward = reader._forward
+
+    def recording_forward(inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        widths.append(inputs["input_ids"].shape[1])
+        return forward(inputs)
+
+    monkeypatch.setattr(reader, "_forward", recording_forward)
+    question = "How many days of annual leave do new staff get?"
+    passages = [
+        "New staff get 25 days of annual leave, rising by one day for each full year of service up to 30.",
+        "Leave requests go to your line manager at least two weeks ahead.",
+    ]
+    multiple = reader.pad_to_multiple_of
+    padded = reader.read(question, passages)
+    monkeypatch.setattr(reader, "pad_to_multiple_of", 1)
+    unpadded = reader.read(question, passages)
+    assert widths[1] % multiple != 0  # else this test would not see the padding
+    assert widths[0] == -(-widths[1] // multiple) * multiple
+
+    def margins(candidates: list[reading.SpanCandidate]) -> dict[tuple[int, int, int], float]:
+        return {(c.passage_index, c.start, c.end): c.margin for c in candidates}
+
+    # The same best span; every span scored both ways within bf16's rounding (the rest may swap places).
+    assert margins(padded[:1]).keys() == margins(unpadded[:1]).keys()
+    both = margins(padded).keys() & margins(unpadded).keys()
+    assert len(both) >= 10
+    assert all(abs(margins(padded)[span] - margins(unpadded)[span]) < 0.2 for span in both)

@@ -218,6 +218,7 @@ def test_reader_runtimes_side_by_side(make_pipeline: Any, exported_reader_dir: P
     section = bench_runtimes(seed_pipeline_with, settings, items, asks_per_level=6, log=lambda _: None)
     rows = {row["label"]: row for row in section["rows"]}
     assert list(rows) == [
+        "torch, unpadded",
         "torch",
         "torch, batched",
         "openvino",
@@ -230,6 +231,8 @@ def test_reader_runtimes_side_by_side(make_pipeline: Any, exported_reader_dir: P
     assert rows["openvino"]["reader"]["runtime"] == "openvino"
     assert rows["torch"]["embedder_runtime"] == "torch" and rows["openvino"]["embedder_runtime"] == "openvino"
     assert rows["torch, batched"]["reader"]["runtime"] == "torch"
+    assert rows["torch, unpadded"]["reader"]["pad_to_multiple_of"] == 1
+    assert rows["openvino"]["reader"]["pad_to_multiple_of"] == 16
     for row in rows.values():
         assert [t["clients"] for t in row["throughput"]] == list(CLIENTS)
         assert all(t["errors"] == 0 and t["answers_per_s"] > 0 for t in row["throughput"])
