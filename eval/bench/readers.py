@@ -116,9 +116,10 @@ def bench_runtimes(
     items: list[EvalItem],
     asks_per_level: int,
     log: Callable[[str], None],
+    clients_levels: Sequence[int] = CLIENTS,
 ) -> dict[str, Any]:
-    """One row per runtime: describe(), read ms per question and per passage, answers/s per client count,
-    and the seed set's quality (the runtimes must answer alike)."""
+    """One row per runtime: describe(), read ms per question and per passage, answers/s per client count
+    (`clients_levels`), and the seed set's quality (the runtimes must answer alike)."""
     questions = [item.question for item in items]
     rows = []
     pipelines = []
@@ -153,7 +154,7 @@ def bench_runtimes(
     # processes falls on all of them rather than on whichever ran during it.
     throughput: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in pipelines}
     per_round = max(1, asks_per_level // ROUNDS)
-    for clients in CLIENTS:
+    for clients in clients_levels:
         log(f"bench: answers/s with {clients} clients, {ROUNDS} rounds through every runtime")
         totals = {label: [0, 0.0, 0] for label, _, _ in pipelines}  # answers, seconds, errors
         pool = ThreadPoolExecutor(clients, thread_name_prefix="bench-client")
