@@ -86,8 +86,8 @@ class Settings(BaseSettings):
         default=PAD_TO_MULTIPLE_OF,
         ge=1,
         le=128,
-        description="windows are padded to a multiple of this many tokens, on which the CPU kernels run "
-        "faster (docs/benchmarks.md#padded-lengths); 1 = to the longest window only",
+        description="windows are padded to a multiple of this many tokens (a power of two), on which the "
+        "CPU kernels run faster (docs/benchmarks.md#padded-lengths); 1 = to the longest window only",
     )
     max_question_tokens: int = Field(default=64, ge=8, le=128)
     min_answer_probability: float | None = Field(
@@ -199,6 +199,15 @@ class Settings(BaseSettings):
         if own and "data_dir" not in self.model_fields_set:
             self.data_dir = corpus_data_dir(self.corpus_dir)
         return self
+
+    @field_validator("reader_pad_to_multiple_of", mode="after")
+    @classmethod
+    def _power_of_two(cls, multiple: int) -> int:
+        # A divisor of 512 (the reader's position limit): a window of at most 512 tokens stays within it
+        # when it is padded.
+        if 512 % multiple:
+            raise ValueError("must be a power of two: 1, 2, 4, 8, 16, 32, 64 or 128")
+        return multiple
 
     @field_validator("api_key", mode="after")
     @classmethod

@@ -3,6 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from citeqa.service.qa.reader import Reader, WindowLogits, decode_window
+from citeqa.service.settings import Settings
+from pydantic import ValidationError
 
 
 def _window(start: list[float], end: list[float], mask: list[bool]) -> WindowLogits:
@@ -30,6 +32,17 @@ def test_decode_respects_max_answer_length_and_order() -> None:
     spans = decode_window(window, n_best=10, max_answer_tokens=2)
     assert [(s.start, s.end) for s in spans] == [(0, 9), (5, 14), (0, 4), (10, 14), (5, 9)]
     assert [s.score for s in spans] == [7.0, 6.0, 5.0, 5.0, 3.0]
+
+
+def test_padding_multiple_is_a_power_of_two_so_padded_windows_stay_within_512_tokens() -> None:
+    assert [Settings(reader_pad_to_multiple_of=n).reader_pad_to_multiple_of for n in (1, 16, 128)] == [
+        1,
+        16,
+        128,
+    ]
+    for bad in (0, 48, 256):  # 48: a 510-token window would be padded to 528
+        with pytest.raises(ValidationError):
+            Settings(reader_pad_to_multiple_of=bad)
 
 
 @pytest.mark.integration
