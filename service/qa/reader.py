@@ -130,7 +130,7 @@ class WindowReader:
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:
-        """The runtime, weights' precision and threads in use (for the benchmark and /readyz)."""
+        """The runtime, weights' precision, threads and window padding in use (for the bench and /readyz)."""
         return {
             "runtime": self.runtime,
             "model": self.model_path.name,
