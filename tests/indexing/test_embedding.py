@@ -1,14 +1,18 @@
-"""The embedder's runtimes: OpenVINO stands in for torch with the same vectors, and keeps its conversion."""
+"""The embedder's runtimes: OpenVINO stands in for torch with the same vectors, keeps its conversion, and is
+chosen from the model folder's files (no torch import on that path)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from citeqa.indexing import openvino_runtime
-from citeqa.indexing.embedding import Embedder, default_embedder_path
-from citeqa.indexing.openvino_runtime import weights_sha256
+from citeqa.indexing import embedding, openvino_runtime
+from citeqa.indexing.embedding import Embedder, default_embedder_path, resolve_device
+from citeqa.indexing.openvino_runtime import openvino_preferred, weights_sha256
 
 TEXTS = [
     "How many days of annual leave do employees get?",
@@ -46,3 +50,69 @@ def test_openvino_embeds_as_torch_does(linked_embedder_dir: Path, monkeypatch: p
     monkeypatch.setattr(openvino_runtime, "convert_module", convert)
     again = Embedder(linked_embedder_dir, device="cpu", dtype="float32", runtime="openvino")
     assert np.allclose(again.embed(TEXTS), vectors, atol=1e-6)
+
+
+def copied_model_files(folder: Path, pooling: dict[str, object] | None = None, extra: str = "") -> Path:
+    """The default embedder's description files (no weights) in `folder`, its pooling or modules changed."""
+    source = default_embedder_path()
+    (folder / "1_Pooling").mkdir(parents=True)
+    base = json.loads((source / "1_Pooling" / "config.json").read_text(encoding="utf-8"))
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({**base, **(pooling or {})}))
+    modules = json.loads((source / "modules.json").read_text(encoding="utf-8"))
+    if extra:
+        kind = f"sentence_transformers.models.{extra}"
+        modules.append({"idx": len(modules), "name": extra, "path": extra, "type": kind})
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "sentence_bert_config.json").write_text((source / "sentence_bert_config.json").read_text())
+    return folder
+
+
+def test_openvino_stands_in_for_a_transformer_with_mean_pooling_only(tmp_path: Path) -> None:
+    stand_in = embedding._openvino_stand_in
+    assert stand_in(default_embedder_path()) == (384, 256)
+    assert stand_in(copied_model_files(tmp_path / "same")) == (384, 256)
+    max_pooled = {"pooling_mode_mean_tokens": False, "pooling_mode_max_tokens": True}
+    assert stand_in(copied_model_files(tmp_path / "max", pooling=max_pooled)) is None
+    assert stand_in(copied_model_files(tmp_path / "dense", extra="Dense")) is None
+    assert stand_in(tmp_path / "nothing-here") is None
+
+
+def test_auto_device_is_cpu_without_a_gpu_driver_and_asks_torch_with_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(embedding, "_GPU_DRIVER_FILES", (str(tmp_path / "nvidia"),))
+    if sys.platform == "linux":
+        assert resolve_device("auto") == "cpu"
+    (tmp_path / "nvidia").touch()
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda"
+    assert resolve_device("cpu") == "cpu"
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(
+    not openvino_preferred("auto", "auto"), reason="OpenVINO runs the models on bf16 CPUs only"
+)
+def test_the_openvino_path_answers_without_importing_torch(tmp_path: Path) -> None:
+    """A cold start on OpenVINO (the models' conversions kept) loads neither torch nor sentence-transformers:
+    they cost about 5 of a cold `citeqa ask`'s 8 seconds."""
+    code = """
+import sys
+from citeqa.indexing.embedding import Embedder
+from citeqa.service.qa.reader import make_reader
+from citeqa.service.settings import Settings
+assert Embedder().embed_query("When?").shape == (384,)
+reader = make_reader(Settings())
+assert reader.read("When?", ["The committee meets every spring."])
+print(sorted({"torch", "sentence_transformers"} & set(sys.modules)))
+"""
+    Embedder().warm_up()  # conversions first (they need torch), kept beside the weights
+    from citeqa.service.qa.reader import make_reader
+    from citeqa.service.settings import Settings
+
+    make_reader(Settings()).warm_up()
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
