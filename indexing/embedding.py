@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-from citeqa.indexing.tokenizers import PAD_TO_MULTIPLE_OF, PerThreadTokenizer
+from citeqa.indexing.tokenizers import ModelTokenizer, Tokenizer
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -75,7 +75,7 @@ class TextEmbedder(Protocol):
     def max_tokens(self) -> int: ...
 
     @property
-    def tokenizer(self) -> Any: ...
+    def tokenizer(self) -> Tokenizer: ...
 
     def warm_up(self) -> None: ...
 
@@ -104,7 +104,7 @@ class Embedder:
         self.runtime = runtime
         self._model: SentenceTransformer | None = None  # on torch
         self._openvino: Any = None  # the transformer compiled by OpenVINO, when it runs there
-        self._tokenizers: PerThreadTokenizer | None = None
+        self._tokenizer: ModelTokenizer | None = None
         self._dimension = self._max_seq_length = 0
 
     @property
@@ -112,7 +112,7 @@ class Embedder:
         return "sentence-transformers/all-MiniLM-L6-v2" if self.model_path is None else self.model_path.name
 
     def warm_up(self) -> None:
-        if self._tokenizers is not None:
+        if self._tokenizer is not None:
             return
         path = self.model_path or default_embedder_path()
         device = resolve_device(self.device)
@@ -122,12 +122,11 @@ class Embedder:
             # Read from the folder, not through SentenceTransformer, whose import (torch, scikit-learn)
             # took 4 of a cold `citeqa ask`'s 6 seconds; it is loaded only to convert new weights.
             from citeqa.indexing.openvino_runtime import CompiledForCpu, convert_module, load_or_convert
-            from citeqa.indexing.tokenizers import load_tokenizer
 
             converted = load_or_convert(path, lambda: convert_module(_load_torch(path, "cpu")[0].auto_model))
             self._openvino = CompiledForCpu(converted, dtype, threads=0)
             self._dimension, self._max_seq_length = shape
-            self._tokenizers = PerThreadTokenizer(load_tokenizer(path))
+            self._tokenizer = ModelTokenizer(path)
             return
         model = _load_torch(path, device)
         if dtype != "float32":
@@ -139,7 +138,7 @@ class Embedder:
         self._dimension = int(model.get_embedding_dimension() or 0)
         self._max_seq_length = int(model.max_seq_length or 0)
         self._model = model
-        self._tokenizers = PerThreadTokenizer(model.tokenizer)
+        self._tokenizer = ModelTokenizer(path)
 
     def _openvino_wanted(self) -> bool:
         from citeqa.indexing.openvino_runtime import openvino_preferred
@@ -160,19 +159,17 @@ class Embedder:
         return self._max_seq_length - 2
 
     @property
-    def tokenizer(self) -> Any:
-        """This thread's copy of the model's tokenizer (see `PerThreadTokenizer`)."""
+    def tokenizer(self) -> ModelTokenizer:
         self.warm_up()
-        assert self._tokenizers is not None
-        return self._tokenizers.get()
+        assert self._tokenizer is not None
+        return self._tokenizer
 
     def embed(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
         """Normalised vectors in input order.
 
-        The forward pass is run here rather than through `SentenceTransformer.encode`, whose tokenizer
-        is shared by every thread: tokenization uses this thread's copy. Batches hold texts of similar
-        length (as `encode` does), so little is spent on padding. On OpenVINO, the transformer runs there
-        and the mean pooling here.
+        The forward pass is run here rather than through `SentenceTransformer.encode`, so that tokenizing
+        is `ModelTokenizer`'s, which threads share. Batches hold texts of similar length (as `encode` does),
+        so little is spent on padding. On OpenVINO, the transformer runs there and the mean pooling here.
         """
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
@@ -184,16 +181,9 @@ class Embedder:
         starts = range(0, len(texts), self.batch_size)
         for start in tqdm(starts, desc="embedding", unit="batch", disable=not show_progress):
             rows = order[start : start + self.batch_size]
-            features = tokenizer(
-                [texts[i] for i in rows],
-                padding=True,
-                pad_to_multiple_of=PAD_TO_MULTIPLE_OF,
-                truncation="longest_first",
-                max_length=self._max_seq_length,
-                return_tensors="np" if self._openvino is not None else "pt",
-            )
+            features = tokenizer.batch([texts[i] for i in rows], self._max_seq_length)
             if self._openvino is not None:
-                tokens = self._openvino({k: np.asarray(v, dtype=np.int64) for k, v in features.items()})[0]
+                tokens = self._openvino(features)[0]
                 mask = features["attention_mask"][..., None].astype(np.float32)
                 vectors[rows] = (tokens * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
                 continue
@@ -201,9 +191,9 @@ class Embedder:
 
             model = self._model
             assert model is not None
-            features = {k: v.to(model.device) for k, v in features.items()}
+            tensors = {k: torch.from_numpy(v).to(model.device) for k, v in features.items()}
             with torch.inference_mode():
-                embedded = model.forward(features)["sentence_embedding"]
+                embedded = model.forward(tensors)["sentence_embedding"]
             vectors[rows] = embedded.float().cpu().numpy()
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.maximum(norms, 1e-12)

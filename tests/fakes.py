@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 from citeqa.service.qa.reader import SpanCandidate
@@ -14,9 +13,11 @@ from citeqa.service.qa.reader import SpanCandidate
 _WORD = re.compile(r"\w+")
 
 
-def _word_tokenizer(text: str, **_: object) -> dict[str, Any]:
+class WordTokenizer:
     """The chunker's view of a tokenizer: one token per word, with its character span."""
-    return {"offset_mapping": [m.span() for m in _WORD.finditer(text)]}
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        return [m.span() for m in _WORD.finditer(text)]
 
 
 class HashingEmbedder:
@@ -40,8 +41,8 @@ class HashingEmbedder:
         return self._max_tokens
 
     @property
-    def tokenizer(self) -> Any:
-        return _word_tokenizer
+    def tokenizer(self) -> WordTokenizer:
+        return WordTokenizer()
 
     def warm_up(self) -> None:
         pass

@@ -6,18 +6,12 @@ import bisect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
+from citeqa.indexing.tokenizers import Tokenizer
 from citeqa.indexing.types import Chunk, Document, SectionSpan
 
 # A sentence ends at terminal punctuation followed by whitespace, or at a line break.
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?;。！？；])\s+|\n")
-
-
-class Tokenizer(Protocol):
-    """What chunking needs of a tokenizer: character spans of the tokens of a text."""
-
-    def __call__(self, text: str, **kwargs: object) -> object: ...
 
 
 def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
@@ -100,9 +94,7 @@ def _by_section(
 
 def token_spans(tokenizer: Tokenizer, text: str) -> list[tuple[int, int]]:
     """Character spans of the tokenizer's wordpieces over the whole text, special tokens excluded."""
-    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-    offsets = encoded["offset_mapping"]  # type: ignore[index]
-    return [(int(s), int(e)) for s, e in offsets if e > s]
+    return [(s, e) for s, e in tokenizer.offsets(text) if e > s]
 
 
 class Chunker:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from citeqa.indexing.embedding import resolve_device, resolve_dtype
 from citeqa.indexing.errors import CiteqaError
-from citeqa.indexing.tokenizers import PAD_TO_MULTIPLE_OF, PerThreadTokenizer, load_tokenizer
+from citeqa.indexing.tokenizers import PAD_TO_MULTIPLE_OF, ModelTokenizer
 from citeqa.service.qa.batching import ForwardBatcher, Inputs, Logits
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ class WindowReader:
         self.n_best = n_best
         self.batch_windows = batch_windows
         self.batch_wait_ms = batch_wait_ms
-        self._tokenizers: PerThreadTokenizer | None = None
+        self._tokenizer: ModelTokenizer | None = None
         self._batcher: ForwardBatcher | None = None
         self._load_lock = threading.Lock()
 
@@ -139,30 +139,29 @@ class WindowReader:
 
     # --- shared ----------------------------------------------------------------------------
     def warm_up(self) -> None:
-        if self._tokenizers is not None:
+        if self._tokenizer is not None:
             return
         with self._load_lock:
-            if self._tokenizers is not None:
+            if self._tokenizer is not None:
                 return
             if not (self.model_path / "config.json").is_file():
                 raise CiteqaError(f"reader model not found at {self.model_path} (set CITEQA_READER_PATH)")
             self._load_model()
-            tokenizer = load_tokenizer(self.model_path)
+            tokenizer = ModelTokenizer(self.model_path)
             if self.batch_windows > 0:
-                pad = {"input_ids": int(tokenizer.pad_token_id or 0)}
+                pad = {"input_ids": tokenizer.pad_id}
                 self._batcher = ForwardBatcher(
                     self._forward, pad, max_rows=self.batch_windows, wait_s=self.batch_wait_ms / 1000
                 )
-            self._tokenizers = PerThreadTokenizer(tokenizer)
+            self._tokenizer = tokenizer
 
     def close(self) -> None:
         """Stop the batching thread (a reader is normally kept for the life of the process)."""
         if self._batcher is not None:
             self._batcher.close()
 
-    def _clip_question(self, tokenizer: Any, question: str) -> str:
-        encoded = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
-        offsets = encoded["offset_mapping"]
+    def _clip_question(self, tokenizer: ModelTokenizer, question: str) -> str:
+        offsets = tokenizer.offsets(question)
         if len(offsets) <= self.max_question_tokens:
             return question
         return question[: offsets[self.max_question_tokens - 1][1]]
@@ -172,45 +171,29 @@ class WindowReader:
         if not passages:
             return []
         self.warm_up()
-        assert self._tokenizers is not None
+        assert self._tokenizer is not None
         batcher = self._batcher
         if batcher is not None:
             batcher.expect()  # so that the batcher waits for this question while it is tokenized
         try:
-            tokenizer = self._tokenizers.get()
-            question = self._clip_question(tokenizer, question)
-            encoded = tokenizer(
-                [question] * len(passages),
-                list(passages),
-                truncation="only_second",
-                max_length=self.max_length,
-                stride=self.stride,
-                return_overflowing_tokens=True,
-                return_offsets_mapping=True,
-                padding="longest",
-                pad_to_multiple_of=self.pad_to_multiple_of,
-                return_tensors="np",
+            question = self._clip_question(self._tokenizer, question)
+            windows = self._tokenizer.windows(
+                question, passages, self.max_length, self.stride, self.pad_to_multiple_of
             )
-            sample_map = encoded.pop("overflow_to_sample_mapping").tolist()
-            offsets = encoded.pop("offset_mapping")
-            context_masks = [
-                np.array([sid == 1 for sid in encoded.sequence_ids(i)], dtype=bool)
-                for i in range(len(sample_map))
-            ]
-            inputs = {name: np.asarray(encoded[name], dtype=np.int64) for name in encoded}
         except BaseException:
             if batcher is not None:
                 batcher.unexpect()
             raise
+        inputs = windows.inputs
         start_logits, end_logits = batcher.submit(inputs) if batcher is not None else self._forward(inputs)
         candidates: list[SpanCandidate] = []
-        for i, passage_index in enumerate(sample_map):
+        for i, passage_index in enumerate(windows.passage_of):
             window = WindowLogits(
                 passage_index=passage_index,
                 start_logits=start_logits[i],
                 end_logits=end_logits[i],
-                offsets=offsets[i],
-                context_mask=context_masks[i],
+                offsets=windows.offsets[i],
+                context_mask=windows.in_passage[i],
             )
             candidates.extend(decode_window(window, self.n_best, self.max_answer_tokens))
         candidates.sort(key=lambda c: -c.margin)

@@ -13,13 +13,14 @@ from citeqa.indexing.ingest.chunking import (
     token_spans,
 )
 from citeqa.indexing.ingest.loaders import load_bytes
+from citeqa.indexing.tokenizers import Tokenizer
 from citeqa.indexing.types import Document
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 
 @pytest.fixture(scope="module")
-def tokenizer(embedder: Embedder) -> object:
+def tokenizer(embedder: Embedder) -> Tokenizer:
     return embedder.tokenizer
 
 
@@ -27,8 +28,8 @@ def _doc(text: str) -> Document:
     return Document(id="d.txt", text=text, title="t", content_hash="h")
 
 
-def _tokens_of(tokenizer: object, text: str) -> int:
-    return len(token_spans(tokenizer, text))  # type: ignore[arg-type]
+def _tokens_of(tokenizer: Tokenizer, text: str) -> int:
+    return len(token_spans(tokenizer, text))
 
 
 def test_sentence_spans_are_trimmed_and_exact() -> None:
@@ -38,9 +39,9 @@ def test_sentence_spans_are_trimmed_and_exact() -> None:
 
 
 @pytest.mark.integration
-def test_seed_chunks_hold_offsets_and_token_budget(tokenizer: object, seed_text: str) -> None:
+def test_seed_chunks_hold_offsets_and_token_budget(tokenizer: Tokenizer, seed_text: str) -> None:
     config = ChunkingConfig(max_tokens=64, overlap_tokens=16)
-    chunks = Chunker(tokenizer, config).chunk(_doc(seed_text))  # type: ignore[arg-type]
+    chunks = Chunker(tokenizer, config).chunk(_doc(seed_text))
     assert len(chunks) > 5
     for chunk in chunks:
         assert seed_text[chunk.start : chunk.end] == chunk.text
@@ -58,9 +59,9 @@ def test_seed_chunks_hold_offsets_and_token_budget(tokenizer: object, seed_text:
 
 
 @pytest.mark.integration
-def test_long_sentence_is_cut_not_truncated(tokenizer: object) -> None:
+def test_long_sentence_is_cut_not_truncated(tokenizer: Tokenizer) -> None:
     text = " ".join(f"word{i}" for i in range(600))  # one sentence, far over the budget
-    chunks = Chunker(tokenizer, ChunkingConfig(max_tokens=50, overlap_tokens=0)).chunk(_doc(text))  # type: ignore[arg-type]
+    chunks = Chunker(tokenizer, ChunkingConfig(max_tokens=50, overlap_tokens=0)).chunk(_doc(text))
     assert len(chunks) > 10
     # Cuts fall between words, so the chunks together give back every word intact.
     assert " ".join(c.text for c in chunks).split() == text.split()
@@ -74,8 +75,8 @@ _alphabet = st.sampled_from(
 @pytest.mark.integration
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.lists(_alphabet, min_size=0, max_size=400).map("".join), size=st.integers(8, 40))
-def test_chunk_offsets_hold_for_any_text(tokenizer: object, text: str, size: int) -> None:
-    chunker = Chunker(tokenizer, ChunkingConfig(max_tokens=size, overlap_tokens=size // 4))  # type: ignore[arg-type]
+def test_chunk_offsets_hold_for_any_text(tokenizer: Tokenizer, text: str, size: int) -> None:
+    chunker = Chunker(tokenizer, ChunkingConfig(max_tokens=size, overlap_tokens=size // 4))
     for chunk in chunker.chunk(_doc(text)):
         assert text[chunk.start : chunk.end] == chunk.text
         assert chunk.text == chunk.text.strip()
@@ -83,27 +84,27 @@ def test_chunk_offsets_hold_for_any_text(tokenizer: object, text: str, size: int
 
 
 @pytest.mark.integration
-def test_chunker_rejects_bad_config(tokenizer: object) -> None:
+def test_chunker_rejects_bad_config(tokenizer: Tokenizer) -> None:
     with pytest.raises(ValueError):
-        Chunker(tokenizer, ChunkingConfig(max_tokens=32, overlap_tokens=32))  # type: ignore[arg-type]
+        Chunker(tokenizer, ChunkingConfig(max_tokens=32, overlap_tokens=32))
 
 
 @pytest.mark.integration
-def test_chunk_ids_are_stable(tokenizer: object, seed_text: str) -> None:
+def test_chunk_ids_are_stable(tokenizer: Tokenizer, seed_text: str) -> None:
     doc = load_bytes(seed_text.encode(), "seed.txt")
-    first = Chunker(tokenizer).chunk(doc)  # type: ignore[arg-type]
-    second = Chunker(tokenizer).chunk(doc)  # type: ignore[arg-type]
+    first = Chunker(tokenizer).chunk(doc)
+    second = Chunker(tokenizer).chunk(doc)
     assert first == second
     assert [c.id for c in first][:2] == ["seed.txt#0", "seed.txt#1"]
 
 
 @pytest.mark.integration
-def test_one_huge_word_is_cut_to_the_character_budget(tokenizer: object) -> None:
+def test_one_huge_word_is_cut_to_the_character_budget(tokenizer: Tokenizer) -> None:
     """M3: the tokenizer makes a word over 100 characters one token; chunks still stay small."""
     word = "x" * 200_000
     text = f"Intro sentence. {word} tail words here."
     config = ChunkingConfig(max_tokens=64, overlap_tokens=16)
-    chunks = Chunker(tokenizer, config).chunk(_doc(text))  # type: ignore[arg-type]
+    chunks = Chunker(tokenizer, config).chunk(_doc(text))
     assert max(len(c.text) for c in chunks) <= config.char_budget == 64 * 16
     for chunk in chunks:
         assert text[chunk.start : chunk.end] == chunk.text
@@ -112,18 +113,18 @@ def test_one_huge_word_is_cut_to_the_character_budget(tokenizer: object) -> None
 
 
 @pytest.mark.integration
-def test_character_budget_leaves_ordinary_text_alone(tokenizer: object, seed_text: str) -> None:
+def test_character_budget_leaves_ordinary_text_alone(tokenizer: Tokenizer, seed_text: str) -> None:
     uncapped = ChunkingConfig(max_tokens=64, overlap_tokens=16, max_chars=10**9)
-    capped = Chunker(tokenizer, ChunkingConfig(max_tokens=64, overlap_tokens=16)).chunk(_doc(seed_text))  # type: ignore[arg-type]
-    assert capped == Chunker(tokenizer, uncapped).chunk(_doc(seed_text))  # type: ignore[arg-type]
+    capped = Chunker(tokenizer, ChunkingConfig(max_tokens=64, overlap_tokens=16)).chunk(_doc(seed_text))
+    assert capped == Chunker(tokenizer, uncapped).chunk(_doc(seed_text))
 
 
 @pytest.mark.integration
-def test_cited_sentence_runs_past_the_chunk_edge(tokenizer: object) -> None:
+def test_cited_sentence_runs_past_the_chunk_edge(tokenizer: Tokenizer) -> None:
     """A sentence cut between two chunks is quoted whole, not stopped at the chunk's edge."""
     long_sentence = "The board " + " ".join(f"reviewed item {i}" for i in range(15)) + " and approved Ningbo."
     text = f"First sentence here. {long_sentence} Last sentence here."
-    chunks = Chunker(tokenizer, ChunkingConfig(max_tokens=32, overlap_tokens=0)).chunk(_doc(text))  # type: ignore[arg-type]
+    chunks = Chunker(tokenizer, ChunkingConfig(max_tokens=32, overlap_tokens=0)).chunk(_doc(text))
     answer_start = text.index("Ningbo")
     chunk = next(c for c in chunks if c.start <= answer_start < c.end)
     assert chunk.start > text.index("The board")  # the sentence began in an earlier chunk

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import sqlite3
 from pathlib import Path
 
@@ -24,6 +23,8 @@ from citeqa.service.qa.types import Passage
 from citeqa.service.wire import answer_out
 from pypdf import PdfWriter
 from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
+
+from tests.fakes import WordTokenizer
 
 # --- PDF ---------------------------------------------------------------------------------------
 
@@ -331,14 +332,9 @@ def test_plain_text_numbered_headings_give_section_paths_and_the_text_is_untouch
 # --- chunks, citations and stores carry the section --------------------------------------------
 
 
-def _words(text: str, **_: object) -> dict[str, list[tuple[int, int]]]:
-    """A stand-in tokenizer: one token per word."""
-    return {"offset_mapping": [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]}
-
-
 def test_chunks_stay_within_one_section_and_carry_its_path() -> None:
     doc = load_bytes(CONDUCT_TXT.encode(), "conduct.txt")
-    chunks = Chunker(_words, ChunkingConfig(max_tokens=64, overlap_tokens=8)).chunk(doc)
+    chunks = Chunker(WordTokenizer(), ChunkingConfig(max_tokens=64, overlap_tokens=8)).chunk(doc)
     assert [c.section for c in chunks] == [
         (),
         ("1. INTRODUCTION",),
@@ -389,7 +385,7 @@ def test_an_answer_never_runs_across_table_rows() -> None:
 
 
 def _update(doc: Document) -> DocumentUpdate:
-    chunks = Chunker(_words, ChunkingConfig(max_tokens=64, overlap_tokens=8)).chunk(doc)
+    chunks = Chunker(WordTokenizer(), ChunkingConfig(max_tokens=64, overlap_tokens=8)).chunk(doc)
     vectors = np.random.default_rng(0).standard_normal((len(chunks), 8)).astype(np.float32)
     return DocumentUpdate(doc, chunks, vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
 
