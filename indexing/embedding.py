@@ -126,7 +126,7 @@ class Embedder:
             converted = load_or_convert(path, lambda: convert_module(_load_torch(path, "cpu")[0].auto_model))
             self._openvino = CompiledForCpu(converted, dtype, threads=0)
             self._dimension, self._max_seq_length = shape
-            self._tokenizer = ModelTokenizer(path)
+            self._tokenizer = ModelTokenizer(_transformer_folder(path))
             return
         model = _load_torch(path, device)
         if dtype != "float32":
@@ -138,7 +138,7 @@ class Embedder:
         self._dimension = int(model.get_embedding_dimension() or 0)
         self._max_seq_length = int(model.max_seq_length or 0)
         self._model = model
-        self._tokenizer = ModelTokenizer(path)
+        self._tokenizer = ModelTokenizer(_transformer_folder(path))
 
     def _openvino_wanted(self) -> bool:
         from citeqa.indexing.openvino_runtime import openvino_preferred
@@ -206,6 +206,15 @@ def _load_torch(path: Path, device: str) -> SentenceTransformer:
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(path), device=device)
+
+
+def _transformer_folder(path: Path) -> Path:
+    """Where a sentence-transformers model keeps its transformer and tokenizer: the folder itself, or the
+    first module's folder in older layouts ("0_Transformer")."""
+    try:
+        return path / str(json.loads((path / "modules.json").read_text(encoding="utf-8"))[0]["path"])
+    except (OSError, ValueError, LookupError, TypeError):
+        return path
 
 
 def _openvino_stand_in(path: Path) -> tuple[int, int] | None:

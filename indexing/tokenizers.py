@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+from citeqa.indexing.errors import CiteqaError
 
 if TYPE_CHECKING:
     from tokenizers import Encoding
@@ -59,6 +60,10 @@ class ModelTokenizer:
     def __init__(self, model_path: Path) -> None:
         from tokenizers import Tokenizer as Backend
 
+        if not (model_path / "tokenizer.json").is_file():
+            raise CiteqaError(
+                f"no tokenizer.json in {model_path}: citeqa reads a model's fast tokenizer only"
+            )
         self._file = str(model_path / "tokenizer.json")
         self._plain = Backend.from_file(self._file)  # its file's own truncation and padding switched off
         self._plain.no_truncation()

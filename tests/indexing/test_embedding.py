@@ -77,6 +77,15 @@ def test_openvino_stands_in_for_a_transformer_with_mean_pooling_only(tmp_path: P
     assert stand_in(tmp_path / "nothing-here") is None
 
 
+def test_the_tokenizer_is_read_where_the_transformer_module_lives(tmp_path: Path) -> None:
+    assert embedding._transformer_folder(default_embedder_path()) == default_embedder_path()
+    modules = [
+        {"idx": 0, "name": "0", "path": "0_Transformer", "type": "sentence_transformers.models.Transformer"}
+    ]
+    (tmp_path / "modules.json").write_text(json.dumps(modules))
+    assert embedding._transformer_folder(tmp_path) == tmp_path / "0_Transformer"
+
+
 def test_auto_device_is_cpu_without_a_gpu_driver_and_asks_torch_with_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from citeqa.indexing.embedding import default_embedder_path
+from citeqa.indexing.errors import CiteqaError
 from citeqa.indexing.tokenizers import ModelTokenizer
 from citeqa.service.settings import Settings
 from transformers import AutoTokenizer
@@ -97,3 +98,8 @@ def test_tokenizing_imports_neither_transformers_nor_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_a_folder_without_a_fast_tokenizer_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(CiteqaError, match=r"no tokenizer\.json in"):
+        ModelTokenizer(tmp_path)
