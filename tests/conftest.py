@@ -106,6 +106,17 @@ def linked_reader_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _linked_reader(tmp_path_factory)
 
 
+@pytest.fixture(scope="session")
+def openvino_reader_dir(linked_reader_dir: Path, embedder: Embedder) -> Path:
+    """The default reader's linked folder with its OpenVINO conversion kept there (and the embedder's kept
+    beside its weights by the `embedder` fixture), for fresh processes that must not need torch to start:
+    CITEQA_READER_PATH selects it."""
+    from citeqa.service.qa.openvino_reader import OpenVinoReader
+
+    OpenVinoReader(linked_reader_dir).warm_up()
+    return linked_reader_dir
+
+
 PipelineFactory = Callable[..., QAPipeline]
 
 

@@ -118,6 +118,19 @@ def markdown(report: dict[str, Any]) -> str:
             "unanswerable.",
             "",
         ]
+    cold = report.get("cold_start")
+    if cold:
+        out += ["## Cold start", ""]
+        if "error" in cold:
+            out += [f"The measurement failed: {cold['error']}", ""]
+        else:
+            heavy = ", ".join(cold["imported"]) or "none of torch, transformers, sentence-transformers"
+            out += [
+                f"A fresh `citeqa ask --no-service` process (imports, models, index, one answer): "
+                f"**{cold['median_s']:.2f} s** (median of {cold['runs']}: {cold['seconds']}); heavy "
+                f"libraries it imported: {heavy}.",
+                "",
+            ]
     runtimes = report.get("runtimes")
     if runtimes:
         out += [

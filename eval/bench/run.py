@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from citeqa.eval.bench.cold_start import measure_cold_start
 from citeqa.eval.bench.corpus import make_corpus, make_templates, seed_sentences, write_documents
 from citeqa.eval.bench.measure import Stopwatch, load_average, machine_info, peak_memory, summarize_ms
 from citeqa.eval.bench.over_http import run_http
@@ -43,6 +45,7 @@ class BenchConfig:
     indexing_chunks: int = 2_500
     passes: int = 3  # passes over the seed questions for latency
     http: bool = True
+    cold_start: bool = True  # fresh processes answering one question (cold_start.py)
     runtimes: bool = True  # the reader runtimes side by side (readers.py)
     asks_per_level: int = 120  # questions asked at each client count there
     report_dir: Path = Path("reports/bench")
@@ -155,6 +158,14 @@ def run_benchmark(config: BenchConfig, settings: Settings, log: Log = _stderr) -
         report["seed"] = bench_seed(seed_pipeline, items, config.passes)
         report["seed"]["load_average"] = load_average()
 
+        if config.cold_start:
+            log("bench: a cold start (fresh processes answering one question)")
+            try:
+                report["cold_start"] = measure_cold_start(seed_pipeline.settings.data_dir, items[0].question)
+            except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
+                log(f"bench: the cold start measurement failed: {exc}")
+                report["cold_start"] = {"error": str(exc)}
+
         if config.runtimes:
             log("bench: reader runtimes side by side")
 
@@ -216,7 +227,9 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         config = BenchConfig(**{**config.__dict__, "http": False})
     if args.runtimes_only:
         # The reader runtimes alone: no indexing, HTTP or scale sections (a few minutes on 2 cores).
-        config = BenchConfig(**{**config.__dict__, "http": False, "sizes": (), "indexing_chunks": 0})
+        config = BenchConfig(
+            **{**config.__dict__, "http": False, "sizes": (), "indexing_chunks": 0, "cold_start": False}
+        )
     report = run_benchmark(config, settings)
     paths = write_report(report, config.report_dir)
     print(markdown(report))

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from citeqa.eval.bench.cold_start import HEAVY, measure_cold_start
 from citeqa.eval.bench.corpus import make_corpus, make_templates, seed_sentences, variant_vectors
 from citeqa.eval.bench.measure import MemorySampler, percentile, summarize_ms
 from citeqa.eval.bench.quality import load_questions, score
@@ -18,6 +19,7 @@ from citeqa.eval.bench.run import bench_indexing, bench_seed
 from citeqa.eval.bench.scale import exact_top_k, run_size
 from citeqa.eval.metrics import f1_score
 from citeqa.indexing.embedding import Embedder
+from citeqa.indexing.openvino_runtime import openvino_preferred
 from citeqa.service.qa.reader import Reader
 from citeqa.service.settings import REPO_ROOT, Settings
 
@@ -115,6 +117,7 @@ def test_seed_and_indexing_sections_and_report_files(
         "seconds": 1.0,
         "indexing": indexing,
         "seed": seed,
+        "cold_start": {"runs": 1, "seconds": [1.25], "median_s": 1.25, "imported": []},
         "http": None,
         "machine": {
             "cpu": "test",
@@ -149,7 +152,23 @@ def test_seed_and_indexing_sections_and_report_files(
     assert json.loads(paths[0].read_text())["seed"]["quality"] == seed["quality"]
     text = paths[1].read_text()
     assert "| chunks | vectors | index |" in text and "| 1,000 | synthetic | flat |" in text
+    assert "**1.25 s** (median of 1: [1.25])" in text and "imported: none of torch" in text
     assert paths[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.integration
+def test_a_cold_start_is_a_fresh_process_answering_one_question(
+    make_pipeline: Any, openvino_reader_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = make_pipeline()
+    monkeypatch.setenv("CITEQA_READER_PATH", str(openvino_reader_dir))  # conversions kept: no torch needed
+    cold = measure_cold_start(pipeline.settings.data_dir, "How many pilot cities will there be?", runs=1)
+    assert cold["runs"] == 1 and len(cold["seconds"]) == 1 and cold["median_s"] > 0
+    assert set(cold["imported"]) <= set(HEAVY)
+    if openvino_preferred("auto", "auto"):
+        assert cold["imported"] == []
+    with pytest.raises(RuntimeError, match="cold ask"):
+        measure_cold_start(pipeline.settings.data_dir / "missing", "How many pilot cities?", runs=1)
 
 
 def test_quality_score_counts_abstentions() -> None:
