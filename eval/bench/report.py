@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from citeqa.eval.bench.cold_start import HEAVY
+
 
 def _ms(summary: dict[str, Any] | None) -> str:
     if not summary or not summary.get("n"):
@@ -124,7 +126,7 @@ def markdown(report: dict[str, Any]) -> str:
         if "error" in cold:
             out += [f"The measurement failed: {cold['error']}", ""]
         else:
-            heavy = ", ".join(cold["imported"]) or "none of torch, transformers, sentence-transformers"
+            heavy = ", ".join(cold["imported"]) or "none of " + ", ".join(HEAVY)
             out += [
                 f"A fresh `citeqa ask --no-service` process (imports, models, index, one answer): "
                 f"**{cold['median_s']:.2f} s** (median of {cold['runs']}: {cold['seconds']}); heavy "

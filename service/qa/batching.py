@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from citeqa.indexing.tokenizers import Inputs
 
-Inputs = dict[str, np.ndarray]  # model inputs by name, int64, rows x tokens
 Logits = tuple[np.ndarray, np.ndarray]  # start and end logits, float32, rows x tokens
 
 
