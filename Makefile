@@ -12,6 +12,7 @@ install: $(STAMP)
 
 # torch first, pinned: that version's CPU wheel lies on this disk, a plain `torch` would pull a CUDA build.
 # Under a lock, re-checking the stamp inside it: `make run` and `make test` started together install once.
+# Then the reader's int8 model (about a minute; read where the CPU makes int8 faster, see docs/benchmarks.md).
 $(STAMP): pyproject.toml
 	flock .install.lock sh -c '\
 	  test $(STAMP) -nt pyproject.toml && exit 0; \
@@ -19,6 +20,7 @@ $(STAMP): pyproject.toml
 	  $(BIN)/pip install --quiet --upgrade pip && \
 	  $(BIN)/pip install --quiet torch==2.13.0 && \
 	  $(BIN)/pip install --quiet -e ".[dev]" && \
+	  $(BIN)/citeqa quantize-reader && \
 	  touch $(STAMP)'
 
 index: install

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -39,17 +40,29 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def cpu_has_fast_bf16() -> bool:
-    """True when the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX), where bf16 beats fp32."""
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as Linux names them (/proc/cpuinfo), empty where they cannot be read."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
             for line in handle:
                 if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return False
+    return frozenset()
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX), where bf16 beats fp32."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def cpu_prefers_int8() -> bool:
+    """True when int8 matrix products beat bf16 and fp32 here: VNNI dot products without AMX's bf16 tiles
+    (on an AMX Xeon the reader's int8 model read slower than bf16; docs/benchmarks.md#reader-runtimes)."""
+    flags = cpu_flags()
+    return bool(flags & {"avx512_vnni", "avx_vnni"}) and "amx_bf16" not in flags
 
 
 def resolve_dtype(device: str, dtype: str) -> str:

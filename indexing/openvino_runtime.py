@@ -73,30 +73,43 @@ def convert_module(module: Any) -> Any:
         return ov.convert_model(module, example_input=example)
 
 
-def load_or_convert(model_path: Path, convert: Callable[[], Any]) -> Any:
-    """The converted model: read from <model>/openvino/<hash of the weights>/ when there, else `convert()`ed
-    now and kept there (when the folder can be written). Written to a folder of its own first and renamed
-    into place, so that processes starting together never read a half-written one."""
+def derived_folder(model_path: Path, kind: str = OPENVINO_DIR) -> Path:
+    """Where a model derived from the folder's weights is kept: <model>/<kind>/<hash of the weights>/."""
+    return model_path / kind / weights_sha256(model_path)[:16]
+
+
+def keep_model(model: Any, folder: Path) -> None:
+    """Save `model` as folder/model.xml, removing what its parent holds for earlier weights. Written to a
+    folder of its own first and renamed into place, so that processes starting together never read a
+    half-written one. Raises OSError where the folder cannot be written."""
     import openvino as ov
 
-    root = model_path / OPENVINO_DIR
-    folder = root / weights_sha256(model_path)[:16]
+    root = folder.parent
+    root.mkdir(exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="converting-", dir=root))
+    ov.save_model(model, str(staging / MODEL_FILE), compress_to_fp16=False)
+    for stale in root.iterdir():  # derived from earlier weights
+        if stale.is_dir() and stale not in (staging, folder) and not stale.name.startswith("converting-"):
+            shutil.rmtree(stale, ignore_errors=True)
+    try:
+        staging.rename(folder)
+    except OSError:  # another process put its model there first
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def load_or_convert(model_path: Path, convert: Callable[[], Any]) -> Any:
+    """The converted model: read from <model>/openvino/<hash of the weights>/ when there, else `convert()`ed
+    now and kept there (when the folder can be written)."""
+    import openvino as ov
+
+    folder = derived_folder(model_path)
     if (folder / MODEL_FILE).is_file():
         return ov.Core().read_model(str(folder / MODEL_FILE))
     converted = convert()
     try:
-        root.mkdir(exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix="converting-", dir=root))
-        ov.save_model(converted, str(staging / MODEL_FILE), compress_to_fp16=False)
-        for stale in root.iterdir():  # conversions of earlier weights
-            if stale.is_dir() and stale != staging and not stale.name.startswith("converting-"):
-                shutil.rmtree(stale, ignore_errors=True)
-        try:
-            staging.rename(folder)
-        except OSError:  # another process put its conversion there first
-            shutil.rmtree(staging, ignore_errors=True)
+        keep_model(converted, folder)
     except OSError as exc:
-        log.info("could not keep the OpenVINO model in %s (%s): it is converted at each start", root, exc)
+        log.info("could not keep the OpenVINO model in %s (%s): it is converted at each start", folder, exc)
     return converted
 
 

@@ -163,6 +163,11 @@ class Settings(BaseSettings):
         description="auto: OpenVINO on CPUs with bf16 units when it is installed, else torch; openvino, "
         "torch; onnx: ONNX Runtime over the export `citeqa export-reader` writes beside the reader",
     )
+    reader_int8: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="read with the int8 model `citeqa quantize-reader` writes beside the reader: auto on "
+        "CPUs with VNNI and without AMX, where it is faster than bf16; on wherever it exists; off never",
+    )
     reader_onnx_variant: Literal["int8", "fp32"] = Field(
         default="fp32",
         description="which ONNX export the onnx runtime loads; int8 reads about 2x faster than fp32 "

@@ -80,7 +80,7 @@ def reader() -> Reader:
     return model
 
 
-def _linked_reader(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def linked_reader_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of its own whose model files link to the default reader's: what a runtime converts or
     exports lands there, so the tests never depend on (or leave) files in models/."""
     folder = tmp_path_factory.mktemp("reader")
@@ -95,7 +95,7 @@ def exported_reader_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default reader exported to ONNX (`citeqa export-reader`) in a linked folder of its own."""
     from citeqa.service.qa.onnx_reader import export_reader
 
-    folder = _linked_reader(tmp_path_factory)
+    folder = linked_reader_copy(tmp_path_factory)
     export_reader(folder)
     return folder
 
@@ -103,7 +103,7 @@ def exported_reader_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def linked_reader_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default reader in a linked folder of its own, for the OpenVINO conversion kept beside it."""
-    return _linked_reader(tmp_path_factory)
+    return linked_reader_copy(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import psutil
+from citeqa.indexing.embedding import cpu_flags
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -126,17 +127,10 @@ CPU_FEATURES = {
 
 
 def cpu_features() -> list[str]:
-    """The CPU's vector and matrix extensions that decide the reader's speed: bf16 units make torch's
-    bf16 fast; VNNI/AMX-INT8 make int8 fast; without either, fp32 is what there is."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return [name for flag, name in CPU_FEATURES.items() if flag in flags]
-    except OSError:
-        pass
-    return []
+    """The CPU's vector and matrix extensions that decide the reader's speed: bf16 units make bf16 fast;
+    VNNI/AMX-INT8 make int8 fast; without either, fp32 is what there is."""
+    flags = cpu_flags()
+    return [name for flag, name in CPU_FEATURES.items() if flag in flags]
 
 
 def machine_info() -> dict[str, Any]:

@@ -31,10 +31,12 @@ BATCH_WINDOWS = 32  # the batched rows: up to 8 questions of 4 passages in one f
 
 def runtime_variants(settings: Settings) -> list[tuple[str, dict[str, Any]]]:
     """torch unbatched with unpadded windows (the path before issue 20) first, then torch padded, unbatched
-    and batched, then OpenVINO (when installed) and ONNX Runtime int8 the same two ways; the reader is
-    exported first when it has no current export."""
+    and batched, then OpenVINO (when installed; bf16 or fp32, and its int8 model unbatched where there is
+    one) and ONNX Runtime int8 the same two ways; the reader is exported first when it has no current
+    export."""
     from citeqa.indexing.openvino_runtime import openvino_installed
     from citeqa.service.qa import onnx_reader
+    from citeqa.service.qa.openvino_reader import current_int8_model
 
     # Exported here (seconds, skipped while current) so that every runtime is always in the run.
     onnx_reader.export_reader(settings.reader_path)
@@ -46,9 +48,11 @@ def runtime_variants(settings: Settings) -> list[tuple[str, dict[str, Any]]]:
         ("torch, batched", {**torch, **batched}),
     ]
     if openvino_installed():
-        openvino = {"reader_runtime": "openvino", "embedder_runtime": "openvino"}
+        openvino = {"reader_runtime": "openvino", "embedder_runtime": "openvino", "reader_int8": "off"}
         variants.append(("openvino", {**openvino, "reader_batch_windows": 0}))
         variants.append(("openvino, batched", {**openvino, **batched}))
+        if current_int8_model(settings.reader_path) is not None:  # batched no faster on 2 cores, as above
+            variants.append(("openvino int8", {**openvino, "reader_int8": "on", "reader_batch_windows": 0}))
     # ONNX Runtime's int8 only: its fp32 read 2x slower than either bf16 runtime here (docs/benchmarks.md).
     if onnx_reader.onnx_available(settings.model_copy(update={"reader_onnx_variant": "int8"})):
         onnx = {"reader_runtime": "onnx", "reader_onnx_variant": "int8"}

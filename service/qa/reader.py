@@ -281,11 +281,12 @@ class TransformersReader(WindowReader):
 
 def make_reader(settings: Settings) -> Reader:
     """The reader the settings ask for. `auto`: OpenVINO on CPUs with bf16 units (it read a question 1.5x
-    faster than torch bf16 there, at the same answers), torch elsewhere (OpenVINO fp32 was no faster than
+    faster than torch bf16 there, at the same answers) and with the int8 model where the CPU prefers it
+    (see openvino_reader), torch elsewhere (OpenVINO fp32 was no faster than
     torch fp32); `onnx` reads with ONNX Runtime (`citeqa export-reader` first), whose int8 export lost
     about a point of F1 on held-out sets (docs/benchmarks.md#reader-runtimes)."""
     from citeqa.indexing.openvino_runtime import openvino_preferred
-    from citeqa.service.qa.openvino_reader import OpenVinoReader
+    from citeqa.service.qa.openvino_reader import OpenVinoReader, int8_preferred
 
     runtime = settings.reader_runtime
     if runtime == "onnx":
@@ -293,7 +294,8 @@ def make_reader(settings: Settings) -> Reader:
 
         return OnnxReader.from_settings(settings)
     if runtime == "openvino" or (
-        runtime == "auto" and openvino_preferred(settings.device, settings.model_dtype)
+        runtime == "auto"
+        and (openvino_preferred(settings.device, settings.model_dtype) or int8_preferred(settings))
     ):
         return OpenVinoReader.from_settings(settings)
     return TransformersReader.from_settings(settings)

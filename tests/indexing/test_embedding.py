@@ -88,6 +88,24 @@ def test_the_tokenizer_is_read_where_the_transformer_module_lives(tmp_path: Path
     assert embedding._transformer_folder(tmp_path) == tmp_path / "0_Transformer"
 
 
+@pytest.mark.parametrize(
+    ("flags", "int8"),
+    [
+        ({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}, True),  # AMD Zen 4: VNNI, bf16, no AMX
+        ({"avx2", "avx_vnni"}, True),  # Intel desktop cores since Alder Lake
+        ({"avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"}, False),  # Xeon with AMX: bf16 tiles win
+        ({"avx2", "fma"}, False),  # no int8 dot products
+        (set(), False),
+    ],
+)
+def test_int8_is_preferred_on_cpus_with_vnni_and_without_amx(
+    flags: set[str], int8: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(embedding, "cpu_flags", lambda: frozenset(flags))
+    assert embedding.cpu_prefers_int8() is int8
+    assert embedding.cpu_has_fast_bf16() is bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
 def test_auto_device_is_cpu_without_a_gpu_driver_and_asks_torch_with_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -13,10 +13,12 @@ import faiss
 import pytest
 import torch
 from citeqa.indexing import embedding
+from citeqa.indexing.errors import CiteqaError
+from citeqa.indexing.openvino_runtime import derived_folder
 from citeqa.indexing.store.faiss_index import faiss_thread_scope, set_faiss_threads
 from citeqa.service.qa import onnx_reader, openvino_reader
 from citeqa.service.qa.onnx_reader import OnnxReader, export_reader, weights_sha256
-from citeqa.service.qa.openvino_reader import OpenVinoReader
+from citeqa.service.qa.openvino_reader import INT8_DIR, OpenVinoReader, current_int8_model, int8_model_file
 from citeqa.service.qa.reader import Reader, SpanCandidate, TransformersReader, make_reader
 from citeqa.service.settings import Settings
 
@@ -57,6 +59,32 @@ def test_runtime_setting_picks_the_reader(tmp_path: Path, monkeypatch: pytest.Mo
         monkeypatch.setattr(embedding, "cpu_has_fast_bf16", lambda fast=fast_bf16: fast)
         settings = Settings(reader_path=exported, device="cpu", model_dtype=dtype)  # type: ignore[arg-type]
         assert type(make_reader(settings)) is expected
+
+
+def test_auto_reads_the_int8_model_where_the_cpu_prefers_int8(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = fake_reader_folder(tmp_path, exported=False)
+    monkeypatch.setattr(embedding, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(openvino_reader, "cpu_prefers_int8", lambda: True)
+    settings = Settings(reader_path=folder, device="cpu")
+    assert type(make_reader(settings)) is TransformersReader  # no int8 model yet: fp32 on torch
+    kept = derived_folder(folder, INT8_DIR)
+    kept.mkdir(parents=True)
+    (kept / "model.xml").write_text("<net/>")
+    assert type(make_reader(settings)) is OpenVinoReader
+    assert int8_model_file(folder, "auto") == kept / "model.xml"
+    assert int8_model_file(folder, "auto", dtype="float32") is None  # fp32 asked for
+    assert type(make_reader(settings.model_copy(update={"reader_int8": "off"}))) is TransformersReader
+    monkeypatch.setattr(openvino_reader, "cpu_prefers_int8", lambda: False)  # an AMX Xeon: bf16 wins
+    assert int8_model_file(folder, "auto") is None
+    assert int8_model_file(folder, "on") == kept / "model.xml"
+    (folder / "model.safetensors").write_bytes(b"retrained weights")  # quantized from other weights
+    assert current_int8_model(folder) is None
+    with pytest.raises(CiteqaError, match="citeqa quantize-reader"):
+        int8_model_file(folder, "on")
+    with pytest.raises(CiteqaError, match="citeqa quantize-reader"):
+        OpenVinoReader(folder, int8="on").warm_up()
 
 
 def test_an_export_of_other_weights_is_refused(tmp_path: Path) -> None:
@@ -127,7 +155,7 @@ def test_openvino_reader_finds_the_span_torch_finds(
     def convert(_: Path) -> None:
         raise AssertionError("converted again")
 
-    monkeypatch.setattr(openvino_reader, "_convert_reader", convert)
+    monkeypatch.setattr(openvino_reader, "convert_reader", convert)
     again = OpenVinoReader(linked_reader_dir, dtype="float32")
     again.warm_up()
     assert best_text(again)[0] == "Ningbo"

@@ -1,0 +1,140 @@
+"""`citeqa quantize-reader`: the reader's int8 model for OpenVINO (service/qa/openvino_reader.py).
+
+NNCF's post-training quantization: the inputs of the reader's matrix products are quantized to 8 bits with
+ranges measured on sample questions, each read with passages of its own document as the service reads
+them (its 4 passages sharing the most of the question's words, cut by the service's chunker), and the
+weights per output channel; SmoothQuant first moves the activations' outliers into the weights. By default
+the samples are the fitting part of the project's own policies (eval/data/policies, never the seed set or
+a test part). The result is kept in <reader>/openvino-int8/<hash of the weights>/ with `quantization.json`
+saying how it was made; it is git-ignored and made again for new weights (`make install` makes it).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from citeqa.eval.datasets import load_dataset
+from citeqa.indexing.errors import CiteqaError
+from citeqa.indexing.ingest.chunking import Chunker, ChunkingConfig
+from citeqa.indexing.openvino_runtime import (
+    MODEL_FILE,
+    CompiledForCpu,
+    derived_folder,
+    keep_model,
+    load_or_convert,
+)
+from citeqa.indexing.tokenizers import ModelTokenizer
+from citeqa.indexing.types import Document
+from citeqa.service.qa.batching import Inputs
+from citeqa.service.qa.openvino_reader import INT8_DIR, INT8_MANIFEST, convert_reader
+from citeqa.service.settings import Settings
+
+DEFAULT_SAMPLES = Path(__file__).resolve().parents[1] / "data" / "policies" / "questions.jsonl"
+_WORD = re.compile(r"\w+")
+
+
+def _words(text: str) -> set[str]:
+    return {w.lower() for w in _WORD.findall(text) if len(w) > 2}
+
+
+def sample_inputs(spec: str, settings: Settings, limit: int | None = None) -> list[Inputs]:
+    """One batch of reader windows per question of the set `spec` (FILE[:PART] with its documents): the
+    question with the `settings.top_k` passages of its own document that share the most of its words."""
+    dataset = load_dataset(f"{DEFAULT_SAMPLES}:fit" if spec == "default" else spec)
+    if not dataset.documents:
+        raise CiteqaError(f"{spec}: quantizing needs a question set with its documents (SQuAD or docs/)")
+    tokenizer = ModelTokenizer(settings.reader_path)
+    chunker = Chunker(
+        tokenizer,
+        ChunkingConfig(max_tokens=settings.chunk_tokens, overlap_tokens=settings.chunk_overlap_tokens),
+    )
+    by_id: dict[str, Document] = {d.id: d for d in dataset.documents}
+    passages: dict[str, list[str]] = {}
+    batches: list[Inputs] = []
+    for item in dataset.items[:limit]:
+        if item.doc_id not in by_id:
+            continue
+        if item.doc_id not in passages:
+            passages[item.doc_id] = [c.text for c in chunker.chunk(by_id[item.doc_id])]
+        asked = _words(item.question)
+        ranked = sorted(passages[item.doc_id], key=lambda p: -len(asked & _words(p)))
+        windows = tokenizer.windows(
+            item.question,
+            ranked[: settings.top_k],
+            settings.reader_max_length,
+            settings.reader_stride,
+            settings.reader_pad_to_multiple_of,
+        )
+        batches.append(windows.inputs)
+    if not batches:
+        raise CiteqaError(f"{spec}: no question of the set is about one of its documents")
+    return batches
+
+
+def null_shift(original: Any, quantized: Any, batches: list[Inputs]) -> float:
+    """The mean of (original - quantized) no-answer score over the sample windows, both read in fp32: the
+    reader adds it to the int8 model's, so that its margins mean what the calibration was fitted on."""
+    import numpy as np
+
+    shifts = []
+    models = [CompiledForCpu(m, "float32", 0) for m in (original, quantized)]
+    for inputs in batches:
+        (a_start, a_end), (b_start, b_end) = (m(inputs, outputs=2) for m in models)
+        shifts.append((a_start[:, 0] + a_end[:, 0]) - (b_start[:, 0] + b_end[:, 0]))
+    return float(np.concatenate(shifts).mean())
+
+
+def quantize_reader(
+    settings: Settings,
+    spec: str = "default",
+    limit: int | None = None,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Write the reader's int8 model (see the module's text) and return its folder; one made from the
+    same weights is kept unless `force`."""
+    try:
+        import nncf
+    except ImportError as exc:
+        raise CiteqaError("quantizing needs nncf (pip install nncf)") from exc
+    model_path = settings.reader_path
+    if not (model_path / "model.safetensors").is_file():
+        raise CiteqaError(f"no reader model (model.safetensors) at {model_path}")
+    folder = derived_folder(model_path, INT8_DIR)
+    if (folder / MODEL_FILE).is_file() and not force:
+        log(f"{folder}: already quantized from these weights (--force quantizes again)")
+        return folder
+    started = time.perf_counter()
+    batches = sample_inputs(spec, settings, limit)
+    model = load_or_convert(model_path, lambda: convert_reader(model_path))
+    names = {port.get_any_name() for port in model.inputs}
+    log(f"quantizing {model_path.name} on {len(batches)} questions' windows of {spec}")
+    quantized = nncf.quantize(
+        model,
+        nncf.Dataset(batches, lambda inputs: {k: v for k, v in inputs.items() if k in names}),
+        model_type=nncf.ModelType.TRANSFORMER,
+        subset_size=len(batches),
+    )
+    offset = null_shift(model, quantized, batches)
+    if folder.is_dir():  # --force: this folder is made again, not kept as the current one
+        shutil.rmtree(folder)
+    keep_model(quantized, folder)
+    manifest: dict[str, Any] = {
+        "source": model_path.name,
+        "samples": spec,
+        "questions": len(batches),
+        "windows": sum(len(b["input_ids"]) for b in batches),
+        "method": "NNCF post-training quantization, transformer preset (SmoothQuant, int8 activations "
+        "and per-channel int8 weights)",
+        "null_logit_offset": round(offset, 4),
+        "nncf": nncf.__version__,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    (folder / INT8_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return folder
