@@ -2,15 +2,14 @@
 as the torch reader (WindowReader), with the forward pass compiled by OpenVINO's CPU plugin. `auto` reads
 with it on CPUs with bf16 units; the conversion is kept in <reader>/openvino/.
 
-Where `citeqa quantize-reader` has written an int8 model of the same weights (<reader>/openvino-int8/, its
+Where `citeqa quantize-reader` has written an int8 model of the same weights (<reader>/openvino-int8/, most
 matrix products' inputs quantized to 8 bits with ranges measured on sample questions), `auto` reads with it
 on CPUs whose VNNI units make int8 faster than bf16 and that have no AMX: on an AMD EPYC (Zen 4) a
-question's 4 windows took 0.66 of bf16's time, with the same held-out scores within half a point of F1
-(docs/benchmarks.md#reader-runtimes)."""
+question's 4 windows took 0.71 of bf16's time, with held-out F1 within 0.2 of bf16's on SQuAD, PolicyQA and
+the own policies (docs/benchmarks.md, "OpenVINO int8")."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -31,7 +30,6 @@ if TYPE_CHECKING:
     from citeqa.service.settings import Settings
 
 INT8_DIR = "openvino-int8"
-INT8_MANIFEST = "quantization.json"  # how the int8 model was made, and its no-answer logit offset
 Int8Choice = Literal["auto", "on", "off"]
 
 
@@ -42,18 +40,6 @@ def current_int8_model(model_path: Path) -> Path | None:
         return None
     path = derived_folder(model_path, INT8_DIR) / MODEL_FILE
     return path if path.is_file() else None
-
-
-def null_logit_offset(int8_folder: Path) -> float:
-    """What to add to the int8 model's no-answer score (the [CLS] start + end logits) to match the model it
-    was made from: quantization lowered it by about 0.15 on every corpus measured (SQuAD, PolicyQA, the own
-    policies), so answers would clear the calibrated threshold a little more easily than the calibration
-    was fitted for. `citeqa quantize-reader` measures it on its samples; 0 where it was not measured."""
-    try:
-        manifest = json.loads((int8_folder / INT8_MANIFEST).read_text(encoding="utf-8"))
-        return float(manifest.get("null_logit_offset", 0.0))
-    except (OSError, ValueError, TypeError):
-        return 0.0
 
 
 def int8_model_file(model_path: Path, choice: Int8Choice, dtype: str = "auto") -> Path | None:
@@ -113,7 +99,6 @@ class OpenVinoReader(WindowReader):
         self.threads = threads  # 0: one per core
         self._model: CompiledForCpu | None = None
         self._int8_in_use = False
-        self._null_offset = 0.0  # added to the int8 model's no-answer logits (see `null_logit_offset`)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenVinoReader:
@@ -142,15 +127,10 @@ class OpenVinoReader(WindowReader):
             model = load_or_convert(self.model_path, lambda: convert_reader(self.model_path))
         self._model = CompiledForCpu(model, self.resolved_dtype, self.threads)
         self._int8_in_use = int8_file is not None
-        if int8_file is not None:
-            self._null_offset = null_logit_offset(int8_file.parent)
 
     def _forward(self, inputs: Inputs) -> Logits:
         assert self._model is not None
         start, end = self._model(inputs, outputs=2)
-        if self._null_offset:
-            start[:, 0] += self._null_offset / 2
-            end[:, 0] += self._null_offset / 2
         return start, end
 
     def describe(self) -> dict[str, Any]:

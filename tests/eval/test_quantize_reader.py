@@ -45,7 +45,7 @@ def test_the_int8_reader_reads_the_spans_fp32_reads(
     assert kept is not None
     manifest = json.loads((kept.parent / "quantization.json").read_text())
     assert manifest["questions"] == 6 and manifest["samples"] == "default"
-    assert abs(manifest["null_logit_offset"]) < 1.0  # quantization moves the no-answer logits a little
+    assert len(manifest["full_precision"]) == 3  # the first three layers' feed-forward outputs
     assert main(argv) == 0  # made from the same weights: kept
     assert "already quantized" in capsys.readouterr().err
     int8 = OpenVinoReader(folder, int8="on")
@@ -57,9 +57,3 @@ def test_the_int8_reader_reads_the_spans_fp32_reads(
         assert model.describe()["dtype"] == ("int8" if name == "int8" else "float32")
     assert answers["int8"][0] == answers["fp32"][0] == "Ningbo"
     assert answers["int8"][1] == pytest.approx(answers["fp32"][1], abs=1.5)
-    # The measured offset is added to the int8 model's no-answer score, and only there.
-    best = int8.read(QUESTION, PASSAGES)[0]
-    (kept.parent / "quantization.json").write_text(json.dumps({**manifest, "null_logit_offset": 0.0}))
-    raw = OpenVinoReader(folder, int8="on").read(QUESTION, PASSAGES)[0]
-    assert best.null_score - raw.null_score == pytest.approx(manifest["null_logit_offset"], abs=1e-3)
-    assert best.score == pytest.approx(raw.score, abs=1e-3)
