@@ -4,10 +4,10 @@ NNCF's post-training quantization: the inputs of the reader's matrix products (b
 quantized to 8 bits with ranges measured on sample questions, each read with passages of its own document
 as the service reads them (its 4 passages sharing the most of the question's words, cut by the service's
 chunker), and the weights per output channel; SmoothQuant first moves the activations' outliers into the
-weights. By default
-the samples are the fitting part of the project's own policies (eval/data/policies, never the seed set or
-a test part). The result is kept in <reader>/openvino-int8/<hash of the weights>/ with `quantization.json`
-saying how it was made; it is git-ignored and made again for new weights (`make install` makes it).
+weights. By default the samples are the fitting part of the project's own policies (eval/data/policies,
+never the seed set or a test part). The result is kept in <reader>/openvino-int8/<hash of the weights>/ with
+`quantization.json` saying how it was made; it is git-ignored and made again for new weights (`make install`
+makes it).
 """
 
 from __future__ import annotations
