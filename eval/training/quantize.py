@@ -13,6 +13,7 @@ makes it).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
@@ -100,6 +101,10 @@ def quantize_reader(
     if (folder / MODEL_FILE).is_file() and not force:
         log(f"{folder}: already quantized from these weights (--force quantizes again)")
         return folder
+    # Say so now, not after a minute of quantizing.
+    writable = folder.parent if folder.parent.exists() else model_path
+    if not (writable.is_dir() and os.access(writable, os.W_OK)):
+        raise CiteqaError(f"cannot write the int8 model: {writable} is not a writable folder")
     started = time.perf_counter()
     batches = sample_inputs(spec, settings, limit)
     model = load_or_convert(model_path, lambda: convert_reader(model_path))
@@ -117,9 +122,6 @@ def quantize_reader(
         subset_size=len(batches),
         ignored_scope=nncf.IgnoredScope(names=kept),
     )
-    if folder.is_dir():  # --force: this folder is made again, not kept as the current one
-        shutil.rmtree(folder)
-    keep_model(quantized, folder)
     manifest: dict[str, Any] = {
         "source": model_path.name,
         "samples": spec,
@@ -131,5 +133,11 @@ def quantize_reader(
         "nncf": nncf.__version__,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    try:
+        if folder.is_dir():  # --force: this folder is made again, not kept as the current one
+            shutil.rmtree(folder)
+        keep_model(quantized, folder)
+        (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise CiteqaError(f"could not write the int8 model to {folder}: {exc.strerror or exc}") from exc
     return folder

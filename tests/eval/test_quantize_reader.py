@@ -33,6 +33,16 @@ def test_samples_are_each_question_with_passages_of_its_own_document() -> None:
         sample_inputs(str(Path(__file__).parents[2] / "eval" / "data" / "seed_qa.jsonl"), Settings())
 
 
+def test_a_folder_it_cannot_write_is_one_line_before_quantizing(
+    tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = linked_reader_copy(tmp_path_factory)
+    (folder / "openvino-int8").write_text("in the way")
+    assert main(["quantize-reader", "--reader", str(folder)]) != 0
+    err = capsys.readouterr().err
+    assert "is not a writable folder" in err and "Traceback" not in err and "quantizing" not in err
+
+
 @pytest.mark.integration
 def test_the_int8_reader_reads_the_spans_fp32_reads(
     tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
