@@ -29,11 +29,23 @@ class BuildReport:
     unchanged: list[str] = field(default_factory=list)
     embedded_chunks: int = 0
     problems: list[LoadProblem] = field(default_factory=list)
+    withheld: list[str] = field(default_factory=list)  # folder documents deleted through the service
     seconds: float = 0.0
 
     @property
     def document_count(self) -> int:
         return len(self.manifest.documents)
+
+
+RESTORE_HINT = "`citeqa index --restore-deleted` brings them back"
+
+
+def check_corpus_folder(corpus: Path) -> None:
+    """One line saying why `corpus` is not a folder to index."""
+    if corpus.is_file():
+        raise EmptyCorpusError(f"{corpus} is a file; index the folder that holds it")
+    if not corpus.is_dir():
+        raise EmptyCorpusError(f"corpus folder {corpus} does not exist")
 
 
 class IndexBuilder:
@@ -81,19 +93,31 @@ class IndexBuilder:
             )
 
     def build_from_sources(
-        self, sources: DocumentSources, rebuild: bool = False, keep_uploads: bool = False
+        self,
+        sources: DocumentSources,
+        rebuild: bool = False,
+        keep_uploads: bool = False,
+        restore_deleted: bool = False,
     ) -> BuildReport:
+        """Index the folder with the service's uploads and deletions applied; `restore_deleted` brings back
+        the folder's documents deleted through the service."""
         corpus = sources.corpus_dir
-        if not corpus.is_dir():
-            raise EmptyCorpusError(f"corpus folder {corpus} does not exist")
+        check_corpus_folder(corpus)
         # Deletions made through any replica, so that an upload file another data directory kept (or a
         # folder document deleted through another replica) does not come back.
-        loaded = sources.load(self.store.deleted_ids())
+        store_deleted = self.store.deleted_ids()
+        withheld = sources.withheld(store_deleted)
+        restore = withheld if restore_deleted else []
+        loaded = sources.load(store_deleted, restore=restore)
+        withheld = [d for d in withheld if d not in restore]
         if not loaded.documents:
-            detail = f" ({len(loaded.problems)} files skipped)" if loaded.problems else ""
+            detail = f"; {len(loaded.problems)} files skipped" if loaded.problems else ""
+            if withheld:
+                detail += f"; {len(withheld)} deleted through the service ({RESTORE_HINT})"
             raise EmptyCorpusError(f"no loadable documents in {corpus}{detail}")
         report = self.build(loaded.documents, rebuild=rebuild, keep_uploads=keep_uploads)
         report.problems = loaded.problems
+        report.withheld = withheld
         return report
 
     def build(

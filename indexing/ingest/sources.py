@@ -3,12 +3,14 @@
 The corpus folder (seeds/ by default) is the user's and citeqa never writes to it. Documents uploaded or
 deleted through the service are recorded in the data directory instead: uploads as files under
 `uploads/`, deletions of corpus documents as ids in `deleted.json`. Re-indexing the folder applies both,
-so an upload survives `citeqa index` and a deleted document does not come back.
+so an upload survives `citeqa index` and a deleted document stays out (`citeqa index --restore-deleted`
+brings such documents back).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from pathlib import Path
 
 from citeqa.indexing.durable import write_atomically
@@ -29,16 +31,21 @@ class DocumentSources:
         self.corpus_record = data_dir / CORPUS_RECORD
         self.upload_names_file = data_dir / UPLOAD_NAMES
 
-    def load(self, store_deleted: set[str] | frozenset[str] = frozenset()) -> LoadedCorpus:
+    def load(
+        self, store_deleted: set[str] | frozenset[str] = frozenset(), restore: Collection[str] = ()
+    ) -> LoadedCorpus:
         """The corpus folder's documents less the deleted ones, with uploads added or replacing.
 
         `store_deleted` are the deletions the store recorded (Store.deleted_ids), made through any
-        replica: uploads of those ids kept here are stale copies, removed rather than re-added."""
+        replica: uploads of those ids kept here are stale copies, removed rather than re-added.
+        `restore`: folder documents deleted through the service that come back (no longer deleted)."""
         for doc_id in store_deleted:
             if _is_plain_name(doc_id):
                 self.upload_path(doc_id).unlink(missing_ok=True)
+        for doc_id in restore:
+            self._set_deleted(doc_id, False)
         corpus = load_corpus(self.corpus_dir) if self.corpus_dir.is_dir() else LoadedCorpus([], [])
-        deleted = self.deleted() | set(store_deleted)
+        deleted = (self.deleted() | set(store_deleted)) - set(restore)
         documents = {d.id: d for d in corpus.documents if d.id not in deleted}
         problems = list(corpus.problems)
         if self.uploads_dir.is_dir():
@@ -46,6 +53,15 @@ class DocumentSources:
             documents.update({d.id: d for d in uploads.documents})
             problems.extend(uploads.problems)
         return LoadedCorpus(sorted(documents.values(), key=lambda d: d.id), problems)
+
+    def withheld(self, store_deleted: set[str] | frozenset[str] = frozenset()) -> list[str]:
+        """Documents of the corpus folder that builds leave out: deleted through the service."""
+        return sorted(d for d in self.deleted() | set(store_deleted) if self.in_folder(d))
+
+    def in_folder(self, doc_id: str) -> bool:
+        """Whether `doc_id` is a file of the corpus folder."""
+        path = self.corpus_dir / doc_id
+        return ".." not in Path(doc_id).parts and not Path(doc_id).is_absolute() and path.is_file()
 
     def recorded_corpus(self) -> Path | None:
         """The corpus folder the index was last built from (None: not recorded)."""
@@ -106,7 +122,7 @@ class DocumentSources:
         """Record a deletion: drop the upload and keep a corpus document out of later builds."""
         if _is_plain_name(doc_id):
             self.upload_path(doc_id).unlink(missing_ok=True)
-        if (self.corpus_dir / doc_id).is_file():
+        if self.in_folder(doc_id):
             self._set_deleted(doc_id, True)
 
     def mark_deleted(self, doc_id: str) -> None:

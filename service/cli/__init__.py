@@ -69,12 +69,18 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     from citeqa.service.qa.pipeline import QAPipeline
 
     corpus = Path(args.path) if args.path else settings.corpus_dir
-    cmd_index_folder(QAPipeline(settings), corpus, replace=args.replace, rebuild=args.rebuild)
+    pipeline = QAPipeline(settings)
+    cmd_index_folder(pipeline, corpus, args.replace, args.rebuild, args.restore_deleted)
     return 0
 
 
-def cmd_index_folder(pipeline: QAPipeline, corpus: Path, replace: bool, rebuild: bool) -> None:
+def cmd_index_folder(
+    pipeline: QAPipeline, corpus: Path, replace: bool, rebuild: bool, restore_deleted: bool = False
+) -> None:
     """Index `corpus` into the pipeline's store and print the one-line summary (`index`, `serve --index`)."""
+    from citeqa.indexing.ingest.build import RESTORE_HINT, check_corpus_folder
+
+    check_corpus_folder(corpus)
     previous = pipeline.sources(corpus).recorded_corpus()
     if (
         previous is not None
@@ -88,9 +94,18 @@ def cmd_index_folder(pipeline: QAPipeline, corpus: Path, replace: bool, rebuild:
             "pass --replace to do that, or give that folder its own index: "
             f"`citeqa serve --corpus {corpus}` (CITEQA_DATA_DIR unset), or use another CITEQA_DATA_DIR"
         )
-    report = pipeline.index_folder(corpus, rebuild=rebuild, show_progress=sys.stderr.isatty())
+    report = pipeline.index_folder(
+        corpus, rebuild=rebuild, show_progress=sys.stderr.isatty(), restore_deleted=restore_deleted
+    )
     for problem in report.problems:
         print(f"skipped {problem.path}: {problem.reason}", file=sys.stderr)
+    if report.withheld:
+        names = ", ".join(report.withheld[:5]) + (", ..." if len(report.withheld) > 5 else "")
+        print(
+            f"left out {len(report.withheld)} documents deleted through the service ({names}); "
+            f"{RESTORE_HINT}",
+            file=sys.stderr,
+        )
     print(
         f"indexed {report.document_count} documents, {report.manifest.chunk_count} chunks "
         f"({len(report.added)} added, {len(report.changed)} changed, {len(report.removed)} removed, "
@@ -257,6 +272,11 @@ def build_parser(*more: Register) -> tuple[argparse.ArgumentParser, dict[str, Ha
     p.add_argument("--rebuild", action="store_true", help="re-embed everything instead of only changes")
     p.add_argument(
         "--replace", action="store_true", help="index PATH even though the index holds another folder"
+    )
+    p.add_argument(
+        "--restore-deleted",
+        action="store_true",
+        help="bring back the folder's documents deleted through the service",
     )
     handlers["index"] = cmd_index
 

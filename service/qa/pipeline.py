@@ -308,12 +308,23 @@ class QAPipeline:
         return DocumentPage(infos, snapshot.document_count(), offset, limit, snapshot.version)
 
     def sources(self, corpus: Path | None = None) -> DocumentSources:
-        return DocumentSources(corpus or self.settings.corpus_dir, self.settings.data_dir)
+        """The documents' sources; `corpus` defaults to the folder the index was last built from (else
+        the configured one): an upload or delete must check the folder the index holds, which need not
+        be CITEQA_CORPUS_DIR (`citeqa index my-policies` into its own data directory)."""
+        if corpus is None:
+            configured = DocumentSources(self.settings.corpus_dir, self.settings.data_dir)
+            corpus = configured.recorded_corpus() or self.settings.corpus_dir
+        return DocumentSources(corpus, self.settings.data_dir)
 
     def index_folder(
-        self, corpus: Path | None = None, rebuild: bool = False, show_progress: bool = False
+        self,
+        corpus: Path | None = None,
+        rebuild: bool = False,
+        show_progress: bool = False,
+        restore_deleted: bool = False,
     ) -> BuildReport:
-        """Make the index hold the folder's documents, plus uploads and less deletions made by the service."""
+        """Make the index hold the folder's documents, plus uploads and less deletions made by the service
+        (but for those `restore_deleted` brings back)."""
         builder = self.builder()
         builder.show_progress = show_progress
         with self._update_lock:
@@ -321,7 +332,9 @@ class QAPipeline:
             sources = self.sources(corpus)
             # A shared store also holds what was uploaded through other replicas: index_folder keeps it.
             shared = self.settings.database_url is not None
-            report = builder.build_from_sources(sources, rebuild=rebuild, keep_uploads=shared)
+            report = builder.build_from_sources(
+                sources, rebuild=rebuild, keep_uploads=shared, restore_deleted=restore_deleted
+            )
             sources.record_corpus()
             self.reload()
         return report

@@ -37,6 +37,16 @@ def test_deleted_corpus_documents_stay_deleted_until_uploaded_again(sources: Doc
     assert {d.id: d.text for d in sources.load().documents}["b.txt"] == "Beta again."
 
 
+def test_deleted_folder_documents_are_listed_and_can_be_restored(sources: DocumentSources) -> None:
+    sources.forget("b.txt")
+    sources.forget("c.txt")  # not a file of the folder: nothing to keep out
+    assert sources.withheld() == ["b.txt"]
+    assert sources.withheld({"a.txt", "gone.txt", "../corpus/a.txt"}) == ["a.txt", "b.txt"]
+    loaded = sources.load(restore=["b.txt"])
+    assert [d.id for d in loaded.documents] == ["a.txt", "b.txt"]
+    assert sources.withheld() == [] and [d.id for d in sources.load().documents] == ["a.txt", "b.txt"]
+
+
 def test_failed_update_restores_previous_upload(sources: DocumentSources) -> None:
     sources.save_upload("c.txt", b"First.")
     previous = sources.save_upload("c.txt", b"Second.")

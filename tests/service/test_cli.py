@@ -74,6 +74,9 @@ def test_empty_corpus_folder(env: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "no loadable documents" in _one_error_line(capsys.readouterr().err)
     assert main(["index", str(env / "missing")]) == 1
     assert "does not exist" in _one_error_line(capsys.readouterr().err)
+    (env / "empty" / "leave.md").write_text("# Leave\n")
+    assert main(["index", str(env / "empty" / "leave.md")]) == 1  # said "does not exist"
+    assert "is a file; index the folder that holds it" in _one_error_line(capsys.readouterr().err)
 
 
 def test_bad_flag_value(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -127,6 +130,8 @@ def test_indexing_another_folder_needs_replace(env: Path, capsys: pytest.Capture
     assert main(["index", str(other)]) == 1
     line = _one_error_line(capsys.readouterr().err)
     assert str(first) in line and "--replace" in line
+    assert main(["index", str(env / "missing")]) == 1  # not "would replace its documents"
+    assert "does not exist" in _one_error_line(capsys.readouterr().err)
     assert main(["index", str(other), "--replace"]) == 0
     assert "indexed 1 documents" in capsys.readouterr().out
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from citeqa.service.api import create_app
 from citeqa.service.qa.pipeline import QAPipeline
+from citeqa.service.settings import Settings
 from fastapi.testclient import TestClient
 
-from tests.service.api.conftest import LOOPBACK_URL, wait_ready
+from tests.conftest import FAKE_ANSWERS, FAKE_CORPUS
+from tests.fakes import FixedSpanReader, HashingEmbedder
+from tests.service.api.conftest import API_KEY, LOOPBACK_URL, wait_ready
 
 
 @pytest.fixture
@@ -49,3 +53,35 @@ def test_documents_are_listed_and_counted(fake_client: TestClient) -> None:
 def test_bad_requests_get_a_json_4xx(fake_client: TestClient, body: dict[str, object]) -> None:
     response = fake_client.post("/v1/ask", json=body)
     assert response.status_code == 422 and response.json()["error"]["message"]
+
+
+def test_a_folder_indexed_into_its_own_data_directory_guards_its_documents(tmp_path: Path) -> None:
+    """The index holds `mine/`, not the configured corpus folder (`citeqa index my-policies` into its own
+    CITEQA_DATA_DIR, then `citeqa serve`): an upload named like one of its files was taken as a new
+    document replacing it, and deleting that upload then kept the folder's file out of every build."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for name, text in FAKE_CORPUS.items():
+        (mine / name).write_text(text, encoding="utf-8")
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        corpus_dir=tmp_path / "configured",
+        reader_path=tmp_path / "no-reader",
+        device="cpu",
+        api_key=API_KEY,
+    )
+    pipeline = QAPipeline(settings, embedder=HashingEmbedder(), reader=FixedSpanReader(FAKE_ANSWERS))
+    pipeline.index_folder(mine)
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    with TestClient(create_app(pipeline=pipeline), base_url=LOOPBACK_URL) as client:
+        wait_ready(client)
+        files = {"file": ("water.txt", b"Bicycle Policy\nRide safely.", "text/plain")}
+        refused = client.post("/v1/documents", headers=auth, files=files)
+        assert refused.status_code == 409 and refused.json()["error"]["code"] == "document_in_corpus"
+        assert client.delete("/v1/documents/water.txt", headers=auth).status_code == 200
+    report = pipeline.index_folder(mine)
+    assert report.withheld == ["water.txt"] and not pipeline.has_document("water.txt")
+    restored = pipeline.index_folder(mine, restore_deleted=True)
+    assert restored.added == ["water.txt"] and restored.withheld == []
+    assert pipeline.document("water.txt")[0].text == FAKE_CORPUS["water.txt"]
+    assert pipeline.index_folder(mine).withheld == []  # and it stays
