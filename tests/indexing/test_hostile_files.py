@@ -89,8 +89,8 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
     "empty.pdf": (b"", "cannot parse PDF"),
     "binary.txt": (bytes(range(256)) * 64, "binary"),
     "controls.txt": (bytes(range(1, 32)) * 300, "binary"),
-    "latin1.txt": ("Caf\u00e9 policy: r\u00e8gles".encode("latin-1"), "not valid UTF-8"),
-    "bad_utf8.md": (b"# Rules\n\nThe fee is \xff\xfe 10 euros.", "not valid UTF-8 text (byte 20)"),
+    "bad_utf8.md": ("# Règles\n\nFee: ".encode() + b"\xff\xfe 10 euros.", "not valid UTF-8 text (byte 16)"),
+    "undefined_cp1252.txt": (b"Fee \x81\x8d 10 euros.", "not valid UTF-8 text (byte 4)"),
     "empty.txt": (b"", "no text found"),
     "blank.md": (b" \n\t\n  \r\n", "no text found"),
     "scripts_only.html": (b"<html><script>alert(1)</script><style>p{}</style></html>", "no text found"),
@@ -107,6 +107,13 @@ def test_broken_file_is_one_clear_error(name: str) -> None:
     assert message.startswith(f"{name}: ")
     assert fragment in message
     assert "\n" not in message and len(message) < 300
+
+
+def test_windows_1252_text_is_read() -> None:
+    """Windows-1252 (or Latin-1) text was skipped as "not valid UTF-8"; damaged UTF-8 still is (above)."""
+    text = "Café policy: règles, a fee of £10 – “due” in 30 days."
+    assert load_bytes(text.encode("cp1252"), "latin1.txt").text == text
+    assert load_bytes("<p>Caf\u00e9 r\u00e8gles</p>".encode("latin-1"), "page.html").text == "Café règles"
 
 
 def test_decompression_bomb_is_refused() -> None:

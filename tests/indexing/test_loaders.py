@@ -78,7 +78,7 @@ def test_pdf_text_per_page_with_page_numbers() -> None:
     ("data", "name", "message"),
     [
         (b"\x00\x01\x02binary", "junk.txt", "binary"),
-        (b"caf\xe9 au lait", "latin1.txt", "UTF-8"),
+        ("café ".encode() + b"au l\xe9it", "mixed.txt", "not valid UTF-8"),
         (b"   \n  ", "blank.txt", "no text"),
         (b"%PDF-1.4 this is not really a pdf", "broken.pdf", "cannot parse PDF"),
         (b"hello", "sheet.xlsx", "unsupported"),

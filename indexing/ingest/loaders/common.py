@@ -52,11 +52,27 @@ def decode_text(data: bytes, name: str) -> str:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DocumentLoadError(f"{name}: not valid UTF-8 text (byte {exc.start})") from exc
+        text = _legacy_text(data)
+        if text is None:
+            raise DocumentLoadError(f"{name}: not valid UTF-8 text (byte {exc.start})") from exc
     head = text[:8192]
     if head and len(_CONTROL.findall(head)) > len(head) // 10:
         raise DocumentLoadError(f"{name}: looks like binary data, not text")
     return text
+
+
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xf4][\x80-\xbf]+")
+
+
+def _legacy_text(data: bytes) -> str | None:
+    """A file saved in Windows-1252 (Latin-1's superset, what Windows editors and Excel long wrote) as
+    text; None where it holds any well-formed UTF-8 sequence, so that damaged UTF-8 stays an error."""
+    if _UTF8_SEQUENCE.search(data):
+        return None
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:  # five bytes cp1252 leaves undefined
+        return None
 
 
 def tidy_lines(text: str) -> str:
