@@ -115,6 +115,11 @@ class Settings(BaseSettings):
 
     # HTTP API: request limits, the inference worker pool, feedback and chat.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="JSON request bodies")
+    max_chat_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="chat completion requests: chat tools send the whole conversation every turn",
+    )
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="document uploads")
     inference_workers: int = Field(default=4, ge=1, le=64, description="threads running the models")
     update_queue_size: int = Field(

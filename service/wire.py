@@ -277,7 +277,7 @@ class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str | None = None
-    messages: list[ChatMessage] = Field(min_length=1, max_length=500)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=2000)
     stream: bool = False
     best_guess: bool = Field(
         default=False,

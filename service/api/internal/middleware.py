@@ -19,6 +19,7 @@ access_log = logging.getLogger("citeqa.access")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 UPLOAD_PATH = "/v1/documents"
+CHAT_PATH = "/v1/chat/completions"
 
 
 class BodyTooLarge(HTTPException):
@@ -62,8 +63,11 @@ class RequestMiddleware:
         request_state: dict[str, Any] = scope.setdefault("state", {})
         request_state["request_id"] = request_id
         method = scope["method"]
-        is_upload = method == "POST" and scope["path"] == UPLOAD_PATH
-        limit = settings.max_upload_bytes if is_upload else settings.max_body_bytes
+        limit = settings.max_body_bytes
+        if method == "POST" and scope["path"] == UPLOAD_PATH:
+            limit = settings.max_upload_bytes
+        elif method == "POST" and scope["path"] == CHAT_PATH:
+            limit = settings.max_chat_body_bytes
         status = {"code": 500, "started": False}
         started = time.perf_counter()
         metrics = state.metrics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,3 +86,22 @@ def test_a_folder_indexed_into_its_own_data_directory_guards_its_documents(tmp_p
     assert restored.added == ["water.txt"] and restored.withheld == []
     assert pipeline.document("water.txt")[0].text == FAKE_CORPUS["water.txt"]
     assert pipeline.index_folder(mine).withheld == []  # and it stays
+
+
+def test_chat_takes_a_long_conversation(fake_client: TestClient) -> None:
+    """Chat tools send the whole conversation each turn: past 64 KiB (the JSON body cap) every later turn
+    was a 413. Chat has a cap of its own (1 MiB); the answer is to the last user message."""
+    turn = [
+        {"role": "user", "content": "What about the roads? " * 5},
+        {"role": "assistant", "content": "**40 euros a day** [1]\n\n**Sources**\n[1] roads.txt " * 4},
+    ]
+    messages = turn * 600 + [{"role": "user", "content": "How much is the water levy?"}]
+    body = {"model": "citeqa", "messages": messages}
+    assert 200_000 < len(json.dumps(body)) < 1024 * 1024
+    reply = fake_client.post("/v1/chat/completions", json=body)
+    assert reply.status_code == 200, reply.text[:200]
+    assert reply.json()["citations"][0]["quote"] == "3 percent"
+    too_big = fake_client.post("/v1/chat/completions", json={**body, "messages": messages * 5})
+    assert too_big.status_code == 413 and too_big.json()["error"]["code"] == "payload_too_large"
+    asked = fake_client.post("/v1/ask", json={"question": "water levy", "padding": "x" * 70_000})
+    assert asked.status_code == 413  # other JSON bodies keep their 64 KiB cap
