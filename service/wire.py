@@ -47,12 +47,14 @@ class AskRequest(BaseModel):
     question: str = Field(
         min_length=1, max_length=MAX_TEXT_FIELD, examples=["Which city was the first pilot?"]
     )
-    top_k: int | None = Field(default=None, ge=1, le=MAX_TOP_K, description="passages retrieved and read")
+    top_k: int | None = Field(
+        default=None, ge=1, le=MAX_TOP_K, description="passages retrieved and read (at most CITEQA_MAX_TOP_K)"
+    )
     max_answers: int | None = Field(
         default=None, ge=1, le=MAX_ANSWERS, description="answers returned, best first"
     )
     document_ids: list[str] | None = Field(
-        default=None, max_length=1000, description="search only these documents"
+        default=None, min_length=1, max_length=1000, description="search only these documents"
     )
     min_answer_probability: float | None = Field(
         default=None,

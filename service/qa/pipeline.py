@@ -58,6 +58,23 @@ def outcome_message(answers: Sequence[Answer]) -> str:
     return NOT_SURE_MESSAGE if answers[0].confidence_level == "not_sure" else ""
 
 
+def check_scope(index: SearchIndex, document_ids: Sequence[str] | None) -> None:
+    """A question scoped to documents must name some, each in the index: an unknown id answered "no
+    answer found", as if the document had been read."""
+    if document_ids is None:
+        return
+    if not document_ids:
+        raise QuestionError("document_ids is empty; leave it out to search every document")
+    known = index.snapshot.manifest.documents
+    asked = list(dict.fromkeys(document_ids))
+    unknown = [doc_id for doc_id in asked if doc_id not in known]
+    if unknown:
+        shown = ", ".join(repr(doc_id[:80]) for doc_id in unknown[:3]) + (", ..." if len(unknown) > 3 else "")
+        raise DocumentNotFoundError(
+            f"document_ids not in the index: {shown} ({len(unknown)} of {len(asked)})"
+        )
+
+
 class QAPipeline:
     """Cheap to construct; `warm_up()` loads the models and the index once.
 
@@ -200,6 +217,7 @@ class QAPipeline:
     ) -> SearchResult:
         query = self.validate_question(query)
         index = self.index
+        check_scope(index, document_ids)
         started = time.perf_counter()
         passages = self.retriever.retrieve(index, query, self._top_k(top_k), document_ids)
         elapsed = (time.perf_counter() - started) * 1000
@@ -229,6 +247,7 @@ class QAPipeline:
             query = Query.of(query, top_k, max_answers, document_ids, min_answer_probability, best_guess)
         question = self.validate_question(query.question)
         index = self.index
+        check_scope(index, query.document_ids)
         started = time.perf_counter()
         top_k = self._top_k(query.top_k)
         threshold = query.min_answer_probability

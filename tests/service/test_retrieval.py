@@ -4,10 +4,12 @@ import threading
 from typing import Any, cast
 
 import pytest
-from citeqa.indexing.errors import StoreUnavailableError
+from citeqa.indexing.errors import DocumentNotFoundError, StoreUnavailableError
 from citeqa.indexing.store import StoreSnapshot
 from citeqa.service.qa.pipeline import QAPipeline
 from citeqa.service.qa.retrieval import SearchIndex, bm25_tokens, reciprocal_rank_fusion
+
+from tests.conftest import SEED_DOC_ID
 
 
 def test_bm25_tokens_keep_decimal_numbers_whole() -> None:
@@ -36,7 +38,10 @@ def test_hybrid_search_on_seeds_finds_the_number(seed_pipeline: QAPipeline) -> N
 
 @pytest.mark.integration
 def test_search_restricted_to_documents(seed_pipeline: QAPipeline) -> None:
-    assert seed_pipeline.search("Ningbo", document_ids=["missing.txt"]).passages == []
+    (hit,) = seed_pipeline.search("Ningbo", top_k=1, document_ids=[SEED_DOC_ID]).passages
+    assert hit.chunk.doc_id == SEED_DOC_ID
+    with pytest.raises(DocumentNotFoundError, match=r"'missing\.txt'"):
+        seed_pipeline.search("Ningbo", document_ids=["missing.txt"])
 
 
 class _Instrumented:

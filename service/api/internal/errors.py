@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import logging
 
 from citeqa.indexing.errors import (
@@ -116,12 +117,18 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_json(code, str(exc)), status_code=status)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
             return JSONResponse(
                 error_json("invalid_json", "the request body is not valid JSON"), status_code=400
             )
+        if errors and all(e.get("loc", ())[-1:] == ("top_k",) for e in errors):
+            # The same error as a top_k over the configured limit, which the pipeline checks.
+            limit = request.app.state.citeqa.settings.max_top_k
+            got = json.dumps(errors[0].get("input"), default=str)[:20]
+            message = f"top_k must be between 1 and {limit} (got {got})"
+            return JSONResponse(error_json("invalid_top_k", message), status_code=422)
         return JSONResponse(error_json("invalid_request", _validation_message(exc)), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)

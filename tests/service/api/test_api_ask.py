@@ -104,10 +104,10 @@ def test_the_threshold_can_be_set_per_question(client: TestClient) -> None:
         assert "min_answer_probability" in error["message"]
 
 
-def test_ask_restricted_to_unknown_documents_finds_nothing(client: TestClient) -> None:
-    body = client.post("/v1/ask", json={"question": QUESTION, "document_ids": ["nope.txt"]}).json()
-    assert body["passages"] == []
-    assert body["no_answer"] is True
+def test_ask_restricted_to_unknown_documents_is_an_error(client: TestClient) -> None:
+    """It answered "no answer found" with no passages, as if the document had been read."""
+    response = client.post("/v1/ask", json={"question": QUESTION, "document_ids": ["nope.txt"]})
+    assert response.status_code == 404 and response.json()["error"]["code"] == "document_not_found"
 
 
 def _error(response, status: int, code: str | None = None) -> dict:  # type: ignore[no-untyped-def]
@@ -131,9 +131,9 @@ def test_too_long_question_is_rejected(client: TestClient) -> None:
 
 
 def test_bad_top_k_is_rejected(client: TestClient) -> None:
-    for bad in (0, -1, 51, "many", 2.5):
+    for bad in (0, -1, 21, 51, "many", 2.5):
         error = _error(
-            client.post("/v1/ask", json={"question": QUESTION, "top_k": bad}), 422, "invalid_request"
+            client.post("/v1/ask", json={"question": QUESTION, "top_k": bad}), 422, "invalid_top_k"
         )
         assert "top_k" in error["message"]
 

@@ -105,3 +105,28 @@ def test_chat_takes_a_long_conversation(fake_client: TestClient) -> None:
     assert too_big.status_code == 413 and too_big.json()["error"]["code"] == "payload_too_large"
     asked = fake_client.post("/v1/ask", json={"question": "water levy", "padding": "x" * 70_000})
     assert asked.status_code == 413  # other JSON bodies keep their 64 KiB cap
+
+
+def test_unknown_or_empty_document_ids_are_errors(fake_client: TestClient) -> None:
+    """An id not in the index answered "no answer found", as if the document had been read."""
+    asked = fake_client.post("/v1/ask", json={"question": "water levy?", "document_ids": ["water.txt"]})
+    assert asked.status_code == 200 and asked.json()["answers"][0]["text"] == "3 percent"
+    unknown = fake_client.post(
+        "/v1/ask", json={"question": "water levy?", "document_ids": ["water.txt", "nope.txt", "x" * 5000]}
+    )
+    error = unknown.json()["error"]
+    assert unknown.status_code == 404 and error["code"] == "document_not_found"
+    assert "'nope.txt'" in error["message"] and "(2 of 3)" in error["message"] and len(error["message"]) < 300
+    empty = fake_client.post("/v1/ask", json={"question": "water levy?", "document_ids": []})
+    assert empty.status_code == 422
+
+
+@pytest.mark.parametrize("top_k", [21, 51, 1000, 0, "many"])
+def test_every_bad_top_k_is_the_same_error(fake_client: TestClient, top_k: object) -> None:
+    """21-50 was `invalid_top_k` (the configured limit), 51 up `invalid_request` (the schema's cap)."""
+    asked = fake_client.post("/v1/ask", json={"question": "water levy?", "top_k": top_k})
+    searched = fake_client.get("/v1/search", params={"q": "water levy", "top_k": str(top_k)})
+    for response in (asked, searched):
+        error = response.json()["error"]
+        assert response.status_code == 422 and error["code"] == "invalid_top_k", error
+        assert error["message"].startswith("top_k must be between 1 and 20")

@@ -217,7 +217,7 @@ BAD_UPLOADS: dict[str, tuple[str, bytes, int, str]] = {
     "PDF bomb": ("bomb.pdf", pdf_bomb(), 422, "unreadable_document"),
     "malformed PDF": ("broken.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog", 422, "unreadable_document"),
     "binary junk as .txt": ("junk.txt", bytes(range(256)) * 64, 422, "unreadable_document"),
-    "invalid UTF-8": ("latin.txt", "R\u00e8gles du caf\u00e9".encode("latin-1"), 422, "unreadable_document"),
+    "damaged UTF-8": ("mixed.txt", "R\u00e8gles du ".encode() + b"caf\xe9", 422, "unreadable_document"),
     "only whitespace": ("blank.md", b"  \n\n\t ", 422, "unreadable_document"),
     "empty file": ("empty.txt", b"", 422, "empty_file"),
     "executable": ("tool.exe", b"MZ\x90\x00", 415, "unsupported_document_type"),
