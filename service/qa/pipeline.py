@@ -315,7 +315,7 @@ class QAPipeline:
         snapshot = self.index.snapshot
         document = snapshot.document(doc_id)
         if document is None:
-            raise DocumentNotFoundError(f"no document with id {doc_id!r}")
+            raise DocumentNotFoundError(f"no document with id {doc_id[:200]!r}")
         return document, snapshot.version
 
     def chunk_count(self, doc_id: str) -> int:
@@ -391,12 +391,12 @@ class QAPipeline:
     def delete_document(self, doc_id: str) -> BuildReport:
         with self._update_lock:
             if self.store.live_version() is None or self.index.snapshot.document(doc_id) is None:
-                raise DocumentNotFoundError(f"no document with id {doc_id!r}")
+                raise DocumentNotFoundError(f"no document with id {doc_id[:200]!r}")
             with self.journal().delete(doc_id, self._indexed_hash):
                 report = self.builder().update([], [doc_id])
                 self.reload()
             if not report.removed:  # another writer (a replica) deleted it first
-                raise DocumentNotFoundError(f"no document with id {doc_id!r}")
+                raise DocumentNotFoundError(f"no document with id {doc_id[:200]!r}")
         return report
 
     def journal(self) -> UpdateJournal:

@@ -121,7 +121,9 @@ async def get_document(
     doc, version = await state.infer(lambda: pipeline.document(doc_id))
     span = None
     if start is not None and end is not None:
-        if start > end or end > len(doc.text):
+        if start > end:
+            raise ApiError(422, "invalid_span", f"span {start}-{end} ends before it starts")
+        if end > len(doc.text):
             raise ApiError(
                 422, "invalid_span", f"span {start}-{end} is not inside the document (0-{len(doc.text)})"
             )

@@ -130,3 +130,12 @@ def test_every_bad_top_k_is_the_same_error(fake_client: TestClient, top_k: objec
         error = response.json()["error"]
         assert response.status_code == 422 and error["code"] == "invalid_top_k", error
         assert error["message"].startswith("top_k must be between 1 and 20")
+
+
+def test_span_and_id_errors_say_what_is_wrong_briefly(fake_client: TestClient) -> None:
+    backwards = fake_client.get("/v1/documents/water.txt", params={"start": 8, "end": 5})
+    assert backwards.status_code == 422 and "ends before it starts" in backwards.json()["error"]["message"]
+    outside = fake_client.get("/v1/documents/water.txt", params={"start": 5, "end": 10**6})
+    assert outside.status_code == 422 and "not inside the document" in outside.json()["error"]["message"]
+    long_id = fake_client.get("/v1/documents/" + "x" * 5000 + ".txt")
+    assert long_id.status_code == 404 and len(long_id.json()["error"]["message"]) < 300  # echoed whole
