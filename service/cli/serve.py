@@ -103,7 +103,8 @@ def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
     destination = ""
     if args.output and args.output != "-":
         path = Path(args.output)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.is_dir():  # a mistyped path must not make folders wherever it points
+            raise CiteqaError(f"cannot export to {path}: the folder {path.parent} does not exist")
         with path.open("w", encoding="utf-8") as out:
             count, left_out = export_jsonl(store, out, include_rejected=args.include_rejected)
         destination = f" to {path}"

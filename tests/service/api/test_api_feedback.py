@@ -54,6 +54,8 @@ def test_feedback_is_stored_and_exported(
     assert len(everything) == 3
     assert everything[2]["answers"] is None
     assert everything[2]["rejected_answers"] == ["three"]
+    assert main(["feedback", "export", "-o", str(tmp_path / "no-such-folder" / "f.jsonl")]) == 1
+    assert not (tmp_path / "no-such-folder").exists()  # made before, wherever the path pointed
 
 
 def test_bad_feedback_is_rejected(client: TestClient) -> None:
