@@ -280,9 +280,10 @@ class ChatCompletionRequest(BaseModel):
 
     model: str | None = None
     messages: list[ChatMessage] = Field(min_length=1, max_length=2000)
-    stream: bool = False
+    stream: bool = Field(default=False, strict=True)  # "yes" is not true (as in /v1/ask)
     best_guess: bool = Field(
         default=False,
+        strict=True,
         description="citeqa's own option: when no answer reaches the floor, reply with the most probable "
         "one anyway, marked not sure",
     )

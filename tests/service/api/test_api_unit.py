@@ -139,3 +139,10 @@ def test_span_and_id_errors_say_what_is_wrong_briefly(fake_client: TestClient) -
     assert outside.status_code == 422 and "not inside the document" in outside.json()["error"]["message"]
     long_id = fake_client.get("/v1/documents/" + "x" * 5000 + ".txt")
     assert long_id.status_code == 404 and len(long_id.json()["error"]["message"]) < 300  # echoed whole
+
+
+@pytest.mark.parametrize("field", ["stream", "best_guess"])
+def test_chat_flags_are_json_booleans(fake_client: TestClient, field: str) -> None:
+    messages = [{"role": "user", "content": "How much is the water levy?"}]
+    response = fake_client.post("/v1/chat/completions", json={"messages": messages, field: "yes"})
+    assert response.status_code == 422 and field in response.json()["error"]["message"]
