@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Send
 
 log = logging.getLogger("citeqa.api")
 
@@ -104,6 +105,21 @@ def _wrong_method_message(request: Request, allow: str) -> str:
     if use is None:
         use = f"use {' or '.join(allowed)}" if allowed else "see /docs for the methods it takes"
     return f"{request.method} is not allowed on {path}; {use}"
+
+
+async def send_error(
+    send: Send, status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> None:
+    """An error written straight to the ASGI channel, by the layers that answer before a route runs (host
+    and framing checks, rate and body limits): the same body as the handlers' JSONResponse."""
+    body = JSONResponse(error_json(code, message)).body
+    raw_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *((k.encode(), v.encode()) for k, v in (headers or {}).items()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def install_error_handlers(app: FastAPI) -> None:

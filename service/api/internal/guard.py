@@ -7,14 +7,13 @@ client that opens a request and then trickles (or never sends) its body from hol
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
 
 import anyio
+from citeqa.service.api.internal.errors import send_error
 from citeqa.service.settings import Settings
-from citeqa.service.wire import error_json
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -85,7 +84,7 @@ class GuardMiddleware:
             # Framed twice: a proxy in front may read the body by the other header than this server
             # does, and the rest of the bytes would be taken for another request (smuggling).
             message = "the request has both Content-Length and Transfer-Encoding; send one"
-            await _reply(send, 400, "ambiguous_framing", message, {"connection": "close"})
+            await send_error(send, 400, "ambiguous_framing", message, {"connection": "close"})
             return
         if self.limiter is not None and scope["path"] not in UNLIMITED_PATHS:
             client = scope.get("client")
@@ -93,7 +92,7 @@ class GuardMiddleware:
             if wait > 0:
                 retry = max(1, math.ceil(wait))
                 message = f"too many requests from this address; retry in {retry} s"
-                await _reply(send, 429, "rate_limited", message, {"retry-after": str(retry)})
+                await send_error(send, 429, "rate_limited", message, {"retry-after": str(retry)})
                 return
         deadline = anyio.current_time() + self.read_timeout
         body_done = False
@@ -124,7 +123,7 @@ class GuardMiddleware:
         except BodyReadTimeout as exc:
             # Raised where the body was read outside FastAPI's handlers (a streamed upload).
             if not started:
-                await _reply(send, 408, "request_timeout", exc.detail, {"connection": "close"})
+                await send_error(send, 408, "request_timeout", exc.detail, {"connection": "close"})
 
 
 def host_name(host_header: str) -> str:
@@ -176,24 +175,13 @@ class HostGuardMiddleware:
         if self.allowed is not None:
             host = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"host"), None)
             if not host:
-                await _reply(send_secured, 400, "missing_host", "the request has no Host header", {})
+                await send_error(send_secured, 400, "missing_host", "the request has no Host header")
                 return
             if host_name(host) not in self.allowed:
                 message = (
                     f"this service does not answer to the host name {host_name(host)!r}; "
                     "add it to CITEQA_ALLOWED_HOSTS if it is yours"
                 )
-                await _reply(send_secured, 421, "host_not_allowed", message, {})
+                await send_error(send_secured, 421, "host_not_allowed", message)
                 return
         await self.app(scope, receive, send_secured)
-
-
-async def _reply(send: Send, status: int, code: str, message: str, headers: dict[str, str]) -> None:
-    body = json.dumps(error_json(code, message)).encode()
-    raw_headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        *((k.encode(), v.encode()) for k, v in headers.items()),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-    await send({"type": "http.response.body", "body": body})

@@ -10,8 +10,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from citeqa.service.api.internal.errors import send_error
 from citeqa.service.api.internal.state import ServiceState
-from citeqa.service.wire import error_json
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -96,13 +96,13 @@ class RequestMiddleware:
         try:
             declared = _header(scope, b"content-length")
             if declared is not None and declared.isdigit() and int(declared) > limit:
-                await self._reject(send_with_id, 413, "payload_too_large", BodyTooLarge(limit).detail)
+                await send_error(send_with_id, 413, "payload_too_large", BodyTooLarge(limit).detail)
             else:
                 await self.app(scope, limited_receive, send_with_id)
         except BodyTooLarge as exc:
             # Raised while a router read the body outside FastAPI's handlers (a streamed upload).
             if not status["started"]:
-                await self._reject(send_with_id, 413, "payload_too_large", exc.detail)
+                await send_error(send_with_id, 413, "payload_too_large", exc.detail)
         finally:
             elapsed = time.perf_counter() - started
             metrics.in_flight.dec()
@@ -124,18 +124,3 @@ class RequestMiddleware:
                     separators=(",", ":"),
                 )
             )
-
-    @staticmethod
-    async def _reject(send: Send, status: int, code: str, message: str) -> None:
-        body = json.dumps(error_json(code, message)).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})

@@ -103,6 +103,7 @@ def test_chat_takes_a_long_conversation(fake_client: TestClient) -> None:
     assert reply.json()["citations"][0]["quote"] == "3 percent"
     too_big = fake_client.post("/v1/chat/completions", json={**body, "messages": messages * 5})
     assert too_big.status_code == 413 and too_big.json()["error"]["code"] == "payload_too_large"
+    assert b'{"error":{"code":"payload_too_large",' in too_big.content  # as compact as every other error
     asked = fake_client.post("/v1/ask", json={"question": "water levy", "padding": "x" * 70_000})
     assert asked.status_code == 413  # other JSON bodies keep their 64 KiB cap
 
