@@ -52,9 +52,10 @@ def decode_text(data: bytes, name: str) -> str:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        text = _legacy_text(data)
-        if text is None:
+        legacy = _legacy_text(data)
+        if legacy is None:
             raise DocumentLoadError(f"{name}: not valid UTF-8 text (byte {exc.start})") from exc
+        text = legacy
     head = text[:8192]
     if head and len(_CONTROL.findall(head)) > len(head) // 10:
         raise DocumentLoadError(f"{name}: looks like binary data, not text")
@@ -220,3 +221,46 @@ def shortened(text: str, limit: int) -> str:
     cut = text[: limit - 1]
     words = cut.rsplit(" ", 1)[0] if " " in cut else cut
     return words.rstrip(" ,;:-") + "…"
+
+
+# A block of output: its kind ("heading", "text", "item" of a list, "row" of a table), heading level (0
+# otherwise) and text.
+Block = tuple[str, int, str]
+
+
+def table_row(header: list[str], cells: list[str]) -> str:
+    """A table row as one line: "Hotel limit: £210, Meal allowance: £65.", or its cells when there is no
+    header. Each row on its own line: an answer (a span within one line) never runs across rows. The closing
+    full stop makes each row a sentence of its own to the reader, which otherwise reads a table as one run-on
+    sentence and takes a value from the wrong row (on the own fitting part, 3 more right answers of 98)."""
+    pairs = []
+    for n, cell in enumerate(cells):
+        name = header[n] if n < len(header) else ""
+        if cell and name:
+            pairs.append(f"{name}: {cell}")
+        elif cell:
+            pairs.append(cell)
+    row = ", ".join(pairs)
+    return row if not row or row[-1] in ".!?" else row + "."
+
+
+def assemble_blocks(blocks: list[Block]) -> tuple[str, list[Heading]]:
+    """Blocks joined into the document text: a blank line between blocks, table rows one per line."""
+    out: list[str] = []
+    headings: list[Heading] = []
+    length = 0
+    previous = ""
+    for kind, level, text in blocks:
+        if not text:
+            continue
+        if out:
+            lines = ("row", "item")
+            separator = "\n" if kind in lines and previous in lines and kind == previous else "\n\n"
+            out.append(separator)
+            length += len(separator)
+        if kind == "heading":
+            headings.append(Heading(length, level, text))
+        out.append(text)
+        length += len(text)
+        previous = kind
+    return "".join(out), headings
