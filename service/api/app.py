@@ -95,7 +95,9 @@ def create_app(settings: Settings | None = None, pipeline: QAPipeline | None = N
     app.add_middleware(RequestMiddleware, get_state=lambda: state)
     for module in (ask, search, documents, feedback, chat, health):
         app.include_router(module.router)
-    app.router.routes.append(Route("/mcp", endpoint=mcp_endpoint))
+    # "/mcp/" served, not redirected: clients that do not follow a 307 (curl, plain httpx) got no answer.
+    for path in ("/mcp", "/mcp/"):
+        app.router.routes.append(Route(path, endpoint=mcp_endpoint))
     # Before /static, which would otherwise claim /static/docs/... and answer 404.
     app.mount("/static/docs", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")

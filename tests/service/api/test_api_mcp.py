@@ -58,3 +58,27 @@ def test_mcp_tools_advertise_the_configured_top_k_limit(client: TestClient) -> N
     limit = client.app.state.citeqa.settings.max_top_k  # type: ignore[attr-defined]
     for tool in response.json()["result"]["tools"]:
         assert tool["inputSchema"]["properties"]["top_k"]["anyOf"][0]["maximum"] == limit
+
+
+def test_mcp_ask_searches_only_the_documents_named(seed_pipeline: QAPipeline) -> None:
+    """`document_ids`, as /v1/ask takes it: the tool ignored it, and every other unknown argument."""
+    (doc_id,) = seed_pipeline.document_ids()
+
+    async def session() -> None:
+        async with Client(build_mcp_server(lambda: seed_pipeline)) as client:
+            inside = await client.call_tool(
+                "ask", {"question": QUESTION, "max_answers": 1, "document_ids": [doc_id]}
+            )
+            assert inside.structured_content["answers"][0]["text"] == "Ningbo"  # type: ignore[index]
+
+            outside = await client.call_tool(
+                "ask", {"question": QUESTION, "document_ids": ["no-such-document"]}
+            )
+            assert outside.is_error  # as /v1/ask refuses it (404)
+            assert "no-such-document" in outside.content[0].text  # type: ignore[union-attr]
+
+            unknown = await client.call_tool("ask", {"question": QUESTION, "evil": 1})
+            assert unknown.is_error
+            assert "evil" in unknown.content[0].text  # type: ignore[union-attr]
+
+    anyio.run(session)
