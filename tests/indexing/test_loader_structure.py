@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from citeqa.indexing.ingest.chunking import Chunker, ChunkingConfig, sentence_spans
 from citeqa.indexing.ingest.loaders import SUPPORTED_SUFFIXES, find_date, load_bytes
-from citeqa.indexing.ingest.loaders.markdown import table_row
+from citeqa.indexing.ingest.loaders.common import table_row
 from citeqa.indexing.store import IndexSpec, LocalStore
 from citeqa.indexing.store.base import DocumentUpdate
 from citeqa.indexing.types import Chunk, Document, SectionSpan

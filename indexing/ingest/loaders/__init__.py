@@ -1,5 +1,6 @@
 """Turn files into Documents: one module per format (plain.py: plain text, markdown.py: Markdown without its
-markup, html.py: the content without navigation, pdf.py: text per page), each with its SUFFIXES and a
+markup, html.py: the content without navigation, pdf.py: text per page, docx.py: Word's paragraphs, headings
+and tables), each with its SUFFIXES and a
 `parse`, registered once in FORMATS below. Here: the title, the date and the section paths."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from citeqa.indexing.errors import DocumentLoadError
-from citeqa.indexing.ingest.loaders import html, markdown, pdf, plain
+from citeqa.indexing.ingest.loaders import docx, html, markdown, pdf, plain
 from citeqa.indexing.ingest.loaders.common import Parser, guess_title, section_spans, shortened
 from citeqa.indexing.types import Document
 
@@ -119,7 +120,7 @@ def _valid_date(match: re.Match[str]) -> str | None:
 
 
 # A new format: a module with SUFFIXES and `parse` (see common.Parser), added here.
-FORMATS = (plain, markdown, html, pdf)
+FORMATS = (plain, markdown, html, pdf, docx)
 PARSERS: dict[str, Parser] = {suffix: module.parse for module in FORMATS for suffix in module.SUFFIXES}
 SUPPORTED_SUFFIXES = tuple(PARSERS)
 

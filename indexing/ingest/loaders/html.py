@@ -18,8 +18,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from citeqa.indexing.errors import DocumentLoadError
-from citeqa.indexing.ingest.loaders.common import Heading, Parsed, decode_text, too_long
-from citeqa.indexing.ingest.loaders.markdown import table_row
+from citeqa.indexing.ingest.loaders.common import Heading, Parsed, decode_text, table_row, too_long
 
 if TYPE_CHECKING:
     from bs4 import BeautifulSoup, Tag

@@ -11,7 +11,14 @@ import re
 from typing import TYPE_CHECKING
 
 from citeqa.indexing.errors import DocumentLoadError
-from citeqa.indexing.ingest.loaders.common import Heading, Parsed, decode_text, too_long
+from citeqa.indexing.ingest.loaders.common import (
+    Block,
+    Parsed,
+    assemble_blocks,
+    decode_text,
+    table_row,
+    too_long,
+)
 
 if TYPE_CHECKING:
     from markdown_it.token import Token
@@ -31,7 +38,7 @@ def parse(data: bytes, doc_id: str, max_chars: int) -> Parsed:
         blocks = _blocks(body)
     except RecursionError as exc:  # deeply nested lists or quotes in a hostile file
         raise DocumentLoadError(f"{doc_id}: cannot parse Markdown (nested too deeply)") from exc
-    text, headings = _assemble(blocks)
+    text, headings = assemble_blocks(blocks)
     if len(text) > max_chars:
         raise too_long(doc_id, max_chars)
     first = min(headings, key=lambda h: (h.level, h.offset), default=None)
@@ -51,11 +58,6 @@ def _front_matter(source: str) -> tuple[dict[str, str], str]:
         if sep and key.strip():
             meta[key.strip().lower().replace(" ", "_").replace("-", "_")] = value.strip().strip("'\"")
     return meta, source[match.end() :]
-
-
-# A block of output: its kind ("heading", "text", "item" of a list, "row" of a table), heading level (0
-# otherwise) and text.
-Block = tuple[str, int, str]
 
 
 def _blocks(source: str) -> list[Block]:
@@ -98,22 +100,6 @@ def _blocks(source: str) -> list[Block]:
     return blocks
 
 
-def table_row(header: list[str], cells: list[str]) -> str:
-    """A table row as one line: "Hotel limit: £210, Meal allowance: £65.", or its cells when there is no
-    header. Each row on its own line: an answer (a span within one line) never runs across rows. The closing
-    full stop makes each row a sentence of its own to the reader, which otherwise reads a table as one run-on
-    sentence and takes a value from the wrong row (on the own fitting part, 3 more right answers of 98)."""
-    pairs = []
-    for n, cell in enumerate(cells):
-        name = header[n] if n < len(header) else ""
-        if cell and name:
-            pairs.append(f"{name}: {cell}")
-        elif cell:
-            pairs.append(cell)
-    row = ", ".join(pairs)
-    return row if not row or row[-1] in ".!?" else row + "."
-
-
 def _inline(token: Token) -> str:
     parts: list[str] = []
     for child in token.children or []:
@@ -126,25 +112,3 @@ def _inline(token: Token) -> str:
         elif child.type == "image":
             parts.append(child.content)  # its alt text
     return "\n".join(" ".join(line.split()) for line in "".join(parts).split("\n")).strip()
-
-
-def _assemble(blocks: list[Block]) -> tuple[str, list[Heading]]:
-    """Blocks joined into the document text: a blank line between blocks, table rows one per line."""
-    out: list[str] = []
-    headings: list[Heading] = []
-    length = 0
-    previous = ""
-    for kind, level, text in blocks:
-        if not text:
-            continue
-        if out:
-            lines = ("row", "item")
-            separator = "\n" if kind in lines and previous in lines and kind == previous else "\n\n"
-            out.append(separator)
-            length += len(separator)
-        if kind == "heading":
-            headings.append(Heading(length, level, text))
-        out.append(text)
-        length += len(text)
-        previous = kind
-    return "".join(out), headings
