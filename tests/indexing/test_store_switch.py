@@ -66,7 +66,7 @@ def test_the_refusal_to_index_another_folder_names_the_store_in_use(
     shutil.copytree(SEEDS, other)
     postgres = _pipeline(tmp_path, embedder, reader, database_url)
     postgres.index_folder()
-    args = argparse.Namespace(path=str(other), replace=False, rebuild=False)
+    args = argparse.Namespace(path=str(other), replace=False, rebuild=False, restore_deleted=False)
     with pytest.raises(CiteqaError) as refused:
         cmd_index(args, postgres.settings)
     message = str(refused.value)
