@@ -105,7 +105,7 @@ def test_deletions_and_field_codes_are_left_out_and_localized_headings_found() -
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        (b"not a zip at all", "cannot parse DOCX (BadZipFile)"),
+        (b"not a zip at all", "cannot parse DOCX (not a zip file: an old .doc, or encrypted?)"),
         (_zip({"word/other.xml": "<x/>"}), "not a Word document (no word/document.xml)"),
         (_docx("<w:p><w:r><w:t>unclosed</w:t></w:r>"), "cannot parse DOCX (word/document.xml"),
     ],
@@ -130,3 +130,84 @@ def test_entity_and_inflation_bombs_are_refused(monkeypatch: pytest.MonkeyPatch)
     padded = _docx(f"<w:p>{_run('x' * 20_000)}</w:p>")
     with pytest.raises(DocumentLoadError, match="inflates past 10,000 bytes"):
         load_bytes(padded, "big.docx")
+
+
+def _row(*cells: str, header: bool = False) -> str:
+    props = "<w:trPr><w:tblHeader/></w:trPr>" if header else ""
+    return f"<w:tr>{props}{''.join(cells)}</w:tr>"
+
+
+def _cell(text: str, span: int = 1, merge: str | None = None) -> str:
+    props = f'<w:gridSpan w:val="{span}"/>' if span > 1 else ""
+    props += "" if merge is None else ('<w:vMerge w:val="restart"/>' if merge == "restart" else "<w:vMerge/>")
+    return f"<w:tc><w:tcPr>{props}</w:tcPr><w:p>{_run(text)}</w:p></w:tc>"
+
+
+def test_tables_read_labels_merged_cells_and_wrapped_rows() -> None:
+    """Found by an outside probe: a document-control table's first row was taken for a header, merged cells
+    put values under the wrong header or lost them, rows inside a content control were dropped."""
+    control = _row(_cell("Policy owner"), _cell("HR Director")) + _row(
+        _cell("Review date"), _cell("1 Jan 2026")
+    )
+    depots = (
+        _row(_cell("Region"), _cell("Depot"), _cell("Limit"), header=True)
+        + _row(_cell("North", merge="restart"), _cell("Leeds"), _cell("56 mph"))
+        + _row(_cell("", merge="continue"), _cell("York"), _cell("50 mph"))
+        + _row(_cell("Key fob, lost", span=2), _cell("Charged to the driver"))
+        + "<w:sdt><w:sdtContent>"
+        + _row(_cell("South"), _cell("Dover"), _cell("60 mph"))
+        + "</w:sdtContent></w:sdt>"
+    )
+    shifts = _row(_cell("Shift", span=2), _cell("Allowance"), header=True) + _row(
+        _cell("Night"), _cell("22:00-06:00"), _cell("£3.50")
+    )
+    body = f"<w:tbl>{control}</w:tbl><w:tbl>{depots}</w:tbl><w:tbl>{shifts}</w:tbl>"
+    assert load_bytes(_docx(body), "tables.docx").text == (
+        "Policy owner: HR Director.\nReview date: 1 Jan 2026.\n"
+        "Region: North, Depot: Leeds, Limit: 56 mph.\nRegion: North, Depot: York, Limit: 50 mph.\n"
+        "Region: Key fob, lost, Limit: Charged to the driver.\nRegion: South, Depot: Dover, Limit: 60 mph.\n"
+        "Shift: Night, Shift: 22:00-06:00, Allowance: £3.50."
+    )
+
+
+def test_moved_hidden_wrapped_boxed_and_noted_text() -> None:
+    body = (
+        f"<w:p><w:moveFrom>{_run('Taxis need a receipt.')}</w:moveFrom>"
+        f"{_run('Trains are standard class.')}</w:p>"
+        f"<w:p><w:moveTo>{_run('Taxis need a receipt.')}</w:moveTo></w:p>"
+        f"<w:p>{_run('Parking is paid.')}"
+        "<w:r><w:rPr><w:vanish/></w:rPr><w:t>Free on Sundays.</w:t></w:r></w:p>"
+        f"<w:customXml><w:p>{_run('Bicycles go in the cage.')}</w:p></w:customXml>"
+        f"<w:p>{_run('Before.')}<w:r><w:drawing><w:txbxContent><w:p>{_run('Boxed.')}</w:p>"
+        f"</w:txbxContent></w:drawing></w:r>{_run('After.')}</w:p>"
+    )
+    footnotes = (
+        f'<w:footnotes xmlns:w="{_W}"><w:footnote w:type="separator" w:id="-1"><w:p>{_run("---")}</w:p>'
+        f'</w:footnote><w:footnote w:id="1"><w:p>{_run("The HMRC rate is 45p.")}</w:p></w:footnote>'
+        "</w:footnotes>"
+    )
+    data = _zip(
+        {
+            "word/document.xml": f'<w:document xmlns:w="{_W}"><w:body>{body}</w:body></w:document>',
+            "word/footnotes.xml": footnotes,
+        }
+    )
+    assert load_bytes(data, "moves.docx").text == (
+        "Trains are standard class.\n\nTaxis need a receipt.\n\nParking is paid.\n\n"
+        "Bicycles go in the cage.\n\n"
+        "Before. Boxed. After.\n\nThe HMRC rate is 45p."
+    )
+
+
+def test_another_main_part_and_strict_open_xml_are_read() -> None:
+    strict = "http://purl.oclc.org/ooxml/wordprocessingml/main"
+    rels = (
+        '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+        '<Relationship Id="r1" Type="http://purl.oclc.org/ooxml/officeDocument/relationships/officeDocument" '
+        'Target="word/document2.xml"/></Relationships>'
+    )
+    document = (
+        f'<w:document xmlns:w="{strict}"><w:body><w:p>{_run("Permits cost £12.")}</w:p></w:body></w:document>'
+    )
+    data = _zip({"_rels/.rels": rels, "word/document2.xml": document})
+    assert load_bytes(data, "online.docx").text == "Permits cost £12."
