@@ -30,6 +30,7 @@ class BuildReport:
     embedded_chunks: int = 0
     problems: list[LoadProblem] = field(default_factory=list)
     withheld: list[str] = field(default_factory=list)  # folder documents deleted through the service
+    shadowed: list[str] = field(default_factory=list)  # folder documents an upload replaces
     seconds: float = 0.0
 
     @property
@@ -118,6 +119,7 @@ class IndexBuilder:
         report = self.build(loaded.documents, rebuild=rebuild, keep_uploads=keep_uploads)
         report.problems = loaded.problems
         report.withheld = withheld
+        report.shadowed = sources.shadowed()
         return report
 
     def build(

@@ -58,6 +58,12 @@ class DocumentSources:
         """Documents of the corpus folder that builds leave out: deleted through the service."""
         return sorted(d for d in self.deleted() | set(store_deleted) if self.in_folder(d))
 
+    def shadowed(self) -> list[str]:
+        """Documents of the corpus folder that an upload through the service replaces (same name)."""
+        if not self.uploads_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.uploads_dir.iterdir() if p.is_file() and self.in_folder(p.name))
+
     def in_folder(self, doc_id: str) -> bool:
         """Whether `doc_id` is a file of the corpus folder."""
         path = self.corpus_dir / doc_id

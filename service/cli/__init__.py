@@ -100,10 +100,16 @@ def cmd_index_folder(
     for problem in report.problems:
         print(f"skipped {problem.path}: {problem.reason}", file=sys.stderr)
     if report.withheld:
-        names = ", ".join(report.withheld[:5]) + (", ..." if len(report.withheld) > 5 else "")
         print(
-            f"left out {len(report.withheld)} documents deleted through the service ({names}); "
-            f"{RESTORE_HINT}",
+            f"left out {len(report.withheld)} documents deleted through the service "
+            f"({_names(report.withheld)}); {RESTORE_HINT}",
+            file=sys.stderr,
+        )
+    if report.shadowed:
+        print(
+            f"{len(report.shadowed)} documents of the folder are replaced by uploads of the same name "
+            f"({_names(report.shadowed)}); the uploads, kept in {pipeline.sources(corpus).uploads_dir}, win: "
+            "remove one there to index the folder's file",
             file=sys.stderr,
         )
     print(
@@ -112,6 +118,10 @@ def cmd_index_folder(
         f"{len(report.unchanged)} unchanged; {report.embedded_chunks} chunks embedded) "
         f"in {report.seconds:.1f}s -> {pipeline.store.describe()}"
     )
+
+
+def _names(ids: Sequence[str], most: int = 5) -> str:
+    return ", ".join(ids[:most]) + (", ..." if len(ids) > most else "")
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:

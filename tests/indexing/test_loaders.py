@@ -138,6 +138,8 @@ def test_corpus_skips_links_out_of_the_folder_and_special_files(tmp_path: Path) 
     assert "outside the corpus folder" in reasons["linked_folder"]
     assert reasons["pipe.txt"] == "not a regular file"
     assert reasons["dangling.txt"] == "broken symbolic link"
+    (corpus / "junk.pdf").write_bytes(b"not a pdf")  # said "skipped junk.pdf: junk.pdf: cannot parse PDF"
+    assert {p.path: p.reason for p in load_corpus(corpus).problems}["junk.pdf"].startswith("cannot parse PDF")
 
 
 def test_long_first_line_title_is_cut_between_words() -> None:

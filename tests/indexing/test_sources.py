@@ -60,3 +60,11 @@ def test_failed_update_restores_previous_upload(sources: DocumentSources) -> Non
 def test_upload_ids_cannot_leave_the_uploads_folder(sources: DocumentSources, doc_id: str) -> None:
     with pytest.raises(CiteqaError):
         sources.save_upload(doc_id, b"x")
+
+
+def test_uploads_that_replace_folder_files_are_listed(sources: DocumentSources) -> None:
+    sources.save_upload("c.txt", b"Gamma.")
+    assert sources.shadowed() == []
+    (sources.corpus_dir / "c.txt").write_text("Gamma from the folder.", encoding="utf-8")
+    assert sources.shadowed() == ["c.txt"]
+    assert {d.id: d.text for d in sources.load().documents}["c.txt"] == "Gamma."  # the upload wins

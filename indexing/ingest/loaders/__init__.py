@@ -222,5 +222,5 @@ def load_corpus(root: Path) -> LoadedCorpus:
             documents.append(load_file(path, root))
         except DocumentLoadError as exc:
             log.warning("could not load %s", exc)
-            problems.append(LoadProblem(rel, str(exc)))
+            problems.append(LoadProblem(rel, str(exc).removeprefix(f"{rel}: ")))  # the path is said once
     return LoadedCorpus(documents=documents, problems=problems)
