@@ -173,7 +173,14 @@ def pipeline_for(
         elif not pipeline.ready:
             print(f"no index at {pipeline.index_dir}: indexing {settings.corpus_dir} first", file=sys.stderr)
             pipeline.index_folder(settings.corpus_dir, show_progress=progress)
-        missing = {i.doc_id for i in eval_set.items} - pipeline.document_ids()
+        gold = {i.doc_id for i in eval_set.items}
+        missing = gold - pipeline.document_ids()
+        if gold and missing == gold:  # every score would be 0: not a result to print
+            raise CiteqaError(
+                f"none of the {len(gold)} documents {eval_set.name} asks about is in the index at "
+                f"{pipeline.store.describe()} (e.g. {sorted(gold)[0]}): put them in a docs/ folder beside "
+                "the question file, or index them first (CITEQA_DATA_DIR or `citeqa index FOLDER`)"
+            )
         if missing:
             print(
                 f"warning: {len(missing)} gold documents are not in the index, e.g. {sorted(missing)[0]}",

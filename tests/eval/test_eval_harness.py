@@ -15,6 +15,7 @@ from citeqa.eval.datasets import SEED_SET, EvalItem, EvalSet, load_jsonl
 from citeqa.eval.harness import Evaluator, HttpBackend, PipelineBackend
 from citeqa.eval.report import write_report
 from citeqa.indexing.embedding import Embedder
+from citeqa.indexing.errors import CiteqaError
 from citeqa.service.qa.pipeline import QAPipeline
 from citeqa.service.qa.reader import Reader
 from citeqa.service.settings import Settings
@@ -164,3 +165,19 @@ def test_squad_format_end_to_end_with_gate(
     capsys.readouterr()
     assert run_eval(parser.parse_args(argv), settings, models) == 1
     assert "recall@5 regressed" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_a_question_file_about_documents_not_in_the_index_stops(
+    tmp_path: Path, seed_pipeline: QAPipeline, embedder: Embedder, reader: Reader
+) -> None:
+    """Without a docs/ folder beside it, a set was asked over the configured index (the seeds) and scored 0%
+    with one warning line."""
+    questions = tmp_path / "mine.jsonl"
+    record = {"id": "q1", "question": "How often is the tachograph downloaded?", "answers": ["28 days"]}
+    questions.write_text(json.dumps({**record, "doc_id": "fleet.docx"}) + "\n", encoding="utf-8")
+    parser, _ = build_parser()
+    args = parser.parse_args(["eval", "--dataset", str(questions), "--report", str(tmp_path / "r")])
+    with pytest.raises(CiteqaError, match=r"none of the 1 documents .* docs/ folder beside the question"):
+        run_eval(args, seed_pipeline.settings, Models(embedder=embedder, reader=reader))
+    assert not (tmp_path / "r").exists()
