@@ -4,6 +4,7 @@ pydantic models for every request and response, and the one mapping into them fr
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -357,6 +358,12 @@ def error_json(code: str, message: str) -> dict[str, Any]:
 
 # How a section path reads to people (CLI, chat Sources, the web page): "2. Annual leave > 2.2 Entitlement".
 SECTION_SEPARATOR = " > "
+
+
+def shown_probability(score: float) -> str:
+    """A probability to two places, rounded down: 0.899 rounded to "0.90" read as the confident threshold
+    while the answer was marked not sure."""
+    return f"{math.floor(score * 100 + 1e-9) / 100:.2f}"
 
 
 def section_label(path: list[str] | tuple[str, ...]) -> str:

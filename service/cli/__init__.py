@@ -183,7 +183,7 @@ def _ask_service(args: argparse.Namespace, settings: Settings) -> dict[str, Any]
 
 
 def _print_answers(result: dict[str, Any], tty: bool) -> None:
-    from citeqa.service.wire import section_label
+    from citeqa.service.wire import section_label, shown_probability
 
     if result["no_answer"]:
         print(result["message"])
@@ -200,7 +200,7 @@ def _print_answers(result: dict[str, Any], tty: bool) -> None:
         not_sure = answer.get("confidence_level", "answer") == "not_sure"
         label = "Answer" if number == 1 else f"Alternative {number - 1}"
         level = ", not sure" if not_sure else ""
-        print(f"{label}: {answer['text']}   (probability {answer['score']:.2f}{level})")
+        print(f"{label}: {answer['text']}   (probability {shown_probability(answer['score'])}{level})")
         if not_sure and number == 1:
             print("  Low confidence — check the source.")
         page = f", page {c['page']}" if c["page"] else ""

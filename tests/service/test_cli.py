@@ -198,3 +198,12 @@ class _Loaded:
 
     def warm_up(self) -> None:
         pass
+
+
+def test_probabilities_are_shown_rounded_down() -> None:
+    """0.899, not sure, was printed "probability 0.90, not sure": the confident threshold's own number."""
+    from citeqa.service.wire import shown_probability
+
+    assert [shown_probability(p) for p in (0.899, 0.9, 0.41, 0.0, 1.0, 0.07)] == [
+        "0.89", "0.90", "0.41", "0.00", "1.00", "0.07",
+    ]  # fmt: skip

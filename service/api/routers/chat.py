@@ -24,6 +24,7 @@ from citeqa.service.wire import (
     ModelList,
     document_url,
     section_label,
+    shown_probability,
 )
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
@@ -94,7 +95,7 @@ def render_markdown(result: AskResult, citations: list[ChatCitation], base_url: 
     best, *others = citations
     lines = []
     if best.confidence_level == "not_sure":
-        lines.append(f"{NOT_SURE_REPLY} Best guess, probability {best.score:.2f}:\n")
+        lines.append(f"{NOT_SURE_REPLY} Best guess, probability {shown_probability(best.score)}:\n")
     lines.append(f"**{escape_markdown(best.quote)}** [{best.number}]")
     if others:
         alternatives = "; ".join(
@@ -106,7 +107,7 @@ def render_markdown(result: AskResult, citations: list[ChatCitation], base_url: 
         section = f", {escape_markdown(section_label(c.section))}" if c.section else ""
         lines.append(
             f"{c.number}. *{escape_markdown(c.title)}*{section}, characters {c.start}–{c.end} "
-            f"(probability {c.score:.2f}{_not_sure(c, ', ')}): "
+            f"(probability {shown_probability(c.score)}{_not_sure(c, ', ')}): "
             f"“{_quoted_sentence(result, c.number)}” [open]({c.url})"
         )
     return "\n".join(lines)

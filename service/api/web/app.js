@@ -79,7 +79,7 @@ function renderAnswer(answer, index, question) {
   card.dataset.docId = answer.doc_id;
   card.dataset.confidenceLevel = answer.confidence_level;
   card.append(
-    el("span", { className: "score", textContent: `${notSure ? "not sure · " : ""}probability ${answer.score.toFixed(2)}` }),
+    el("span", { className: "score", textContent: `${notSure ? "not sure · " : ""}probability ${(Math.floor(answer.score * 100 + 1e-9) / 100).toFixed(2)}` }),
   );
   if (notSure) {
     card.append(el("p", { className: "low-confidence", textContent: "Low confidence — check the source." }));
