@@ -207,3 +207,21 @@ def test_a_nul_anywhere_in_a_text_file_is_refused(name: str) -> None:
     assert len(data) > 8192
     with pytest.raises(DocumentLoadError, match=rf"^{name}: .*NUL"):
         load_bytes(data, name)
+
+
+def test_encrypted_and_textless_pdfs_say_why() -> None:
+    from pypdf import PdfWriter
+
+    def pdf(password: str | None) -> bytes:
+        writer = PdfWriter()
+        writer.add_blank_page(width=200, height=200)
+        if password is not None:
+            writer.encrypt(user_password=password, owner_password="owner")
+        out = io.BytesIO()
+        writer.write(out)
+        return out.getvalue()
+
+    with pytest.raises(DocumentLoadError, match=r"^locked\.pdf: encrypted PDF \(a password is needed"):
+        load_bytes(pdf("secret"), "locked.pdf")
+    with pytest.raises(DocumentLoadError, match=r"^scan\.pdf: no text found \(a scan without a text layer"):
+        load_bytes(pdf(None), "scan.pdf")

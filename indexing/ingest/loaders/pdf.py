@@ -40,6 +40,7 @@ _FILE_NAME_TITLE = re.compile(r"(\.(docx?|pdf|odt|rtf|pptx?|xlsx?)$)|^(microsoft
 
 def parse(data: bytes, doc_id: str, max_chars: int) -> Parsed:
     from pypdf import PdfReader
+    from pypdf.errors import FileNotDecryptedError
 
     started = time.monotonic()
     try:
@@ -60,6 +61,8 @@ def parse(data: bytes, doc_id: str, max_chars: int) -> Parsed:
         outline = _outline(reader)
     except DocumentLoadError:
         raise
+    except FileNotDecryptedError as exc:
+        raise DocumentLoadError(f"{doc_id}: encrypted PDF (a password is needed to open it)") from exc
     except Exception as exc:
         # pypdf signals bad input with many exception types (PdfReadError, LimitReachedError on
         # decompression bombs, KeyError, struct.error, RecursionError...): all mean "unreadable".
@@ -80,6 +83,8 @@ def parse(data: bytes, doc_id: str, max_chars: int) -> Parsed:
         parts.append(page_text)
         offset += len(page_text)
     text = "\n\n".join(parts)
+    if pages and not text.strip():
+        raise DocumentLoadError(f"{doc_id}: no text found (a scan without a text layer? citeqa does not OCR)")
     headings = _outline_headings(text, pages, outline) or numbered_headings(text)
     title = str(meta_title).strip() if meta_title else ""
     if not title or _FILE_NAME_TITLE.search(title):
