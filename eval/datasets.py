@@ -66,8 +66,7 @@ def load_jsonl(path: Path, part: str | None = None) -> EvalSet:
     """{"id", "question", "answers": [...], "doc_id", "evidence"?, "split"?} one object a line.
 
     `part` keeps the questions whose "split" is `part` (a set split by document, e.g. "fit" and "test")."""
-    if not path.is_file():
-        raise DatasetError(f"evaluation set {path} does not exist")
+    _require_file(path)
     items: list[EvalItem] = []
     seen: set[str] = set()
     with path.open(encoding="utf-8") as handle:
@@ -78,7 +77,7 @@ def load_jsonl(path: Path, part: str | None = None) -> EvalSet:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DatasetError(f"{where}: not valid JSON ({exc.msg})") from exc
+                raise DatasetError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
             if not isinstance(record, dict):
                 raise DatasetError(f"{where}: expected a JSON object")
             item_id = str(_require(record, "id", str, where))
@@ -118,9 +117,15 @@ def load_jsonl(path: Path, part: str | None = None) -> EvalSet:
     return EvalSet(name=name, items=items, documents=documents, meta=meta)
 
 
-def _read_json(path: Path) -> Any:
+def _require_file(path: Path) -> None:
+    if path.is_dir():
+        raise DatasetError(f"evaluation set {path} is a folder; give the question file (JSON lines or SQuAD)")
     if not path.is_file():
         raise DatasetError(f"evaluation set {path} does not exist")
+
+
+def _read_json(path: Path) -> Any:
+    _require_file(path)
     try:
         if path.suffix == ".gz":
             with gzip.open(path, "rt", encoding="utf-8") as handle:

@@ -50,13 +50,15 @@ def test_jsonl_errors_name_the_line(tmp_path: Path) -> None:
     bad.write_text(
         '{"id": "a", "question": "q", "answers": [], "doc_id": "d"}\n{"id": "b"\n', encoding="utf-8"
     )
-    with pytest.raises(DatasetError, match=r"bad.jsonl:2: not valid JSON"):
+    with pytest.raises(DatasetError, match=r"bad.jsonl:2: not valid JSON \(.* at column \d+\)"):
         load_jsonl(bad)
     bad.write_text('{"id": "a", "question": "q", "answers": "x", "doc_id": "d"}\n', encoding="utf-8")
     with pytest.raises(DatasetError, match="'answers' must be a list"):
         load_jsonl(bad)
     with pytest.raises(DatasetError, match="does not exist"):
         load_jsonl(tmp_path / "missing.jsonl")
+    with pytest.raises(DatasetError, match="is a folder; give the question file"):
+        load_jsonl(tmp_path)
 
 
 def test_a_jsonl_part_and_the_documents_beside_it(tmp_path: Path) -> None:
