@@ -22,6 +22,7 @@ import datetime
 import functools
 import hashlib
 import json
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from citeqa.eval.metrics import (
     reliability,
     risk_coverage,
 )
+from citeqa.indexing.errors import CiteqaError
 from citeqa.indexing.ingest.loaders import LOADER_VERSION
 from citeqa.service.qa.answering import AnswerAggregator, AnsweringConfig
 from citeqa.service.qa.confidence import CALIBRATION_FILE, Calibrator
@@ -112,13 +114,22 @@ def register(
         help="a set asked about its own article only, one document per article (default: PolicyQA dev, "
         "calibrate part)",
     )  # fmt: skip
+    p.add_argument(
+        "--adapt", metavar="FILE[:part]",
+        help="instead: adapt the reader's calibration to your corpus with your own questions and answers "
+        "(JSON lines, asked over the documents in docs/ beside it, else over the index of CITEQA_DATA_DIR); "
+        f"written to <data dir>/{CALIBRATION_FILE}, which the service for that data directory then uses",
+    )  # fmt: skip
     p.add_argument("--limit", type=int, help="questions per set (default: all)")
     p.add_argument("--work-dir", type=Path, help="keep the sets' indexes here and reuse them")
     p.add_argument(
         "--cache-dir", type=Path,
         help="keep every set's scored candidates here and reuse them: a refit does not run the reader again",
     )  # fmt: skip
-    p.add_argument("--out", type=Path, help=f"where to write (default: <reader>/{CALIBRATION_FILE})")
+    p.add_argument(
+        "--out", type=Path,
+        help=f"where to write (default: <reader>/{CALIBRATION_FILE}; --adapt: <data dir>/{CALIBRATION_FILE})",
+    )  # fmt: skip
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, help="show progress bars")
     handlers["calibrate"] = cmd_calibrate
 
@@ -350,6 +361,14 @@ def run_calibrate(args: argparse.Namespace, settings: Settings, models: Any) -> 
     if args.limit is not None and args.limit < 1:
         print("citeqa: error: --limit must be at least 1", file=sys.stderr)
         return 2
+    if getattr(args, "adapt", None):
+        if args.open or args.scoped:
+            print(
+                "citeqa: error: --adapt takes your own question set alone (no --open or --scoped)",
+                file=sys.stderr,
+            )
+            return 2
+        return run_adapt(args, settings, models, progress)
     specs = [(s, False) for s in args.open or (DEFAULT_OPEN if not args.scoped else [])]
     specs += [(s, True) for s in args.scoped or (DEFAULT_SCOPED if not args.open else [])]
     sets = [
@@ -390,6 +409,68 @@ def run_calibrate(args: argparse.Namespace, settings: Settings, models: Any) -> 
             f"{m['ece']:.3f}"
         )
     print(f"threshold {threshold}, floor {floor}; calibration written to {out}")
+    return 0
+
+
+MIN_ADAPT_QUESTIONS = 50  # below this the levels move a lot from one sample to another (docs/quality.md)
+
+
+def adapt(base: Calibrator, own: CalibrationSet) -> Calibrator:
+    """`base` adapted to one corpus: its log-odds rescaled (`Calibrator.rescaled`) by a logistic regression
+    on the corpus's own questions, then the threshold and floor chosen on them by the rule of the module."""
+    from sklearn.linear_model import LogisticRegression
+
+    z, right = [], []
+    for top in top_answers(own, base):
+        if top.text:
+            p = min(max(top.probability, 1e-6), 1 - 1e-6)
+            z.append(math.log(p / (1 - p)))
+            right.append(top.right)
+    if len(set(right)) < 2:
+        raise CiteqaError(
+            f"{own.name}: adapting needs questions answered both right and wrong; add questions"
+        )
+    model = LogisticRegression().fit(np.asarray(z)[:, None], np.asarray(right))
+    scale, shift = float(model.coef_[0][0]), float(model.intercept_[0])
+    adapted = base.rescaled(scale, shift)
+    adapted.threshold, adapted.floor = choose_levels([top_answers(own, adapted)])
+    adapted.meta = {
+        "fitted": True,
+        "adapted_from": base.fingerprint(),
+        "adapted_on": own.name,
+        "questions": len(own.questions),
+        "logit_scale": round(scale, 4),
+        "logit_shift": round(shift, 4),
+        "date": datetime.date.today().isoformat(),
+        "reader": base.meta.get("reader"),
+        "threshold_chosen_by": f"confident answers right >= {CONFIDENT_PRECISION:.0%} on these questions",
+        "floor_chosen_by": "the highest F1 over these questions, not-sure answers shown",
+    }
+    return adapted
+
+
+def run_adapt(args: argparse.Namespace, settings: Settings, models: Any, progress: bool) -> int:
+    base = Calibrator.for_reader(settings.reader_path)
+    if not base.meta.get("fitted", True):
+        raise CiteqaError(f"{settings.reader_path.name} has no calibration to adapt (run citeqa calibrate)")
+    own = collect(args.adapt, False, settings, models, args.work_dir, args.limit, progress, args.cache_dir)
+    if len(own.questions) < MIN_ADAPT_QUESTIONS:
+        print(f"warning: {len(own.questions)} questions; below {MIN_ADAPT_QUESTIONS} the levels are "
+              "mostly noise", file=sys.stderr)  # fmt: skip
+    adapted = adapt(base, own)
+    out = args.out or settings.data_dir / CALIBRATION_FILE
+    adapted.save(out)
+    for name, calibrator in (("the reader's calibration", base), ("adapted", adapted)):
+        m = outcome_metrics(top_answers(own, calibrator), calibrator.threshold, calibrator.effective_floor)
+        print(
+            f"{name} on these questions: threshold {calibrator.threshold}, "
+            f"floor {calibrator.effective_floor}: "
+            f"{m['confident']} confident ({_pct(m['confident_right'])} right), {m['not_sure']} not sure, "
+            f"{m['no_answer']} no answer; F1 {_pct(m['f1'])}, ECE {m['ece']:.3f}"
+        )
+    print(
+        f"adapted calibration written to {out} (scored on the questions it was fitted on: check it on others)"
+    )
     return 0
 
 

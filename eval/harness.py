@@ -76,6 +76,9 @@ class PipelineBackend:
     def __init__(self, pipeline: QAPipeline) -> None:
         self.pipeline = pipeline
         self.description = f"in process, index {pipeline.index_dir}"
+        adapted_on = pipeline.aggregator.calibrator.meta.get("adapted_on")
+        if adapted_on:  # a corpus's own calibration (`citeqa calibrate --adapt`), not the reader's
+            self.description += f", calibration adapted on {adapted_on}"
         self._documents: dict[str, Document | None] = {}
 
     def ask(

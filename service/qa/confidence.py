@@ -7,7 +7,9 @@ thread-safe (read-only arrays) and needs no scikit-learn at serving time.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -19,6 +21,8 @@ import numpy as np
 from citeqa.indexing.durable import write_atomically
 from citeqa.indexing.errors import CiteqaError
 from citeqa.service.qa.retrieval import bm25_tokens
+
+log = logging.getLogger(__name__)
 
 CALIBRATION_FILE = "calibration.json"
 
@@ -208,6 +212,36 @@ class Calibrator:
         """The calibration stored with the reader, or the margin-only rule when there is none."""
         path = reader_path / CALIBRATION_FILE
         return cls.load(path) if path.is_file() else cls.margin_only()
+
+    @classmethod
+    def for_corpus(cls, reader_path: Path, data_dir: Path) -> Calibrator:
+        """The reader's calibration, or its adaptation to the corpus of `data_dir` (`citeqa calibrate
+        --adapt`, kept in that folder) when it was adapted from this very calibration."""
+        base = cls.for_reader(reader_path)
+        path = data_dir / CALIBRATION_FILE
+        if not path.is_file():
+            return base
+        adapted = cls.load(path)
+        if adapted.meta.get("adapted_from") != base.fingerprint():
+            log.warning(
+                "%s was adapted from another calibration than %s's: not used (run `citeqa calibrate --adapt` "
+                "again)", path, reader_path.name,
+            )  # fmt: skip
+            return base
+        return adapted
+
+    def fingerprint(self) -> str:
+        """Names this calibration: an adaptation records the one it was made from."""
+        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def rescaled(self, scale: float, shift: float) -> Calibrator:
+        """The same weights of the evidence, with the log-odds scaled and shifted: P = sigmoid(scale * z +
+        shift). Refitting these two numbers on a corpus's own questions (Platt scaling) moves what a
+        probability means there without learning the features again from a few dozen questions."""
+        return Calibrator(
+            self.features, self.mean, self.scale, [scale * c for c in self.coef],
+            scale * self.intercept + shift, self.threshold, dict(self.meta), self.floor,
+        )  # fmt: skip
 
 
 def log1p_positive(value: float | None) -> float:

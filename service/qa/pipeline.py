@@ -116,8 +116,9 @@ class QAPipeline:
                 min_answer_probability=s.min_answer_probability,
                 context_chars=s.context_chars,
             ),
-            # Fitted for this reader (`citeqa calibrate`) and stored in its folder; a small JSON file.
-            Calibrator.for_reader(s.reader_path),
+            # Fitted for this reader (`citeqa calibrate`) and stored in its folder, or adapted to this
+            # corpus (`citeqa calibrate --adapt`) and kept in its data directory; a small JSON file.
+            Calibrator.for_corpus(s.reader_path, s.data_dir),
         )
         self._index: SearchIndex | None = None
         self._unloadable_version: str | None = None  # a live version that failed to load

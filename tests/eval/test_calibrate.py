@@ -10,6 +10,7 @@ import pytest
 from citeqa.eval.calibrate import (
     EVIDENCE_FEATURES,
     CalibrationSet,
+    adapt,
     choose_levels,
     fit,
     outcome_metrics,
@@ -89,6 +90,54 @@ def test_each_set_weighs_the_same_whatever_its_size() -> None:
     both = fit([big, small], features=["margin"]).probabilities([{"margin": 6.0}])[0]
     pooled = fit([CalibrationSet("pooled", big.questions + small.questions)], features=["margin"])
     assert both > pooled.probabilities([{"margin": 6.0}])[0] + 0.05
+
+
+def test_adapting_rescales_an_under_confident_calibration_to_the_corpus(tmp_path: Path) -> None:
+    """Fitted where margins mean little, the calibration is too cautious on a corpus where they mean much:
+    rescaling its log-odds on that corpus's questions makes its probabilities match there."""
+    base = fit([_synthetic(2000, 1, -1.5)], features=["margin"])
+    base.threshold, base.floor = 0.9, 0.4
+    own = _synthetic(120, 3, 5.0)
+    adapted = adapt(base, own)
+    assert adapted.meta["adapted_from"] == base.fingerprint() and adapted.meta["logit_scale"] > 0
+    for calibrator in (base, adapted):  # the weights of the evidence are kept: only the log-odds move
+        assert calibrator.features == ["margin"]
+    before = outcome_metrics(top_answers(own, base), base.threshold, base.floor)
+    after = outcome_metrics(top_answers(own, adapted), adapted.threshold, adapted.floor)
+    assert after["ece"] < before["ece"] - 0.05 and after["confident"] > before["confident"]
+    assert after["confident_right"] >= 0.9
+    # Kept in a data directory, the adaptation is what a pipeline of that directory uses, while the
+    # reader's calibration is the one it was made from.
+    reader_dir, data_dir = tmp_path / "reader", tmp_path / "data"
+    reader_dir.mkdir(), data_dir.mkdir()
+    base.save(reader_dir / "calibration.json")
+    adapted.save(data_dir / "calibration.json")
+    assert Calibrator.for_corpus(reader_dir, data_dir).meta["adapted_on"] == own.name
+    base.rescaled(2.0, 0.0).save(reader_dir / "calibration.json")  # a new reader calibration
+    assert (
+        Calibrator.for_corpus(reader_dir, data_dir).to_json()
+        == Calibrator.load(reader_dir / "calibration.json").to_json()
+    )
+
+
+@pytest.mark.integration
+def test_adapt_command_writes_the_data_directory_calibration_the_pipeline_uses(
+    tmp_path: Path, embedder: Embedder, reader: Reader
+) -> None:
+    own = Path(__file__).parents[2] / "eval" / "data" / "policies" / "questions.jsonl"
+    settings = Settings(device="cpu", data_dir=tmp_path / "data")
+    parser, _ = build_parser()
+    args = parser.parse_args(["calibrate", "--adapt", f"{own}:fit", "--limit", "40"])
+    assert run_calibrate(args, settings, Models(embedder=embedder, reader=reader)) == 0
+    saved = Calibrator.load(tmp_path / "data" / "calibration.json")
+    assert saved.meta["questions"] == 40 and saved.meta["adapted_on"].startswith("questions.jsonl:fit")
+    assert 0.0 <= saved.effective_floor <= saved.threshold <= 1.0
+    pipeline = QAPipeline(settings, embedder=embedder, reader=reader)
+    assert pipeline.aggregator.calibrator.to_json() == saved.to_json()
+    with pytest.raises(SystemExit):  # one set, alone
+        parser.parse_args(["calibrate", "--adapt", str(own), "--open", str(own), "--bogus"])
+    both = parser.parse_args(["calibrate", "--adapt", str(own), "--open", str(own)])
+    assert run_calibrate(both, settings, Models(embedder=embedder, reader=reader)) == 2
 
 
 @pytest.mark.integration
