@@ -244,8 +244,16 @@ def table_row(header: list[str], cells: list[str]) -> str:
     return row if not row or row[-1] in ".!?" else row + "."
 
 
-def assemble_blocks(blocks: list[Block]) -> tuple[str, list[Heading]]:
-    """Blocks joined into the document text: a blank line between blocks, table rows one per line."""
+def block_separator(previous: str, kind: str) -> str:
+    """A blank line between blocks; rows of a table, and items of a list, one per line."""
+    return "\n" if kind in ("row", "item") and kind == previous else "\n\n"
+
+
+def assemble_blocks(
+    blocks: Sequence[Block], separator: Callable[[str, str], str] = block_separator
+) -> tuple[str, list[Heading]]:
+    """Blocks joined into the document text, `separator(previous kind, kind)` between them, with the
+    headings' offsets in it."""
     out: list[str] = []
     headings: list[Heading] = []
     length = 0
@@ -254,10 +262,9 @@ def assemble_blocks(blocks: list[Block]) -> tuple[str, list[Heading]]:
         if not text:
             continue
         if out:
-            lines = ("row", "item")
-            separator = "\n" if kind in lines and previous in lines and kind == previous else "\n\n"
-            out.append(separator)
-            length += len(separator)
+            separator_text = separator(previous, kind)
+            out.append(separator_text)
+            length += len(separator_text)
         if kind == "heading":
             headings.append(Heading(length, level, text))
         out.append(text)

@@ -18,7 +18,14 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from citeqa.indexing.errors import DocumentLoadError
-from citeqa.indexing.ingest.loaders.common import Heading, Parsed, decode_text, table_row, too_long
+from citeqa.indexing.ingest.loaders.common import (
+    Heading,
+    Parsed,
+    assemble_blocks,
+    decode_text,
+    table_row,
+    too_long,
+)
 
 if TYPE_CHECKING:
     from bs4 import BeautifulSoup, Tag
@@ -184,17 +191,5 @@ class _Blocks:
 
     def assemble(self) -> tuple[str, list[Heading]]:
         self.flush()
-        out: list[str] = []
-        headings: list[Heading] = []
-        length = 0
-        for kind, level, text in self.lines:
-            if out:
-                # A blank line before a heading, so sections stand apart; a line break otherwise.
-                separator = "\n\n" if kind == "heading" else "\n"
-                out.append(separator)
-                length += len(separator)
-            if kind == "heading":
-                headings.append(Heading(length, level, text))
-            out.append(text)
-            length += len(text)
-        return "".join(out), headings
+        # A blank line before a heading, so sections stand apart; a line break otherwise.
+        return assemble_blocks(self.lines, lambda _, kind: "\n\n" if kind == "heading" else "\n")
