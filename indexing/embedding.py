@@ -33,11 +33,16 @@ def resolve_device(device: str) -> str:
     machine without a GPU driver is answered without it (the OpenVINO path never needs torch)."""
     if device != "auto":
         return device
+    return "cuda" if cuda_available() else "cpu"
+
+
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA GPU; on Linux without a GPU driver, known without importing torch."""
     if sys.platform == "linux" and not any(os.path.exists(f) for f in _GPU_DRIVER_FILES):
-        return "cpu"
+        return False
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return bool(torch.cuda.is_available())
 
 
 @functools.cache

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
+from citeqa.indexing.errors import CiteqaError
 from citeqa.indexing.tokenizers import PAD_TO_MULTIPLE_OF
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -209,6 +210,33 @@ class Settings(BaseSettings):
         if own and "data_dir" not in self.model_fields_set:
             self.data_dir = corpus_data_dir(self.corpus_dir)
         return self
+
+    @model_validator(mode="after")
+    def _overlap_within_chunk(self) -> Settings:
+        if self.chunk_overlap_tokens >= self.chunk_tokens:
+            raise ValueError(
+                f"chunk_overlap_tokens ({self.chunk_overlap_tokens}) must be less than chunk_tokens "
+                f"({self.chunk_tokens})"
+            )
+        return self
+
+    def check_paths(self) -> None:
+        """One CiteqaError naming the setting for a path or device that cannot work, before anything loads
+        (they failed late, with a traceback, or left `citeqa serve` unready for ever)."""
+        folders = {"CITEQA_DATA_DIR": self.data_dir, "CITEQA_INDEX_DIR": self.index_dir}
+        for name, folder in folders.items():
+            if folder is not None and folder.exists() and not folder.is_dir():
+                raise CiteqaError(f"{name}={folder} is a file, not a folder")
+        if not (self.reader_path / "config.json").is_file():
+            raise CiteqaError(f"CITEQA_READER_PATH={self.reader_path}: no reader model (config.json) there")
+        if self.embedder_path is not None and not (self.embedder_path / "config.json").is_file():
+            where = f"CITEQA_EMBEDDER_PATH={self.embedder_path}"
+            raise CiteqaError(f"{where}: no embedding model (config.json) there")
+        if self.device == "cuda":
+            from citeqa.indexing.embedding import cuda_available
+
+            if not cuda_available():
+                raise CiteqaError("CITEQA_DEVICE=cuda, but torch sees no CUDA GPU here (use auto or cpu)")
 
     @field_validator("reader_pad_to_multiple_of", mode="after")
     @classmethod

@@ -54,6 +54,9 @@ def _warm_up(state: ServiceState) -> None:
         # Queries will answer 503 with the same message until the index is repaired.
         state.load_error = str(exc)
         log.error("could not load the index: %s", exc)
+    except OSError as exc:  # a data directory it cannot use: said on /readyz, not a loader dead for ever
+        state.load_error = f"could not open the data directory: {exc}"
+        log.error("could not open the data directory: %s", exc)
     state.models_loaded = True
 
 

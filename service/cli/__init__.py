@@ -338,6 +338,10 @@ def build_parser(*more: Register) -> tuple[argparse.ArgumentParser, dict[str, Ha
     return parser, handlers
 
 
+# Commands that load the models or an index: their paths and device are checked first (Settings.check_paths).
+LOADS_MODELS = frozenset({"index", "ask", "serve", "mcp", "eval", "calibrate", "bench"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The service's commands alone (`python -m citeqa.service.cli serve`); `citeqa` is citeqa.cli.main."""
     return run(*build_parser(), argv)
@@ -361,6 +365,8 @@ def run(parser: argparse.ArgumentParser, handlers: dict[str, Handler], argv: Seq
         return 2
     try:
         settings = _settings_from(args)
+        if args.command in LOADS_MODELS:
+            settings.check_paths()
         return handlers[args.command](args, settings)
     except CiteqaError as exc:
         print(f"citeqa: error: {exc}", file=sys.stderr)
@@ -368,8 +374,12 @@ def run(parser: argparse.ArgumentParser, handlers: dict[str, Handler], argv: Seq
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        print(f"citeqa: error: bad setting {where}: {first['msg']}", file=sys.stderr)
+        setting = f" {where} (CITEQA_{where.upper()})" if where else ""
+        print(f"citeqa: error: bad setting{setting}: {first['msg']}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `citeqa ask ... | head -2`: the reader went away; nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         print("citeqa: interrupted", file=sys.stderr)
         return 130

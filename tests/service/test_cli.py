@@ -89,7 +89,7 @@ def test_bad_flag_value(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_bad_setting(env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("CITEQA_TOP_K", "many")
     assert main(["ask", "What?"]) == 2
-    assert "top_k" in _one_error_line(capsys.readouterr().err)
+    assert "CITEQA_TOP_K" in _one_error_line(capsys.readouterr().err)
 
 
 @pytest.mark.integration
@@ -207,3 +207,28 @@ def test_probabilities_are_shown_rounded_down() -> None:
     assert [shown_probability(p) for p in (0.899, 0.9, 0.41, 0.0, 1.0, 0.07)] == [
         "0.89", "0.90", "0.41", "0.00", "1.00", "0.07",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fragment"),
+    [
+        ("CITEQA_DATA_DIR", "{file}", "CITEQA_DATA_DIR={file} is a file, not a folder"),
+        ("CITEQA_INDEX_DIR", "{file}", "CITEQA_INDEX_DIR={file} is a file"),
+        ("CITEQA_READER_PATH", "{missing}", "CITEQA_READER_PATH={missing}: no reader model"),
+        ("CITEQA_EMBEDDER_PATH", "{missing}", "CITEQA_EMBEDDER_PATH={missing}: no embedding model"),
+        ("CITEQA_CHUNK_OVERLAP_TOKENS", "150", "chunk_overlap_tokens (150) must be less than chunk_tokens"),
+        ("CITEQA_TOP_K", "0", "bad setting top_k (CITEQA_TOP_K):"),
+    ],
+)
+def test_unusable_paths_and_settings_are_one_line_naming_the_variable(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variable: str, value: str,
+    fragment: str,
+) -> None:  # fmt: skip
+    """Tracebacks before (a data directory that is a file, a missing embedder), or `citeqa serve` up and
+    never ready; setting errors named the field, not the variable."""
+    (env / "a-file").write_text("not a folder")
+    paths = {"file": env / "a-file", "missing": env / "missing"}
+    monkeypatch.setenv(variable, value.format(**paths))
+    for command in (["ask", "Anything?", "--no-service"], ["index", str(SEEDS)]):
+        assert main(command) != 0
+        assert fragment.format(**paths) in _one_error_line(capsys.readouterr().err)

@@ -41,6 +41,7 @@ class ServiceState:
         self._inference: anyio.CapacityLimiter | None = None
         self._updates: anyio.CapacityLimiter | None = None
         self._queued_updates = 0  # running or waiting for the update worker
+        self._unloadable: tuple[str | None, str] = (None, "")  # a live version that failed to load, and why
 
     def start(self) -> None:
         self._inference = anyio.CapacityLimiter(self.settings.inference_workers)
@@ -50,6 +51,23 @@ class ServiceState:
     @property
     def ready(self) -> bool:
         return self.models_loaded and self.pipeline.ready
+
+    async def load_new_index(self) -> str | None:
+        """Load an index that appeared since start-up (`citeqa index` in another process, a rebuild over a
+        damaged one), so that readiness does not wait for a query; None, or why it cannot be loaded. Each
+        live version is tried once: a load balancer's health checks must not each verify a bad index."""
+        live = self.pipeline.store.live_version()
+        if live is None or self.ready:
+            return None
+        if live == self._unloadable[0]:
+            return self._unloadable[1]
+        try:
+            await self.infer(lambda: self.pipeline.index)
+        except CiteqaError as exc:
+            self._unloadable = (live, str(exc))
+            return str(exc)
+        self.load_error = None
+        return None
 
     async def infer(self, fn: Callable[[], T]) -> T:
         """Run model work on the inference pool, off the event loop."""

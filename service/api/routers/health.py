@@ -19,6 +19,7 @@ async def healthz() -> HealthResponse:
 @router.get("/readyz", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}})
 async def readyz(state: StateDep) -> Response:
     """Ready once the models and an index are loaded; 503 (with the reason) before."""
+    problem = await state.load_new_index() if state.models_loaded else None
     if state.ready:
         pipeline = state.pipeline
         body = ReadyResponse(
@@ -28,8 +29,8 @@ async def readyz(state: StateDep) -> Response:
             documents=pipeline.document_count,
         )
         return JSONResponse(body.model_dump(), status_code=200)
-    if state.load_error:
-        message = state.load_error
+    if problem or state.load_error:
+        message = problem or state.load_error or ""
     elif not state.models_loaded:
         message = "loading the models and the index"
     else:

@@ -147,3 +147,26 @@ def test_chat_flags_are_json_booleans(fake_client: TestClient, field: str) -> No
     messages = [{"role": "user", "content": "How much is the water levy?"}]
     response = fake_client.post("/v1/chat/completions", json={"messages": messages, field: "yes"})
     assert response.status_code == 422 and field in response.json()["error"]["message"]
+
+
+def test_readiness_follows_an_index_built_by_another_process(tmp_path: Path) -> None:
+    """/readyz said 503 "no index loaded" until some query loaded the index `citeqa index` had built: a load
+    balancer, asking only /readyz, never sent that query."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name, text in FAKE_CORPUS.items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    settings = Settings(data_dir=tmp_path / "data", corpus_dir=corpus, reader_path=tmp_path / "no-reader")
+
+    def pipeline() -> QAPipeline:
+        return QAPipeline(settings, embedder=HashingEmbedder(), reader=FixedSpanReader(FAKE_ANSWERS))
+
+    with TestClient(create_app(pipeline=pipeline()), base_url=LOOPBACK_URL) as client:
+        for _ in range(100):  # the models load in the background
+            body = client.get("/readyz").json()
+            if "loading" not in body["message"]:
+                break
+        assert body["ready"] is False and "no index" in body["message"]
+        pipeline().index_folder(corpus)  # another process: `citeqa index`
+        ready = client.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["documents"] == 2
