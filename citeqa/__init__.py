@@ -20,14 +20,40 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from citeqa.indexing.errors import (
+        CiteqaError,
+        DocumentNotFoundError,
+        IndexNotFoundError,
+        QuestionError,
+        TopKError,
+    )
     from citeqa.service.qa.pipeline import QAPipeline
     from citeqa.service.qa.query import Query
     from citeqa.service.qa.types import Answer, AskResult, Passage, SearchResult
     from citeqa.service.settings import Settings
 
-__all__ = ["Answer", "AskResult", "Passage", "QAPipeline", "Query", "SearchResult", "Settings"]
+__all__ = [
+    "Answer",
+    "AskResult",
+    "CiteqaError",
+    "DocumentNotFoundError",
+    "IndexNotFoundError",
+    "Passage",
+    "QAPipeline",
+    "Query",
+    "QuestionError",
+    "SearchResult",
+    "Settings",
+    "TopKError",
+]
 
+_ERRORS = "citeqa.indexing.errors"  # CiteqaError and the kinds a caller may handle apart
 _HOMES = {
+    "CiteqaError": _ERRORS,
+    "DocumentNotFoundError": _ERRORS,
+    "IndexNotFoundError": _ERRORS,
+    "QuestionError": _ERRORS,
+    "TopKError": _ERRORS,
     "QAPipeline": "citeqa.service.qa.pipeline",
     "Query": "citeqa.service.qa.query",
     "Settings": "citeqa.service.settings",

@@ -193,6 +193,8 @@ class QAPipeline:
 
     # --- questions -------------------------------------------------------------------------
     def validate_question(self, question: str) -> str:
+        if not isinstance(question, str):  # a library caller's None or bytes: say so, not AttributeError
+            raise QuestionError(f"the question must be a string (got {type(question).__name__})")
         cleaned = question.strip()
         if not cleaned:
             raise QuestionError("the question is empty")
@@ -209,7 +211,7 @@ class QAPipeline:
     def _top_k(self, top_k: int | None) -> int:
         if top_k is None:
             return self.settings.top_k
-        if not 1 <= top_k <= self.settings.max_top_k:
+        if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= self.settings.max_top_k:
             raise TopKError(f"top_k must be between 1 and {self.settings.max_top_k} (got {top_k})")
         return top_k
 
@@ -244,9 +246,12 @@ class QAPipeline:
         `min_answer_probability` replaces the calibrated threshold for this question: answers less likely
         than it to be right come back "not sure" (down to the floor) instead of confident. `best_guess`:
         when no answer reaches the floor, the best one anyway, "not sure"."""
-        if isinstance(query, str):
+        if not isinstance(query, Query):
             query = Query.of(query, top_k, max_answers, document_ids, min_answer_probability, best_guess)
         question = self.validate_question(query.question)
+        most = query.max_answers
+        if most is not None and (not isinstance(most, int) or isinstance(most, bool) or most < 1):
+            raise QuestionError(f"max_answers must be at least 1 (got {most!r})")
         index = self.index
         check_scope(index, query.document_ids)
         started = time.perf_counter()
@@ -323,6 +328,8 @@ class QAPipeline:
         return len(self.index.snapshot.chunks_of(doc_id))
 
     def documents(self, offset: int = 0, limit: int = 50) -> DocumentPage:
+        if offset < 0 or limit < 1:
+            raise CiteqaError(f"offset must be at least 0 and limit at least 1 (got {offset}, {limit})")
         snapshot = self.index.snapshot
         infos = snapshot.document_infos(offset=offset, limit=limit)
         return DocumentPage(infos, snapshot.document_count(), offset, limit, snapshot.version)
@@ -349,7 +356,7 @@ class QAPipeline:
         builder.show_progress = show_progress
         with self._update_lock:
             self.recover_interrupted_update()
-            sources = self.sources(corpus)
+            sources = self.sources(None if corpus is None else Path(corpus))
             # A shared store also holds what was uploaded through other replicas: index_folder keeps it.
             shared = self.settings.database_url is not None
             report = builder.build_from_sources(

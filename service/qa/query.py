@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
+from citeqa.indexing.errors import QuestionError
+
 
 def question_key(question: str) -> str:
     """Case and spacing do not change the answer: the reader and embedder are uncased models."""
@@ -36,6 +38,8 @@ class Query:
         best_guess: bool = False,
     ) -> Query:
         """A query from loose values (a list of document ids, say), as the front ends receive them."""
+        if isinstance(document_ids, str):  # tuple("leave.md") would be its letters
+            raise QuestionError("document_ids must be a list of document ids, not one string")
         ids = None if document_ids is None else tuple(document_ids)
         return cls(question, top_k, max_answers, ids, min_answer_probability, best_guess)
 

@@ -3,8 +3,10 @@ verbatim from the documents with their citations, abstention, filters, the cache
 
 from __future__ import annotations
 
+import re
+
 import pytest
-from citeqa.indexing.errors import DocumentNotFoundError, QuestionError, TopKError
+from citeqa.indexing.errors import CiteqaError, DocumentNotFoundError, QuestionError, TopKError
 from citeqa.service.qa.pipeline import QAPipeline
 from citeqa.service.qa.query import Query
 
@@ -76,3 +78,32 @@ def test_upload_then_delete(fake_pipeline: QAPipeline) -> None:
     with pytest.raises(DocumentNotFoundError):
         fake_pipeline.delete_document("parking.txt")
     assert fake_pipeline.ask("What is the parking fee?").no_answer
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "fragment"),
+    [
+        (lambda p: p.ask(None), QuestionError, "must be a string (got NoneType)"),
+        (lambda p: p.ask(b"water levy?"), QuestionError, "must be a string (got bytes)"),
+        (lambda p: p.search(None), QuestionError, "must be a string"),  # type: ignore[arg-type]
+        (lambda p: p.ask("water levy?", top_k="3"), TopKError, "between 1 and"),
+        (lambda p: p.ask("water levy?", max_answers=0), QuestionError, "max_answers must be at least 1"),
+        (lambda p: p.ask("water levy?", document_ids="water.txt"), QuestionError, "not one string"),
+        (lambda p: p.documents(-1, 5), CiteqaError, "offset must be at least 0"),
+    ],
+)
+def test_library_misuse_is_one_clear_error(fake_pipeline: QAPipeline, call, error, fragment) -> None:  # type: ignore[no-untyped-def]
+    """From an outside probe: AttributeError and TypeError from deep inside, a string of ids split into its
+    letters, max_answers=0 answered with one answer, a negative offset echoed back."""
+    with pytest.raises(error, match=re.escape(fragment)):
+        call(fake_pipeline)
+
+
+def test_the_errors_and_a_folder_given_as_text_work_from_the_package(fake_pipeline: QAPipeline) -> None:
+    import citeqa
+
+    assert citeqa.DocumentNotFoundError is DocumentNotFoundError and issubclass(
+        citeqa.TopKError, citeqa.CiteqaError
+    )
+    folder = str(fake_pipeline.settings.corpus_dir)  # index_folder("my-policies") failed on str.is_file
+    assert fake_pipeline.index_folder(folder).document_count == 2  # type: ignore[arg-type]
