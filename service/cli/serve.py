@@ -105,8 +105,15 @@ def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
         path = Path(args.output)
         if not path.parent.is_dir():  # a mistyped path must not make folders wherever it points
             raise CiteqaError(f"cannot export to {path}: the folder {path.parent} does not exist")
-        with path.open("w", encoding="utf-8") as out:
-            count, left_out = export_jsonl(store, out, include_rejected=args.include_rejected)
+        if path.is_dir():
+            raise CiteqaError(f"cannot export to {path}: it is a folder; name a file")
+        partial = path.with_name(f".{path.name}.partial")  # renamed into place: a failure leaves no file
+        try:
+            with partial.open("w", encoding="utf-8") as out:
+                count, left_out = export_jsonl(store, out, include_rejected=args.include_rejected)
+            partial.replace(path)
+        finally:
+            partial.unlink(missing_ok=True)
         destination = f" to {path}"
     else:
         count, left_out = export_jsonl(store, sys.stdout, include_rejected=args.include_rejected)

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from citeqa.indexing.errors import StoreUnavailableError
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -52,9 +54,13 @@ class FeedbackStore:
         self.max_bytes = max_bytes
 
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=10)
-        conn.execute(_SCHEMA)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=10)
+            conn.execute(_SCHEMA)
+        except (OSError, sqlite3.DatabaseError) as exc:  # a folder, another kind of file, no permission
+            where = f"the feedback store {self.path} (CITEQA_FEEDBACK_DB)"
+            raise StoreUnavailableError(f"cannot open {where}: {exc}") from exc
         return conn
 
     def add(self, entry: FeedbackEntry) -> int:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from citeqa.indexing.errors import StoreUnavailableError
+from citeqa.service.api.internal.feedback_store import FeedbackEntry, FeedbackStore
 from citeqa.service.cli import build_parser, main
 
 
@@ -20,3 +24,25 @@ def test_commands_are_registered() -> None:
     assert (args.host, args.port) == ("0.0.0.0", 9000)
     with pytest.raises(SystemExit):
         parser.parse_args(["feedback"])
+
+
+def test_feedback_export_failures_are_one_line_and_leave_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A feedback store path that is a folder or not a database was a sqlite3 traceback (and a 500 on every
+    POST /v1/feedback), leaving an empty export file; an export to a folder was IsADirectoryError."""
+    (tmp_path / "not-a-db").write_text("plain text")
+    out = tmp_path / "out.jsonl"
+    for store in (tmp_path, tmp_path / "not-a-db"):
+        monkeypatch.setenv("CITEQA_FEEDBACK_DB", str(store))
+        assert main(["feedback", "export", "-o", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert (
+            "cannot open the feedback store" in err and "CITEQA_FEEDBACK_DB" in err and "Traceback" not in err
+        )
+        assert not out.exists() and not list(tmp_path.glob(".*partial"))
+    monkeypatch.setenv("CITEQA_FEEDBACK_DB", str(tmp_path / "feedback.sqlite3"))
+    assert main(["feedback", "export", "-o", str(tmp_path)]) == 1
+    assert "it is a folder" in capsys.readouterr().err
+    with pytest.raises(StoreUnavailableError):
+        FeedbackStore(tmp_path).add(FeedbackEntry("q?", "a", True, None, None, None, None))
