@@ -412,7 +412,10 @@ def run_calibrate(args: argparse.Namespace, settings: Settings, models: Any) -> 
     return 0
 
 
-MIN_ADAPT_QUESTIONS = 50  # below this the levels move a lot from one sample to another (docs/quality.md)
+# Below WARN the levels move a lot from one sample to another (docs/quality.md); below MIN they are noise:
+# three questions set threshold and floor to 0.27, making nearly every answer confident.
+MIN_ADAPT_QUESTIONS = 30
+WARN_ADAPT_QUESTIONS = 50
 
 
 def adapt(base: Calibrator, own: CalibrationSet) -> Calibrator:
@@ -455,8 +458,13 @@ def run_adapt(args: argparse.Namespace, settings: Settings, models: Any, progres
         raise CiteqaError(f"{settings.reader_path.name} has no calibration to adapt (run citeqa calibrate)")
     own = collect(args.adapt, False, settings, models, args.work_dir, args.limit, progress, args.cache_dir)
     if len(own.questions) < MIN_ADAPT_QUESTIONS:
-        print(f"warning: {len(own.questions)} questions; below {MIN_ADAPT_QUESTIONS} the levels are "
-              "mostly noise", file=sys.stderr)  # fmt: skip
+        raise CiteqaError(
+            f"{own.name}: {len(own.questions)} questions; adapting needs at least {MIN_ADAPT_QUESTIONS} "
+            f"(100 or more for levels that hold on other questions)"
+        )
+    if len(own.questions) < WARN_ADAPT_QUESTIONS:
+        print(f"warning: {len(own.questions)} questions; below {WARN_ADAPT_QUESTIONS} the levels move a lot "
+              "from one sample of questions to another", file=sys.stderr)  # fmt: skip
     adapted = adapt(base, own)
     out = args.out or settings.data_dir / CALIBRATION_FILE
     adapted.save(out)

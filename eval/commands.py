@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from citeqa.eval.datasets import SEED_SET, EvalSet, load_dataset
+from citeqa.eval.datasets import SEED_SET, EvalSet, load_dataset, parse_spec
 from citeqa.eval.gate import (
     DEFAULT_BASELINE,
     DEFAULT_TOLERANCE,
@@ -127,8 +127,9 @@ def _backend(
         finally:
             client.close()
         return
+    seed_set = parse_spec(args.dataset)[0].resolve() == SEED_SET.resolve()
     with pipeline_for(
-        eval_set, settings, models, args.squad_index_dir, args.squad_corpus, _progress(args)
+        eval_set, settings, models, args.squad_index_dir, args.squad_corpus, _progress(args), seed_set
     ) as pipeline:
         yield PipelineBackend(pipeline), pipeline.aggregator
 
@@ -141,9 +142,11 @@ def pipeline_for(
     index_dir: Path | None = None,
     squad_corpus: str = "file",
     progress: bool = False,
+    index_corpus: bool = False,
 ) -> Iterator[QAPipeline]:
     """A warm pipeline over the set's own corpus (SQuAD formats: indexed into `index_dir`, or a
-    temporary folder), or over the configured index (the seed set)."""
+    temporary folder), or over the configured index; `index_corpus` (the seed set) builds that index from
+    CITEQA_CORPUS_DIR when there is none, where any other set is refused (it would index the seeds)."""
     from citeqa.service.qa.pipeline import QAPipeline
 
     with ExitStack() as stack:
@@ -170,9 +173,11 @@ def pipeline_for(
                 file=sys.stderr,
             )
             pipeline.reload()
-        elif not pipeline.ready:
+        elif not pipeline.ready and index_corpus:
             print(f"no index at {pipeline.index_dir}: indexing {settings.corpus_dir} first", file=sys.stderr)
             pipeline.index_folder(settings.corpus_dir, show_progress=progress)
+        elif not pipeline.ready:
+            pipeline.require_index()
         gold = {i.doc_id for i in eval_set.items}
         missing = gold - pipeline.document_ids()
         if gold and missing == gold:  # every score would be 0: not a result to print

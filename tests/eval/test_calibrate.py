@@ -21,6 +21,7 @@ from citeqa.eval.cli import build_parser
 from citeqa.eval.commands import Models
 from citeqa.eval.metrics import THRESHOLD_GRID
 from citeqa.indexing.embedding import Embedder
+from citeqa.indexing.errors import CiteqaError
 from citeqa.service.qa.answering import AnswerAggregator, AnsweringConfig
 from citeqa.service.qa.confidence import FEATURES, Calibrator
 from citeqa.service.qa.pipeline import QAPipeline
@@ -138,6 +139,12 @@ def test_adapt_command_writes_the_data_directory_calibration_the_pipeline_uses(
         parser.parse_args(["calibrate", "--adapt", str(own), "--open", str(own), "--bogus"])
     both = parser.parse_args(["calibrate", "--adapt", str(own), "--open", str(own)])
     assert run_calibrate(both, settings, Models(embedder=embedder, reader=reader)) == 2
+    few = parser.parse_args(
+        ["calibrate", "--adapt", f"{own}:fit", "--limit", "5", "--out", str(tmp_path / "x")]
+    )
+    with pytest.raises(CiteqaError, match="5 questions; adapting needs at least 30"):
+        run_calibrate(few, settings, Models(embedder=embedder, reader=reader))
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.integration

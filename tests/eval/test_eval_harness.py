@@ -181,3 +181,8 @@ def test_a_question_file_about_documents_not_in_the_index_stops(
     with pytest.raises(CiteqaError, match=r"none of the 1 documents .* docs/ folder beside the question"):
         run_eval(args, seed_pipeline.settings, Models(embedder=embedder, reader=reader))
     assert not (tmp_path / "r").exists()
+    # Over a data directory with no index it is refused too: the seeds were indexed into it first.
+    empty = Settings(device="cpu", data_dir=tmp_path / "empty")
+    with pytest.raises(CiteqaError, match="no index at"):
+        run_eval(args, empty, Models(embedder=embedder, reader=reader))
+    assert not (tmp_path / "empty" / "index").exists()
