@@ -328,7 +328,9 @@ def build_parser(*more: Register) -> tuple[argparse.ArgumentParser, dict[str, Ha
         register(sub, handlers)
     # The global flags are accepted after the command too (`citeqa index PATH --index-dir X`);
     # SUPPRESS keeps a value given before the command when none is given after it.
-    for command in sub.choices.values():
+    summaries = {action.dest: action.help for action in sub._choices_actions}
+    for name, command in sub.choices.items():
+        command.description = command.description or summaries.get(name)  # `citeqa CMD --help` says it too
         command.add_argument(
             "--index-dir", default=argparse.SUPPRESS, help="index directory (CITEQA_INDEX_DIR)"
         )

@@ -77,10 +77,13 @@ def _bind(host: str, port: int) -> socket.socket:
         listener.bind((host, port))
     except OSError as exc:
         listener.close()
-        reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
-        raise CiteqaError(
-            f"{host}:{port} {reason}; stop the other server or pick another port with --port (or CITEQA_PORT)"
-        ) from None
+        if exc.errno == errno.EADDRINUSE:
+            hint = "is already in use; stop the other server, or pick another port (--port, CITEQA_PORT)"
+        elif isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:  # the host, not the port
+            hint = f"cannot be used ({exc.strerror}): check the address (--host, CITEQA_HOST)"
+        else:
+            hint = f"cannot be used ({exc.strerror})"
+        raise CiteqaError(f"{host}:{port} {hint}") from None
     listener.set_inheritable(True)
     return listener
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 from pathlib import Path
@@ -232,3 +233,13 @@ def test_unusable_paths_and_settings_are_one_line_naming_the_variable(
     for command in (["ask", "Anything?", "--no-service"], ["index", str(SEEDS)]):
         assert main(command) != 0
         assert fragment.format(**paths) in _one_error_line(capsys.readouterr().err)
+
+
+def test_every_command_describes_itself_in_its_help() -> None:
+    """`citeqa export-reader --help` and `citeqa bench --help` said nothing of what they do."""
+    from citeqa.eval.cli import build_parser
+
+    parser, handlers = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(commands) == set(handlers)
+    assert [name for name, command in commands.items() if not command.description] == []

@@ -46,3 +46,10 @@ def test_feedback_export_failures_are_one_line_and_leave_no_file(
     assert "it is a folder" in capsys.readouterr().err
     with pytest.raises(StoreUnavailableError):
         FeedbackStore(tmp_path).add(FeedbackEntry("q?", "a", True, None, None, None, None))
+
+
+def test_an_address_it_cannot_listen_on_points_at_the_host(capsys: pytest.CaptureFixture[str]) -> None:
+    """It said "stop the other server or pick another port" for a host name that does not resolve."""
+    assert main(["serve", "--host", "not a host", "--port", "8799"]) == 1
+    err = capsys.readouterr().err
+    assert "check the address (--host, CITEQA_HOST)" in err and "port" not in err.split(":", 2)[2]
