@@ -237,6 +237,10 @@ def cmd_postgres(args: argparse.Namespace, settings: Settings) -> int:
 
     folder = settings.data_dir / "postgres"
     if args.action == "start":
+        if args.port is not None and not 1024 <= args.port <= 65535:
+            raise CiteqaError(f"--port {args.port}: give a port from 1024 to 65535 (or none: a free one)")
+        if args.port is not None and not _port_is_free(args.port):
+            raise CiteqaError(f"port {args.port} is already in use on 127.0.0.1; give another, or none")
         url = pgserver.start(folder, port=args.port)
         print(f"PostgreSQL with pgvector running from {folder}; use it with:", file=sys.stderr)
         print(f"export CITEQA_DATABASE_URL={url}")
@@ -250,6 +254,17 @@ def cmd_postgres(args: argparse.Namespace, settings: Settings) -> int:
             return 1
         print(f"export CITEQA_DATABASE_URL={pgserver.url_for(port)}")
     return 0
+
+
+def _port_is_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def cmd_export_reader(args: argparse.Namespace, settings: Settings) -> int:

@@ -53,3 +53,16 @@ def test_an_address_it_cannot_listen_on_points_at_the_host(capsys: pytest.Captur
     assert main(["serve", "--host", "not a host", "--port", "8799"]) == 1
     err = capsys.readouterr().err
     assert "check the address (--host, CITEQA_HOST)" in err and "port" not in err.split(":", 2)[2]
+
+
+def test_postgres_start_checks_its_port_first(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--port 70000` or a port in use ended in pg_ctl's two lines, "could not start server"."""
+    import socket
+
+    assert main(["postgres", "start", "--port", "70000"]) == 1
+    assert "give a port from 1024 to 65535" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert main(["postgres", "start", "--port", str(taken.getsockname()[1])]) == 1
+    assert "already in use" in capsys.readouterr().err
