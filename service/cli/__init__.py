@@ -128,6 +128,8 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from citeqa.service.qa.pipeline import QAPipeline
     from citeqa.service.wire import ask_json
 
+    if args.question == "-":  # `echo "question" | citeqa ask -`
+        args.question = sys.stdin.read(64 * 1024)
     pipeline = QAPipeline(settings)
     # Cheap checks first, so that bad input fails before the models load.
     pipeline.validate_question(args.question)
@@ -306,7 +308,7 @@ def build_parser(*more: Register) -> tuple[argparse.ArgumentParser, dict[str, Ha
     handlers["index"] = cmd_index
 
     p = sub.add_parser("ask", help="answer a question with cited verbatim spans")
-    p.add_argument("question")
+    p.add_argument("question", help='the question ("-": read it from standard input)')
     p.add_argument("--top-k", type=int, help="passages to retrieve and read")
     p.add_argument("--max-answers", type=int, help="answers to show (best first)")
     p.add_argument(

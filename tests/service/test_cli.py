@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import shutil
 from pathlib import Path
@@ -67,6 +68,17 @@ def test_ask_without_index(env: Path, capsys: pytest.CaptureFixture[str]) -> Non
 def test_bad_question(env: Path, capsys: pytest.CaptureFixture[str], question: str) -> None:
     assert main(["ask", question]) != 0
     assert "question" in _one_error_line(capsys.readouterr().err)
+
+
+def test_ask_reads_the_question_from_stdin(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("y" * 1001 + "\n"))
+    assert main(["ask", "-"]) != 0  # the question read, and checked as any other: 1001 characters
+    assert "the question is 1001 characters long" in _one_error_line(capsys.readouterr().err)
+    monkeypatch.setattr("sys.stdin", io.StringIO("Which city was first?\n"))
+    assert main(["ask", "-"]) == 1  # read and valid: it gets as far as the missing index
+    assert "citeqa index" in _one_error_line(capsys.readouterr().err)
 
 
 def test_empty_corpus_folder(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
