@@ -133,6 +133,11 @@ def describe_url(url: str) -> str:
     return f"postgresql://{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
 
 
+# How long a query waits for a connection from the pool: a server that is down answers 503 after this
+# rather than psycopg's 30 s, which outlast the health checks of load balancers.
+POOL_WAIT_S = 5.0
+
+
 class PostgresStore:
     def __init__(
         self,
@@ -185,6 +190,7 @@ class PostgresStore:
                     self.url,
                     min_size=1,
                     max_size=8,
+                    timeout=POOL_WAIT_S,
                     kwargs={"autocommit": True},
                     configure=functools.partial(_configure, ef_search=self.ef_search),
                     check=ConnectionPool.check_connection,
@@ -201,11 +207,22 @@ class PostgresStore:
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        pool = self.pool()
         try:
-            with self.pool().connection() as conn:
+            with pool.connection() as conn:
                 yield conn
         except psycopg.Error as exc:  # connection lost, server gone, pool exhausted, schema tampered with
+            if isinstance(exc, psycopg.OperationalError):  # PoolTimeout is one too
+                self._discard(pool)
             raise DatabaseError(f"the database at {self.describe()} failed: {exc}") from exc
+
+    def _discard(self, pool: ConnectionPool) -> None:
+        """Drop a pool that lost its server: the next call connects afresh, at once, where the pool would
+        reconnect in the background with a growing back-off (21 s after a restart, measured)."""
+        with self._pool_lock:
+            if self._pool is pool:
+                self._pool = None
+        pool.close(timeout=1.0)
 
     def close(self) -> None:
         with self._pool_lock:

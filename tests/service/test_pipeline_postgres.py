@@ -59,3 +59,37 @@ def test_an_unreachable_database_is_a_clear_error_without_the_password(tmp_path:
         pipeline.require_index()
     assert "s3cret" not in str(caught.value)
     assert citeqa_status(caught.value) == (503, "store_unavailable")
+
+
+def test_a_database_down_answers_within_seconds_and_back_up_at_once(tmp_path: Path) -> None:
+    """A database down: every query waited out psycopg's 30 s; back up, the pool reconnected in the
+    background with a growing back-off (a replica's first /readyz took 21.8 s). A server of its own here,
+    stopped and started again (the shared one serves other tests)."""
+    import tempfile
+    import time
+
+    from citeqa.indexing.errors import StoreUnavailableError
+    from citeqa.indexing.store import pgserver
+    from citeqa.indexing.store.postgres import POOL_WAIT_S, PostgresStore
+
+    base = Path(tempfile.mkdtemp(prefix="citeqa-pg-"))
+    base.chmod(0o755)  # the server runs as `postgres`
+    folder = base / "postgres"
+    url = pgserver.start(folder, durable=False)
+    try:
+        port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
+        store = PostgresStore(url, tmp_path / "bm25")
+        assert store.live_version() is None
+        pgserver.stop(folder)
+        started = time.perf_counter()
+        with pytest.raises(StoreUnavailableError):
+            store.deleted_ids()  # a query every time (live_version is polled at most every 0.25 s)
+        assert time.perf_counter() - started < POOL_WAIT_S + 2
+        pgserver.start(folder, port=port, durable=False)
+        started = time.perf_counter()
+        assert store.deleted_ids() == set()
+        assert time.perf_counter() - started < 2.0
+        store.close()
+    finally:
+        pgserver.stop(folder)
+        shutil.rmtree(base, ignore_errors=True)

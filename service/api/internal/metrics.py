@@ -47,6 +47,8 @@ class Metrics:
 
     def observe_stages(self, timings_ms: dict[str, float]) -> None:
         for stage, ms in timings_ms.items():
+            if "cache" in timings_ms and stage in ("retrieve", "read"):
+                continue  # an answer from the cache ran neither: its zeros would pull their histograms to 0
             self.stage_latency.labels(stage=stage).observe(ms / 1000.0)
 
     def render(self) -> bytes:

@@ -15,6 +15,7 @@ from citeqa.service.api.internal.metrics import Metrics
 from citeqa.service.qa.pipeline import QAPipeline
 from citeqa.service.qa.types import AskResult, SearchResult
 from citeqa.service.settings import Settings
+from citeqa.service.wire import ReadyResponse
 from fastapi import Request
 
 T = TypeVar("T")
@@ -47,27 +48,40 @@ class ServiceState:
         self._inference = anyio.CapacityLimiter(self.settings.inference_workers)
         # One index update at a time, on its own thread, so that queries keep their workers.
         self._updates = anyio.CapacityLimiter(1)
+        # Readiness checks one at a time: while the store does not answer, later checks wait out their
+        # bound instead of piling up threads.
+        self.readiness_checks = anyio.CapacityLimiter(1)
 
     @property
     def ready(self) -> bool:
         return self.models_loaded and self.pipeline.ready
 
-    async def load_new_index(self) -> str | None:
-        """Load an index that appeared since start-up (`citeqa index` in another process, a rebuild over a
-        damaged one), so that readiness does not wait for a query; None, or why it cannot be loaded. Each
-        live version is tried once: a load balancer's health checks must not each verify a bad index."""
-        live = self.pipeline.store.live_version()
-        if live is None or self.ready:
-            return None
-        if live == self._unloadable[0]:
-            return self._unloadable[1]
+    def readiness(self) -> ReadyResponse:
+        """Whether the service can answer, and why not; loads an index that appeared since start-up
+        (`citeqa index` in another process, a rebuild over a damaged one), so that readiness does not wait
+        for a query. Each live version is tried once: a load balancer's health checks must not each verify
+        a bad index. It may query the store: run it off the event loop (/readyz bounds its wait)."""
+        if not self.models_loaded:
+            return ReadyResponse(ready=False, message=self.load_error or "loading the models and the index")
+        pipeline = self.pipeline
         try:
-            await self.infer(lambda: self.pipeline.index)
+            if not pipeline.ready:
+                live = pipeline.store.live_version()
+                if live is None:
+                    message = self.load_error or "no index loaded: run `citeqa index` or upload a document"
+                    return ReadyResponse(ready=False, message=message)
+                if live == self._unloadable[0]:
+                    return ReadyResponse(ready=False, message=self._unloadable[1])
+                try:
+                    pipeline.index  # noqa: B018 - loads the live version
+                except CiteqaError as exc:
+                    self._unloadable = (live, str(exc))
+                    raise
+                self.load_error = None
+            version, documents = pipeline.index_version, pipeline.document_count
         except CiteqaError as exc:
-            self._unloadable = (live, str(exc))
-            return str(exc)
-        self.load_error = None
-        return None
+            return ReadyResponse(ready=False, message=str(exc))
+        return ReadyResponse(ready=True, message="ready", index_version=version, documents=documents)
 
     async def infer(self, fn: Callable[[], T]) -> T:
         """Run model work on the inference pool, off the event loop."""

@@ -170,3 +170,43 @@ def test_readiness_follows_an_index_built_by_another_process(tmp_path: Path) -> 
         pipeline().index_folder(corpus)  # another process: `citeqa index`
         ready = client.get("/readyz")
         assert ready.status_code == 200 and ready.json()["documents"] == 2
+
+
+def test_readiness_is_bounded_and_never_holds_up_other_requests(
+    fake_pipeline: QAPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database down: /readyz queried the store on the event loop and waited out the pool's 30 s, and
+    /healthz and /metrics waited behind it."""
+    import threading
+    import time
+
+    with TestClient(create_app(pipeline=fake_pipeline), base_url=LOOPBACK_URL) as client:
+        wait_ready(client)
+        monkeypatch.setattr(fake_pipeline.store, "live_version", lambda: time.sleep(6))
+        answers: dict[str, tuple[int, float]] = {}
+
+        def ask_ready() -> None:
+            started = time.perf_counter()
+            answers["ready"] = (client.get("/readyz").status_code, time.perf_counter() - started)
+
+        checking = threading.Thread(target=ask_ready)
+        checking.start()
+        time.sleep(0.3)
+        started = time.perf_counter()
+        assert client.get("/healthz").status_code == 200 and client.get("/metrics").status_code == 200
+        assert time.perf_counter() - started < 1.0
+        checking.join()
+        status, seconds = answers["ready"]
+        assert status == 503 and seconds < 4.0
+
+
+def test_answers_from_the_cache_leave_the_read_and_retrieve_histograms_alone() -> None:
+    """A cache hit's retrieve and read of 0 ms were observed: with the cache warm, their p50 read 0."""
+    from citeqa.service.api.internal.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.observe_stages({"retrieve": 4.0, "read": 30.0, "total": 35.0})
+    metrics.observe_stages({"cache": 0.1, "retrieve": 0.0, "read": 0.0, "total": 0.1})
+    text = metrics.render().decode()
+    for stage, count in (("read", 1), ("retrieve", 1), ("cache", 1), ("total", 2)):
+        assert f'citeqa_stage_duration_seconds_count{{stage="{stage}"}} {count}.0' in text
