@@ -40,6 +40,11 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI's `responses` for a route's error statuses, each an ErrorResponse."""
+    return {code: {"model": ErrorResponse} for code in codes}
+
+
 # --- ask and search ---------------------------------------------------------------------------
 class AskRequest(BaseModel):
     # Strict: JSON `true` is not 1 and "0.5" is not 0.5 (both were taken); a JSON integer is still a number.

@@ -19,10 +19,10 @@ from citeqa.service.wire import (
     ChatCompletionRequest,
     ChatCompletionResponse,
     ChatReplyMessage,
-    ErrorResponse,
     ModelCard,
     ModelList,
     document_url,
+    error_responses,
     section_label,
     shown_probability,
 )
@@ -181,7 +181,7 @@ def _stream(completion: ChatCompletionResponse) -> Iterator[str]:
     dependencies=[require_json],
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "JSON, or server-sent events with stream"},
-        **{code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 503)},
+        **error_responses(400, 413, 415, 422, 503),
     },
 )
 async def chat_completions(

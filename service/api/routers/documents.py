@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import time
 import unicodedata
-from pathlib import PurePosixPath, PureWindowsPath
 from typing import Annotated
 
 from citeqa.indexing.ingest.loaders import SUPPORTED_SUFFIXES
@@ -19,11 +18,11 @@ from citeqa.service.wire import (
     DocumentOut,
     DocumentSpan,
     DocumentSummary,
-    ErrorResponse,
     PageOut,
     UploadResponse,
     document_summary,
     document_url,
+    error_responses,
 )
 from fastapi import APIRouter, Query, Request
 from starlette.datastructures import UploadFile
@@ -37,13 +36,10 @@ _UNSAFE = re.compile(r"[^\w.-]+")
 MAX_ID_BYTES = 200  # file systems allow 255 bytes a name; UTF-8 takes up to 4 a character
 
 
-def _errors(*codes: int) -> dict[int | str, dict[str, object]]:
-    return {code: {"model": ErrorResponse} for code in codes}
-
-
 def _base_name(filename: str) -> str:
-    # Both separators: a client on Windows may send C:\\path\\name.txt.
-    return unicodedata.normalize("NFC", PurePosixPath(PureWindowsPath(filename).name).name)
+    # Both separators: a client on Windows may send C:\\path\\name.txt. Not Windows' drive rule, which made
+    # "x:y.txt" the name "y.txt" (another document's, perhaps): the colon becomes "_" with the rest.
+    return unicodedata.normalize("NFC", re.split(r"[\\/]", filename)[-1])
 
 
 def sanitize_doc_id(filename: str) -> str:
@@ -85,7 +81,7 @@ def _check_name_is_free(pipeline: QAPipeline, doc_id: str, original: str) -> Non
         )
 
 
-@router.get("/v1/documents", response_model=DocumentList, responses=_errors(422, 503))
+@router.get("/v1/documents", response_model=DocumentList, responses=error_responses(422, 503))
 async def list_documents(
     state: StateDep,
     pipeline: PipelineDep,
@@ -105,7 +101,9 @@ async def list_documents(
     return await state.infer(page)
 
 
-@router.get("/v1/documents/{doc_id:path}", response_model=DocumentOut, responses=_errors(404, 422, 503))
+@router.get(
+    "/v1/documents/{doc_id:path}", response_model=DocumentOut, responses=error_responses(404, 422, 503)
+)
 async def get_document(
     doc_id: str,
     state: StateDep,
@@ -172,7 +170,7 @@ _UPLOAD_BODY = {
     response_model=UploadResponse,
     status_code=201,
     dependencies=[ApiKeyDep],
-    responses=_errors(400, 401, 403, 409, 413, 415, 422, 429, 503, 507),
+    responses=error_responses(400, 401, 403, 409, 413, 415, 422, 429, 503, 507),
     openapi_extra=_UPLOAD_BODY,
 )
 async def upload_document(request: Request, state: StateDep, pipeline: PipelineDep) -> UploadResponse:
@@ -222,7 +220,7 @@ async def upload_document(request: Request, state: StateDep, pipeline: PipelineD
     "/v1/documents/{doc_id:path}",
     response_model=DeleteResponse,
     dependencies=[ApiKeyDep],
-    responses=_errors(401, 403, 404, 409, 429, 503),
+    responses=error_responses(401, 403, 404, 409, 422, 429, 503),
 )
 async def delete_document(
     doc_id: str, request: Request, state: StateDep, pipeline: PipelineDep

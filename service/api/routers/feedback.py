@@ -5,7 +5,7 @@ from __future__ import annotations
 from citeqa.service.api.internal.deps import StateDep, require_json
 from citeqa.service.api.internal.errors import ApiError
 from citeqa.service.api.internal.feedback_store import FeedbackEntry, FeedbackFullError
-from citeqa.service.wire import ErrorResponse, FeedbackRequest, FeedbackResponse
+from citeqa.service.wire import FeedbackRequest, FeedbackResponse, error_responses
 from fastapi import APIRouter
 
 router = APIRouter(tags=["feedback"])
@@ -16,7 +16,7 @@ router = APIRouter(tags=["feedback"])
     response_model=FeedbackResponse,
     status_code=201,
     dependencies=[require_json],
-    responses={code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 507)},
+    responses=error_responses(400, 413, 415, 422, 503, 507),
 )
 async def feedback(body: FeedbackRequest, state: StateDep) -> FeedbackResponse:
     if not body.question.strip():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from citeqa.service.api.internal.deps import PipelineDep, StateDep
-from citeqa.service.wire import MAX_TEXT_FIELD, MAX_TOP_K, ErrorResponse, SearchResponse, search_response
+from citeqa.service.wire import MAX_TEXT_FIELD, MAX_TOP_K, SearchResponse, error_responses, search_response
 from fastapi import APIRouter, Query, Request
 
 router = APIRouter(tags=["questions"])
@@ -14,7 +14,7 @@ router = APIRouter(tags=["questions"])
 @router.get(
     "/v1/search",
     response_model=SearchResponse,
-    responses={code: {"model": ErrorResponse} for code in (422, 503)},
+    responses=error_responses(422, 503),
 )
 async def search(
     request: Request,

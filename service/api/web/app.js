@@ -114,10 +114,8 @@ function renderAbstention(result) {
       box.append(item);
     }
     const guess = el("button", { type: "button", id: "show-best-guess", textContent: "Show the best guess anyway" });
-    guess.addEventListener("click", () => {
-      $("best-guess").checked = true;
-      ask(result.question, Number($("max-answers").value));
-    });
+    // This question only: the form's box stays as the user left it for the next ones.
+    guess.addEventListener("click", () => ask(result.question, Number($("max-answers").value), true));
     box.append(el("p", {}, guess));
   }
   box.append(el("p", {}, feedbackButtons(result.question, null, "Was this right? ")));
@@ -135,7 +133,7 @@ function citesSpan(result, docId, start, end) {
 // Alternatives that round to a score of 0.00 say nothing a reader can use; the best answer always shows.
 const MIN_SHOWN_SCORE = 0.005;
 
-async function ask(question, maxAnswers) {
+async function ask(question, maxAnswers, bestGuess = $("best-guess").checked) {
   const results = $("results");
   results.replaceChildren();
   closeDocument();  // a new question: the panel of the previous one goes
@@ -145,7 +143,7 @@ async function ask(question, maxAnswers) {
     const result = await api("/v1/ask", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ question, max_answers: maxAnswers, best_guess: $("best-guess").checked }),
+      body: JSON.stringify({ question, max_answers: maxAnswers, best_guess: bestGuess }),
     });
     const shown = result.answers.filter((a, i) => i === 0 || a.score >= MIN_SHOWN_SCORE);
     if (result.no_answer) {

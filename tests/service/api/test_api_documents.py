@@ -185,4 +185,5 @@ def test_oversize_streamed_upload_without_length_is_cut_off(writable_client: Cli
 def test_document_ids_are_sanitized(tmp_path: Path) -> None:
     assert sanitize_doc_id("../../etc/pass wd.txt") == "pass_wd.txt"
     assert sanitize_doc_id("C:\\Users\\me\\report.PDF") == "report.PDF"
+    assert sanitize_doc_id("x:y.txt") == "x_y.txt"  # was "y.txt": Windows' drive rule
     assert sanitize_doc_id("..hidden.md") == "hidden.md"
