@@ -93,3 +93,32 @@ def test_a_database_down_answers_within_seconds_and_back_up_at_once(tmp_path: Pa
     finally:
         pgserver.stop(folder)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_replica_refuses_an_upload_named_like_a_folder_document_indexed_elsewhere(
+    database_url: str, tmp_path: Path, embedder: Embedder, reader: Reader
+) -> None:
+    """The folder was indexed through another data directory than the replica's: the replica's check read
+    only its own record of folders, and the upload replaced the folder's document (201, replaced)."""
+    from citeqa.service.api import create_app
+    from fastapi.testclient import TestClient
+
+    from tests.service.api.conftest import API_KEY, LOOPBACK_URL, wait_ready
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(REPO_ROOT / "seeds", corpus)
+    (corpus / "harbor.txt").write_bytes(HARBOR)
+
+    def replica(name: str) -> QAPipeline:
+        settings = Settings(
+            data_dir=tmp_path / name, device="cpu", database_url=database_url, api_key=API_KEY
+        )  # type: ignore[arg-type]
+        return QAPipeline(settings, embedder=embedder, reader=reader)
+
+    replica("indexer").index_folder(corpus)
+    with TestClient(create_app(pipeline=replica("serving")), base_url=LOOPBACK_URL) as client:
+        wait_ready(client)
+        files = {"file": ("harbor.txt", b"Not the harbor policy.", "text/plain")}
+        refused = client.post("/v1/documents", headers={"Authorization": f"Bearer {API_KEY}"}, files=files)
+        assert refused.status_code == 409 and refused.json()["error"]["code"] == "document_in_corpus"
+        assert "45 days" in client.get("/v1/documents/harbor.txt").json()["text"]
