@@ -152,6 +152,13 @@ class QAPipeline:
     def ready(self) -> bool:
         return self._index is not None
 
+    def loaded_index_size(self) -> tuple[int, int] | None:
+        """Documents and chunks of the index version in memory (None before one is loaded); no store query."""
+        if self._index is None:
+            return None
+        manifest = self._index.snapshot.manifest
+        return len(manifest.documents), manifest.chunk_count
+
     def require_index(self) -> None:
         if self.store.live_version() is None:
             where = f" --index-dir {self.index_dir}" if self.settings.index_dir is not None else ""

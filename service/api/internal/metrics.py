@@ -44,6 +44,12 @@ class Metrics:
         self.ready = Gauge(
             "citeqa_ready", "1 once the index and the models are loaded", registry=self.registry
         )
+        self.index_documents = Gauge(
+            "citeqa_index_documents", "Documents in the index version loaded", registry=self.registry
+        )
+        self.index_chunks = Gauge(
+            "citeqa_index_chunks", "Chunks in the index version loaded", registry=self.registry
+        )
 
     def observe_stages(self, timings_ms: dict[str, float]) -> None:
         for stage, ms in timings_ms.items():

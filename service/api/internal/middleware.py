@@ -41,10 +41,18 @@ def _route_label(scope: Scope) -> str:
     if isinstance(path, str) and path:
         return path
     raw = str(scope.get("path", ""))
+    if raw in _FIXED_PATHS:  # a request refused before routing (a body over the limit) or served outside it
+        return raw
     for prefix in ("/mcp", "/static"):
         if raw == prefix or raw.startswith(prefix + "/"):
             return prefix
     return "unmatched"
+
+
+_FIXED_PATHS = frozenset(
+    {"/", "/v1/ask", "/v1/search", "/v1/documents", "/v1/feedback", "/v1/chat/completions", "/v1/models"}
+    | {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"}
+)
 
 
 class RequestMiddleware:

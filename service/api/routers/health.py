@@ -38,4 +38,8 @@ async def readyz(state: StateDep) -> Response:
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
 async def metrics(state: StateDep) -> Response:
     state.metrics.ready.set(1 if state.ready else 0)
+    size = state.pipeline.loaded_index_size()  # the version in memory: /metrics never queries the store
+    if size is not None:
+        state.metrics.index_documents.set(size[0])
+        state.metrics.index_chunks.set(size[1])
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

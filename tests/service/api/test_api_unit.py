@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -210,3 +211,14 @@ def test_answers_from_the_cache_leave_the_read_and_retrieve_histograms_alone() -
     text = metrics.render().decode()
     for stage, count in (("read", 1), ("retrieve", 1), ("cache", 1), ("total", 2)):
         assert f'citeqa_stage_duration_seconds_count{{stage="{stage}"}} {count}.0' in text
+
+
+def test_metrics_label_refused_and_fixed_routes_and_give_the_index_size(fake_client: TestClient) -> None:
+    """A body over the limit (refused before routing) and /openapi.json were counted as "unmatched", and
+    nothing said how large the loaded index is."""
+    assert fake_client.post("/v1/ask", json={"question": "x" * 70_000}).status_code == 413
+    assert fake_client.get("/openapi.json").status_code == 200
+    text = fake_client.get("/metrics").text
+    assert 'citeqa_http_requests_total{method="POST",route="/v1/ask",status="413"} 1.0' in text
+    assert 'route="/openapi.json",status="200"' in text and 'route="unmatched"' not in text
+    assert "citeqa_index_documents 2.0" in text and re.search(r"citeqa_index_chunks [1-9]", text)
