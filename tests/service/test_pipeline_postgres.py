@@ -122,3 +122,42 @@ def test_a_replica_refuses_an_upload_named_like_a_folder_document_indexed_elsewh
         refused = client.post("/v1/documents", headers={"Authorization": f"Bearer {API_KEY}"}, files=files)
         assert refused.status_code == 409 and refused.json()["error"]["code"] == "document_in_corpus"
         assert "45 days" in client.get("/v1/documents/harbor.txt").json()["text"]
+
+
+def test_an_upload_says_what_its_own_write_did_on_a_shared_store(
+    database_url: str, tmp_path: Path, embedder: Embedder, reader: Reader
+) -> None:
+    """Two replicas uploading one name: `replaced` and `index_version` were read from the replica's view
+    (up to 0.25 s old), so the second was told it replaced nothing, with the other's version."""
+    from citeqa.service.api import create_app
+    from fastapi.testclient import TestClient
+
+    from tests.service.api.conftest import API_KEY, LOOPBACK_URL, wait_ready
+
+    def client(name: str) -> TestClient:
+        settings = Settings(
+            data_dir=tmp_path / name, device="cpu", database_url=database_url, api_key=API_KEY
+        )  # type: ignore[arg-type]
+        return TestClient(
+            create_app(pipeline=QAPipeline(settings, embedder=embedder, reader=reader)), base_url=LOOPBACK_URL
+        )
+
+    QAPipeline(
+        Settings(data_dir=tmp_path / "i", device="cpu", database_url=database_url),
+        embedder=embedder,
+        reader=reader,
+    ).index_folder(REPO_ROOT / "seeds")  # type: ignore[arg-type]
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    with client("a") as a, client("b") as b:
+        wait_ready(a), wait_ready(b)
+        b.get("/v1/documents")  # b's view of the store is fresh now, and stays so for 0.25 s
+        first = a.post(
+            "/v1/documents", headers=auth, files={"file": ("same.txt", b"Version A.", "text/plain")}
+        )
+        second = b.post(
+            "/v1/documents", headers=auth, files={"file": ("same.txt", b"Version B.", "text/plain")}
+        )
+    assert first.status_code == second.status_code == 201
+    assert first.json()["replaced"] is False and second.json()["replaced"] is True
+    versions = [int(r.json()["index_version"].rsplit("-", 1)[1]) for r in (first, second)]
+    assert versions[1] > versions[0]

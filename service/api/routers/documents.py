@@ -7,6 +7,7 @@ import time
 import unicodedata
 from typing import Annotated
 
+from citeqa.indexing.ingest.build import BuildReport
 from citeqa.indexing.ingest.loaders import SUPPORTED_SUFFIXES
 from citeqa.service.api.internal.deps import ApiKeyDep, PipelineDep, StateDep
 from citeqa.service.api.internal.errors import ApiError
@@ -80,6 +81,11 @@ def _check_name_is_free(pipeline: QAPipeline, doc_id: str, original: str) -> Non
             f"the file name {original!r} becomes the id {doc_id}, which another document has; "
             "rename the file",
         )
+
+
+def _made(report: BuildReport, pipeline: QAPipeline) -> str:
+    """The index version an update made."""
+    return report.manifest.version or pipeline.index_version
 
 
 def _indexed_from_a_folder(pipeline: QAPipeline, doc_id: str) -> bool:
@@ -209,9 +215,8 @@ async def upload_document(request: Request, state: StateDep, pipeline: PipelineD
 
     def add() -> UploadResponse:
         _check_name_is_free(pipeline, doc_id, original)
-        replaced = pipeline.has_document(doc_id)
         started = time.perf_counter()
-        document, _ = pipeline.upload_document(doc_id, data, original, document=parsed)
+        document, report = pipeline.upload_document(doc_id, data, original, document=parsed)
         state.metrics.stage_latency.labels(stage="index_update").observe(time.perf_counter() - started)
         summary = DocumentSummary(
             id=doc_id,
@@ -221,7 +226,10 @@ async def upload_document(request: Request, state: StateDep, pipeline: PipelineD
             length=len(document.text),
             url=document_url(doc_id),
         )
-        return UploadResponse(document=summary, replaced=replaced, index_version=pipeline.index_version)
+        # From the write itself, made under the store's lock: another replica's upload of the same name
+        # just before is "replaced", and the version is the one this write made, not a later one.
+        replaced = doc_id not in report.added
+        return UploadResponse(document=summary, replaced=replaced, index_version=_made(report, pipeline))
 
     return await state.update(add, request)
 
@@ -237,8 +245,8 @@ async def delete_document(
 ) -> DeleteResponse:
     def delete() -> DeleteResponse:
         started = time.perf_counter()
-        pipeline.delete_document(doc_id)
+        report = pipeline.delete_document(doc_id)
         state.metrics.stage_latency.labels(stage="index_update").observe(time.perf_counter() - started)
-        return DeleteResponse(deleted=doc_id, index_version=pipeline.index_version)
+        return DeleteResponse(deleted=doc_id, index_version=_made(report, pipeline))
 
     return await state.update(delete, request)
