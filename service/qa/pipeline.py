@@ -328,7 +328,11 @@ class QAPipeline:
         snapshot = self.index.snapshot
         document = snapshot.document(doc_id)
         if document is None:
-            raise DocumentNotFoundError(f"no document with id {doc_id[:200]!r}")
+            # A citation's link outlives its document: say which version was looked in.
+            raise DocumentNotFoundError(
+                f"no document with id {doc_id[:200]!r} in index version {snapshot.version} "
+                "(deleted since it was cited, or never indexed)"
+            )
         return document, snapshot.version
 
     def chunk_count(self, doc_id: str) -> int:

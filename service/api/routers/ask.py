@@ -13,7 +13,7 @@ router = APIRouter(tags=["questions"])
 @router.post(
     "/v1/ask",
     response_model=AskResponse,
-    responses=error_responses(400, 404, 413, 415, 422, 503),  # 404: document_ids not in the index
+    responses=error_responses(400, 404, 413, 415, 422, 429, 503),  # 404: document_ids not in the index
     dependencies=[require_json],
 )
 async def ask(body: AskRequest, request: Request, state: StateDep, pipeline: PipelineDep) -> AskResponse:

@@ -181,7 +181,7 @@ def _stream(completion: ChatCompletionResponse) -> Iterator[str]:
     dependencies=[require_json],
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "JSON, or server-sent events with stream"},
-        **error_responses(400, 413, 415, 422, 503),
+        **error_responses(400, 413, 415, 422, 429, 503),
     },
 )
 async def chat_completions(

@@ -16,7 +16,7 @@ router = APIRouter(tags=["feedback"])
     response_model=FeedbackResponse,
     status_code=201,
     dependencies=[require_json],
-    responses=error_responses(400, 413, 415, 422, 503, 507),
+    responses=error_responses(400, 413, 415, 422, 429, 503, 507),
 )
 async def feedback(body: FeedbackRequest, state: StateDep) -> FeedbackResponse:
     if not body.question.strip():

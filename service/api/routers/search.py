@@ -14,7 +14,7 @@ router = APIRouter(tags=["questions"])
 @router.get(
     "/v1/search",
     response_model=SearchResponse,
-    responses=error_responses(422, 503),
+    responses=error_responses(422, 429, 503),
 )
 async def search(
     request: Request,

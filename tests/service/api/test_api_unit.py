@@ -140,7 +140,13 @@ def test_span_and_id_errors_say_what_is_wrong_briefly(fake_client: TestClient) -
     outside = fake_client.get("/v1/documents/water.txt", params={"start": 5, "end": 10**6})
     assert outside.status_code == 422 and "not inside the document" in outside.json()["error"]["message"]
     long_id = fake_client.get("/v1/documents/" + "x" * 5000 + ".txt")
-    assert long_id.status_code == 404 and len(long_id.json()["error"]["message"]) < 300  # echoed whole
+    assert long_id.status_code == 404 and len(long_id.json()["error"]["message"]) < 400  # echoed whole
+    # A citation's link after its document went: which version was looked in, and why it may be missing.
+    gone = fake_client.get("/v1/documents/gone.txt", params={"start": 0, "end": 4}).json()["error"]["message"]
+    assert "in index version v-" in gone and "deleted since it was cited" in gone
+    paths = fake_client.get("/openapi.json").json()["paths"]
+    for path, method in (("/v1/ask", "post"), ("/v1/search", "get"), ("/v1/chat/completions", "post")):
+        assert "429" in paths[path][method]["responses"], path  # rate limiting, when it is on
 
 
 @pytest.mark.parametrize("field", ["stream", "best_guess"])
