@@ -76,6 +76,11 @@ def _legacy_text(data: bytes) -> str | None:
         return None
 
 
+def collapse_spaces(text: str) -> str:
+    """Each line's runs of whitespace as one space, its line breaks kept, the ends trimmed."""
+    return "\n".join(" ".join(line.split()) for line in text.split("\n")).strip()
+
+
 def tidy_lines(text: str) -> str:
     """Strip each line and keep at most one blank line in a row (for extracted text only)."""
     lines = [line.strip() for line in text.splitlines()]

@@ -28,7 +28,14 @@ from collections.abc import Iterator
 from xml.etree import ElementTree
 
 from citeqa.indexing.errors import DocumentLoadError
-from citeqa.indexing.ingest.loaders.common import Block, Parsed, assemble_blocks, table_row, too_long
+from citeqa.indexing.ingest.loaders.common import (
+    Block,
+    Parsed,
+    assemble_blocks,
+    collapse_spaces,
+    table_row,
+    too_long,
+)
 
 SUFFIXES = (".docx", ".docm")
 
@@ -130,7 +137,7 @@ def _styles(styles: ElementTree.Element | None) -> tuple[dict[str, int], set[str
         style_id = style.get(f"{_W}styleId")
         name_element = style.find(f"{_W}name")
         name = (name_element.get(f"{_W}val") or "").lower() if name_element is not None else ""
-        outline = style.find(f"{_W}pPr/{_W}outlineLvl")
+        outline = _outline_level(style)
         if style_id is None:
             continue
         if style.find(f"{_W}pPr/{_W}numPr") is not None or name.startswith("list "):
@@ -139,9 +146,17 @@ def _styles(styles: ElementTree.Element | None) -> tuple[dict[str, int], set[str
             levels[style_id] = TITLE_LEVEL
         elif match := _HEADING_NAME.fullmatch(name):
             levels[style_id] = int(match.group(1))
-        elif outline is not None and (value := outline.get(f"{_W}val", "")).isdigit() and int(value) < 9:
-            levels[style_id] = int(value) + 1
+        elif outline is not None:
+            levels[style_id] = outline
     return levels, lists
+
+
+def _outline_level(element: ElementTree.Element) -> int | None:
+    """The heading level an outline level in a style's or paragraph's properties gives (Word's 0-8; 9 is
+    body text), or None."""
+    outline = element.find(f"{_W}pPr/{_W}outlineLvl")
+    value = outline.get(f"{_W}val", "") if outline is not None else ""
+    return int(value) + 1 if value.isdigit() and int(value) < 9 else None
 
 
 def _children(element: ElementTree.Element, tag: str) -> Iterator[ElementTree.Element]:
@@ -189,17 +204,14 @@ def _style(paragraph: ElementTree.Element) -> str:
 def _paragraph_level(paragraph: ElementTree.Element, levels: dict[str, int]) -> int | None:
     """The paragraph's heading level by its style, or by an outline level set on it; None: not a heading."""
     level = levels.get(_style(paragraph))
-    outline = paragraph.find(f"{_W}pPr/{_W}outlineLvl")
-    if level is None and outline is not None and (value := outline.get(f"{_W}val", "")).isdigit():
-        level = int(value) + 1 if int(value) < 9 else None
-    return level
+    return _outline_level(paragraph) if level is None else level
 
 
 def _text(element: ElementTree.Element) -> str:
     """The element's visible text: runs' text, tabs as spaces, line breaks kept; whitespace collapsed."""
     parts: list[str] = []
     _collect(element, parts)
-    return "\n".join(" ".join(line.split()) for line in "".join(parts).split("\n")).strip()
+    return collapse_spaces("".join(parts))
 
 
 def _collect(element: ElementTree.Element, parts: list[str]) -> None:

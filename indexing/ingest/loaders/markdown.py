@@ -15,6 +15,7 @@ from citeqa.indexing.ingest.loaders.common import (
     Block,
     Parsed,
     assemble_blocks,
+    collapse_spaces,
     decode_text,
     table_row,
     too_long,
@@ -111,4 +112,4 @@ def _inline(token: Token) -> str:
             parts.append("\n")
         elif child.type == "image":
             parts.append(child.content)  # its alt text
-    return "\n".join(" ".join(line.split()) for line in "".join(parts).split("\n")).strip()
+    return collapse_spaces("".join(parts))
