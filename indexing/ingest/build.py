@@ -107,10 +107,9 @@ class IndexBuilder:
         # Deletions made through any replica, so that an upload file another data directory kept (or a
         # folder document deleted through another replica) does not come back.
         store_deleted = self.store.deleted_ids()
-        withheld = sources.withheld(store_deleted)
-        restore = withheld if restore_deleted else []
+        deleted_in_folder = sources.withheld(store_deleted)
+        restore, withheld = (deleted_in_folder, []) if restore_deleted else ([], deleted_in_folder)
         loaded = sources.load(store_deleted, restore=restore)
-        withheld = [d for d in withheld if d not in restore]
         if not loaded.documents:
             detail = f"; {len(loaded.problems)} files skipped" if loaded.problems else ""
             if withheld:

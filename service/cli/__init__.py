@@ -81,7 +81,8 @@ def cmd_index_folder(
     from citeqa.indexing.ingest.build import RESTORE_HINT, check_corpus_folder
 
     check_corpus_folder(corpus)
-    previous = pipeline.sources(corpus).recorded_corpus()
+    sources = pipeline.sources(corpus)
+    previous = sources.recorded_corpus()
     if (
         previous is not None
         and previous != corpus.resolve()
@@ -108,7 +109,7 @@ def cmd_index_folder(
     if report.shadowed:
         print(
             f"{len(report.shadowed)} documents of the folder are replaced by uploads of the same name "
-            f"({_names(report.shadowed)}); the uploads, kept in {pipeline.sources(corpus).uploads_dir}, win: "
+            f"({_names(report.shadowed)}); the uploads, kept in {sources.uploads_dir}, win: "
             "remove one there to index the folder's file",
             file=sys.stderr,
         )

@@ -58,6 +58,11 @@ def outcome_message(answers: Sequence[Answer]) -> str:
     return NOT_SURE_MESSAGE if answers[0].confidence_level == "not_sure" else ""
 
 
+def _whole_number(value: object) -> bool:
+    """An int that is not a bool: a library caller's "3" or True is not a count."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def check_scope(index: SearchIndex, document_ids: Sequence[str] | None) -> None:
     """A question scoped to documents must name some, each in the index: an unknown id answered "no
     answer found", as if the document had been read."""
@@ -218,7 +223,7 @@ class QAPipeline:
     def _top_k(self, top_k: int | None) -> int:
         if top_k is None:
             return self.settings.top_k
-        if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= self.settings.max_top_k:
+        if not _whole_number(top_k) or not 1 <= top_k <= self.settings.max_top_k:
             raise TopKError(f"top_k must be between 1 and {self.settings.max_top_k} (got {top_k})")
         return top_k
 
@@ -257,7 +262,7 @@ class QAPipeline:
             query = Query.of(query, top_k, max_answers, document_ids, min_answer_probability, best_guess)
         question = self.validate_question(query.question)
         most = query.max_answers
-        if most is not None and (not isinstance(most, int) or isinstance(most, bool) or most < 1):
+        if most is not None and (not _whole_number(most) or most < 1):
             raise QuestionError(f"max_answers must be at least 1 (got {most!r})")
         index = self.index
         check_scope(index, query.document_ids)

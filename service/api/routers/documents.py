@@ -66,7 +66,7 @@ def sanitize_doc_id(filename: str) -> str:
 def _check_name_is_free(pipeline: QAPipeline, doc_id: str, original: str) -> None:
     """Refuse an upload that would silently replace a document it does not name."""
     sources = pipeline.sources()
-    in_folder = (sources.corpus_dir / doc_id).is_file() or _indexed_from_a_folder(pipeline, doc_id)
+    in_folder = sources.in_folder(doc_id) or _indexed_from_a_folder(pipeline, doc_id)
     if in_folder and doc_id not in sources.deleted():
         raise ApiError(
             409,
@@ -91,10 +91,8 @@ def _made(report: BuildReport, pipeline: QAPipeline) -> str:
 def _indexed_from_a_folder(pipeline: QAPipeline, doc_id: str) -> bool:
     """Whether the index holds `doc_id` from a folder's file (it has a source; uploads have none): on a
     shared store that folder may have been indexed through another data directory than this replica's."""
-    if not pipeline.has_document(doc_id):
-        return False
-    document, _ = pipeline.document(doc_id)
-    return document.source is not None
+    document = pipeline.index.snapshot.document(doc_id) if pipeline.ready else None
+    return document is not None and document.source is not None
 
 
 @router.get("/v1/documents", response_model=DocumentList, responses=error_responses(422, 503))
